@@ -1,0 +1,1 @@
+"""Omnilingo's pipeline: one module a stage, no UI code."""

@@ -1,0 +1,287 @@
+"""Tiny random models of the real architectures, built offline.
+
+They have the real model classes, processors and chat templates but a shrunk
+config and a byte-level tokenizer, so the app loads them through exactly the
+same ``from_pretrained`` code as the released weights. Their answers are noise;
+their shapes, streaming, cancellation and memory behaviour are real.
+
+    python -m tests.tiny_models OUTDIR         # writes OUTDIR/gemma4, OUTDIR/qwen25omni, OUTDIR/whisper
+    python -m app --model OUTDIR/gemma4        # serve one
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+SEED = 1234
+
+# Chat template in the spirit of Gemma's turn markers; small enough to read.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] | trim }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{ '<|image|>' }}"
+    "{%- elif item['type'] == 'audio' -%}{{ '<|audio|>' }}"
+    "{%- elif item['type'] == 'text' -%}{{ item['text'] | trim }}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{ '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+QWEN_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{ '<|vision_bos|><|IMAGE|><|vision_eos|>' }}"
+    "{%- elif item['type'] == 'audio' -%}{{ '<|audio_bos|><|AUDIO|><|audio_eos|>' }}"
+    "{%- elif item['type'] == 'text' -%}{{ item['text'] }}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte → printable character map (byte-level BPE alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def build_gemma4(out: Path) -> Path:
+    from transformers import (
+        Gemma4AudioFeatureExtractor,
+        Gemma4Config,
+        Gemma4ForConditionalGeneration,
+        Gemma4ImageProcessor,
+        Gemma4Processor,
+        Gemma4VideoProcessor,
+        GemmaTokenizer,
+    )
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    mm_tokens = {
+        "image_token": "<|image|>",
+        "boi_token": "<start_of_image>",
+        "eoi_token": "<end_of_image>",
+        "audio_token": "<|audio|>",
+        "boa_token": "<start_of_audio>",
+        "eoa_token": "<end_of_audio>",
+    }
+    turn_tokens = ["<start_of_turn>", "<end_of_turn>", "<|video|>"]
+    vocab: dict[str, int] = {}
+    for tok in specials + list(mm_tokens.values()) + turn_tokens:
+        vocab[tok] = len(vocab)
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for ch in "▁abcdefghijklmnopqrstuvwxyz":
+        vocab.setdefault(ch, len(vocab))
+    tokenizer = GemmaTokenizer(vocab=vocab, merges=[], extra_special_tokens=mm_tokens)
+    tokenizer.add_special_tokens({"additional_special_tokens": turn_tokens})
+    vocab_size = len(tokenizer)
+
+    config = Gemma4Config(
+        text_config={
+            "vocab_size": vocab_size,
+            "vocab_size_per_layer_input": vocab_size,
+            "hidden_size": 64,
+            "hidden_size_per_layer_input": 16,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "global_head_dim": 32,
+            "sliding_window": 64,
+            "layer_types": ["sliding_attention", "full_attention"],
+            "max_position_embeddings": 4096,
+            "pad_token_id": 0,
+            "eos_token_id": [1, vocab["<end_of_turn>"]],
+            "bos_token_id": 2,
+        },
+        vision_config={
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 32,
+            "patch_size": 16,
+            "pooling_kernel_size": 3,
+            "position_embedding_size": 1024,
+        },
+        audio_config={
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            # the first subsampling conv sees the mel bins (design.md)
+            "subsampling_conv_channels": [128, 32],
+            "output_proj_dims": 64,
+        },
+        boi_token_id=vocab["<start_of_image>"],
+        eoi_token_id=vocab["<end_of_image>"],
+        image_token_id=vocab["<|image|>"],
+        video_token_id=vocab["<|video|>"],
+        boa_token_id=vocab["<start_of_audio>"],
+        eoa_token_index=vocab["<end_of_audio>"],
+        audio_token_id=vocab["<|audio|>"],
+    )
+    torch.manual_seed(SEED)
+    model = Gemma4ForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = [1, vocab["<end_of_turn>"]]
+    model.generation_config.pad_token_id = 0
+    model.generation_config.do_sample = False
+
+    processor = Gemma4Processor(
+        feature_extractor=Gemma4AudioFeatureExtractor(),
+        image_processor=Gemma4ImageProcessor(patch_size=16, max_soft_tokens=70, pooling_kernel_size=3),
+        video_processor=Gemma4VideoProcessor(patch_size=16, max_soft_tokens=70, pooling_kernel_size=3, num_frames=2),
+        tokenizer=tokenizer,
+        chat_template=GEMMA_TEMPLATE,
+        image_seq_length=70,
+    )
+    target = out / "gemma4"
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+    return target
+
+
+def build_qwen25omni(out: Path) -> Path:
+    """Qwen2.5-Omni thinker (the text-out half of the model) with its real processor."""
+    from transformers import (
+        Qwen2_5OmniProcessor,
+        Qwen2_5OmniThinkerConfig,
+        Qwen2_5OmniThinkerForConditionalGeneration,
+        Qwen2Tokenizer,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    byte_map = _bytes_to_unicode()
+    vocab = {ch: i for i, ch in enumerate(byte_map.values())}
+    specials = [
+        "<|endoftext|>", "<|im_start|>", "<|im_end|>",
+        "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>",
+        "<|IMAGE|>", "<|vision_bos|>", "<|vision_eos|>", "<|VIDEO|>",
+    ]
+    for tok in specials:
+        vocab[tok] = len(vocab)
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[],
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "image_token": "<|IMAGE|>",
+            "audio_token": "<|AUDIO|>",
+            "video_token": "<|VIDEO|>",
+            "vision_bos_token": "<|vision_bos|>",
+            "vision_eos_token": "<|vision_eos|>",
+            "audio_bos_token": "<|audio_bos|>",
+            "audio_eos_token": "<|audio_eos|>",
+        },
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    vocab_size = len(tokenizer)
+
+    config = Qwen2_5OmniThinkerConfig(
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 2,
+            "out_hidden_size": 64,
+            "fullatt_block_indexes": [1],
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        audio_config={
+            "d_model": 64,
+            "encoder_layers": 2,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 128,
+            "output_dim": 64,
+            "num_mel_bins": 128,
+            "n_window": 100,
+        },
+        audio_token_index=vocab["<|AUDIO|>"],
+        image_token_index=vocab["<|IMAGE|>"],
+        video_token_index=vocab["<|VIDEO|>"],
+        audio_start_token_id=vocab["<|audio_bos|>"],
+        audio_end_token_id=vocab["<|audio_eos|>"],
+        vision_start_token_id=vocab["<|vision_bos|>"],
+        vision_end_token_id=vocab["<|vision_eos|>"],
+    )
+    torch.manual_seed(SEED)
+    model = Qwen2_5OmniThinkerForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
+    model.generation_config.pad_token_id = vocab["<|endoftext|>"]
+    model.generation_config.do_sample = False
+
+    processor = Qwen2_5OmniProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=224 * 224),
+        video_processor=Qwen2VLVideoProcessor(),
+        feature_extractor=WhisperFeatureExtractor(feature_size=128),
+        tokenizer=tokenizer,
+        chat_template=QWEN_TEMPLATE,
+    )
+    target = out / "qwen25omni"
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+    return target
+
+
+BUILDERS = {"gemma4": build_gemma4, "qwen25omni": build_qwen25omni}
+
+
+def build_all(out: Path, names: list[str] | None = None) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    built = {}
+    for name in names or list(BUILDERS):
+        built[name] = BUILDERS[name](out)
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--only", nargs="*", choices=sorted(BUILDERS), help="build only these")
+    args = parser.parse_args(argv)
+    built = build_all(args.outdir, args.only)
+    print(json.dumps({name: str(path) for name, path in built.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
