@@ -1,0 +1,459 @@
+"""The omni model: load it, build its prompt, stream its answer, stop it.
+
+One engine interface, two kinds behind it: ``LocalEngine`` runs a model with
+transformers (4-bit nf4 through bitsandbytes on CUDA, fp32/bf16 on CPU) and
+``backend.remote.RemoteEngine`` talks to an OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from backend.errors import GenerationError, ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS = {"cuda": "google/gemma-4-E4B-it", "cpu": "google/gemma-4-E2B-it"}
+
+# bitsandbytes anchors skip patterns at the start of the module path, and any
+# explicit list replaces its automatic lm_head exclusion (design.md).
+SKIP_MODULES = {
+    "gemma4": ["lm_head", "model.vision_tower", "model.embed_vision", "model.audio_tower", "model.embed_audio"],
+    "qwen2_5_omni": [
+        "lm_head", "thinker.lm_head", "thinker.model.visual", "thinker.model.audio_tower", "talker", "token2wav",
+    ],
+    "qwen2_5_omni_thinker": ["lm_head", "model.visual", "model.audio_tower"],
+}
+# Families whose processor takes audio next to images and text (Gemma 4 E2B/E4B, Qwen2.5-Omni).
+AUDIO_FAMILIES = {"gemma4", "qwen2_5_omni", "qwen2_5_omni_thinker"}
+MAX_NATIVE_AUDIO_S = 30.0
+
+
+@dataclass
+class PromptMessage:
+    """One message as the model sees it. Images are RGB PIL images; audio is 16 kHz mono float32."""
+
+    role: str  # "system" | "user" | "assistant"
+    text: str = ""
+    images: list[Any] = field(default_factory=list)
+    audio: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    first_token_s: float | None = None
+    total_s: float = 0.0
+    stopped: bool = False
+    truncated_history: int = 0  # older messages left out to fit the context
+
+
+class Engine(Protocol):
+    name: str
+    accepts_images: bool
+    accepts_audio: bool
+
+    def load(self, progress: Callable[[str], None] | None = None) -> None: ...
+
+    def stream(
+        self, messages: list[PromptMessage], stop: threading.Event, max_new_tokens: int = 512,
+        stats: GenerationStats | None = None,
+    ) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:  # torch missing or broken CUDA: the CPU still works
+        return "cpu"
+
+
+def default_model(device: str) -> str:
+    return DEFAULT_MODELS["cuda" if device.startswith("cuda") else "cpu"]
+
+
+def model_family(config: Any) -> str:
+    return getattr(config, "model_type", "unknown")
+
+
+def bnb_config(family: str):
+    """The 4-bit nf4 config for a model family, towers and heads kept in bf16."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        # fp16 compute gives empty output on Gemma (design.md)
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        llm_int8_skip_modules=list(SKIP_MODULES.get(family, ["lm_head"])),
+    )
+
+
+def total_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
+def choose_cpu_dtype(n_params: int, memory_bytes: int | None = None) -> str:
+    """fp32 decodes fastest on CPU (bf16 has no fast kernels on most laptops), but a
+    5 B-parameter model takes 20 GB in fp32: fall back to bf16 when fp32 would not fit
+    in about 60 % of memory."""
+    memory_bytes = memory_bytes or total_memory_bytes()
+    return "float32" if n_params * 4 < 0.6 * memory_bytes else "bfloat16"
+
+
+class _StopOnEvent:
+    """A StoppingCriteria that ends generate() within one decode step of the event."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def _missing_weights_message(model: str, err: Exception) -> ModelUnavailableError:
+    from huggingface_hub import constants
+
+    local = Path(model).expanduser()
+    if not isinstance(err, OSError):
+        return ModelUnavailableError(
+            f"The model {model} was found but could not be loaded: its files look damaged or it is not an "
+            f"architecture Omnilingo can run ({type(err).__name__}). Pass another model with --model.",
+            key="model.broken", model=model,
+        )
+    if local.exists():
+        where = f"the local folder {local}"
+        hint = "Check that it holds config.json, the weights and the processor files."
+    else:
+        where = f"the Hugging Face hub and the cache at {constants.HF_HUB_CACHE}"
+        hint = "Connect to the internet once to download it, or pass a local copy with --model PATH."
+    return ModelUnavailableError(
+        f"The model {model} could not be loaded: it was not found in {where}. {hint} ({type(err).__name__})",
+        key="model.unavailable", model=model, where=where,
+    )
+
+
+# One generate() at a time per device: two at once on one GPU only thrash its memory.
+_DEVICE_LOCKS: dict[str, threading.Lock] = {}
+_DEVICE_LOCKS_GUARD = threading.Lock()
+
+
+def device_lock(device: str) -> threading.Lock:
+    with _DEVICE_LOCKS_GUARD:
+        return _DEVICE_LOCKS.setdefault(device, threading.Lock())
+
+
+class LocalEngine:
+    """An omni vision-language model run in-process with transformers."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "auto",
+        quantization: str = "auto",  # "auto" | "nf4" | "none"
+        dtype: str = "auto",  # "auto" | "float32" | "bfloat16" | "float16"
+        max_context_tokens: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model_id = model or default_model(self.device)
+        self.name = self.model_id
+        self.quantization = quantization
+        self.dtype = dtype
+        self.trust_remote_code = trust_remote_code
+        self.max_context_tokens = max_context_tokens
+        self.family = "unknown"
+        self.model = None
+        self.processor = None
+        self.load_seconds: float | None = None
+        self.accepts_images = True
+        self.accepts_audio = False
+        self._generator = None  # the module whose generate() streams text
+
+    # -- loading ---------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def use_4bit(self) -> bool:
+        if self.quantization == "nf4":
+            return True
+        if self.quantization == "none":
+            return False
+        # bitsandbytes 4-bit works on CPU but runs 3-6x slower than fp32 there (design.md)
+        return self.device.startswith("cuda")
+
+    def load(self, progress: Callable[[str], None] | None = None) -> None:
+        if self.loaded:
+            return
+        report = progress or (lambda message: log.info(message))
+        started = time.perf_counter()
+        try:
+            import torch
+            from transformers import AutoConfig, AutoModelForMultimodalLM, AutoProcessor
+
+            report(f"Reading the configuration of {self.model_id}…")
+            config = AutoConfig.from_pretrained(self.model_id, trust_remote_code=self.trust_remote_code)
+            self.family = model_family(config)
+            kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+            if self.family == "qwen2_5_omni":
+                # Text out only: the talker and vocoder would cost memory for nothing.
+                kwargs["enable_audio_output"] = False
+            if self.use_4bit():
+                kwargs["quantization_config"] = bnb_config(self.family)
+                kwargs["device_map"] = self.device if self.device != "cuda" else {"": 0}
+                kwargs["dtype"] = torch.bfloat16
+            else:
+                kwargs["dtype"] = self._plain_dtype(config)
+                kwargs["device_map"] = self.device
+            report(f"Loading {self.model_id} ({self.describe_precision(kwargs)}) on {self.device}…")
+            self.processor = AutoProcessor.from_pretrained(self.model_id, trust_remote_code=self.trust_remote_code)
+            model = AutoModelForMultimodalLM.from_pretrained(self.model_id, **kwargs)
+        except ModelUnavailableError:
+            raise
+        except ImportError:
+            raise
+        except Exception as err:  # hub misses, bad folders, corrupt or unknown weights
+            raise _missing_weights_message(self.model_id, err) from err
+        model.eval()
+        self.model = model
+        self._generator = getattr(model, "thinker", model) if self.family == "qwen2_5_omni" else model
+        self.accepts_audio = self.family in AUDIO_FAMILIES and hasattr(self.processor, "feature_extractor")
+        self.accepts_images = hasattr(self.processor, "image_processor")
+        if self.max_context_tokens is None:
+            text_config = getattr(config, "text_config", None) or getattr(config, "thinker_config", config)
+            text_config = getattr(text_config, "text_config", text_config)
+            self.max_context_tokens = int(getattr(text_config, "max_position_embeddings", 8192) or 8192)
+        self.load_seconds = time.perf_counter() - started
+        report(f"{self.model_id} is ready ({self.load_seconds:.1f} s).")
+
+    def _plain_dtype(self, config: Any):
+        import torch
+
+        name = self.dtype
+        if name == "auto":
+            if self.device.startswith("cuda"):
+                name = "bfloat16"
+            else:
+                name = choose_cpu_dtype(_estimate_params(config))
+        return getattr(torch, name)
+
+    def describe_precision(self, kwargs: dict[str, Any] | None = None) -> str:
+        if kwargs and "quantization_config" in kwargs or (kwargs is None and self.use_4bit()):
+            return "4-bit nf4, bf16 compute"
+        dtype = (kwargs or {}).get("dtype")
+        return str(dtype).replace("torch.", "") if dtype is not None else self.dtype
+
+    def close(self) -> None:
+        """Release the model (and its GPU memory)."""
+        self.model = None
+        self._generator = None
+        self.processor = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # nothing to free on a broken CUDA setup
+            pass
+
+    # -- prompting ---------------------------------------------------------------
+    def _chat(self, messages: list[PromptMessage]) -> tuple[list[dict], list[Any], list[np.ndarray]]:
+        chat: list[dict] = []
+        images: list[Any] = []
+        audio: list[np.ndarray] = []
+        for message in messages:
+            content: list[dict] = []
+            for image in message.images if self.accepts_images else []:
+                content.append({"type": "image"})
+                images.append(image)
+            for clip in message.audio if self.accepts_audio else []:
+                content.append({"type": "audio"})
+                audio.append(clip[: int(MAX_NATIVE_AUDIO_S * 16000)])
+            if message.text:
+                content.append({"type": "text", "text": message.text})
+            if content:
+                chat.append({"role": message.role, "content": content})
+        return chat, images, audio
+
+    def encode(self, messages: list[PromptMessage]):
+        chat, images, audio = self._chat(messages)
+        prompt = self.processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        kwargs: dict[str, Any] = {"text": prompt, "return_tensors": "pt"}
+        if images:
+            kwargs["images"] = images
+        if audio:
+            kwargs["audio"] = audio
+        inputs = self.processor(**kwargs)
+        return inputs.to(self.model.device)
+
+    def fit_to_context(self, messages: list[PromptMessage], max_new_tokens: int) -> tuple[list[PromptMessage], int]:
+        """Drop the oldest turns (never the system prompt or the last user message) until the prompt fits."""
+        context = self.max_context_tokens or 8192
+        budget = context - min(max_new_tokens, context // 2)
+        system = [m for m in messages if m.role == "system"]
+        rest = [m for m in messages if m.role != "system"]
+        dropped = 0
+        while True:
+            candidate = system + rest
+            length = int(self.encode(candidate)["input_ids"].shape[-1])
+            if length <= budget or len(rest) <= 1:
+                if length > budget:
+                    raise GenerationError(
+                        "This message is too long for the model: shorten it or split it into parts.",
+                        key="error.too_long", tokens=length, limit=budget,
+                    )
+                return candidate, dropped
+            # drop a user turn with its answer so roles keep alternating
+            cut = 2 if len(rest) > 2 and rest[1].role == "assistant" else 1
+            rest = rest[cut:]
+            dropped += cut
+
+    # -- generation ----------------------------------------------------------------
+    def stream(
+        self,
+        messages: list[PromptMessage],
+        stop: threading.Event,
+        max_new_tokens: int = 512,
+        stats: GenerationStats | None = None,
+    ) -> Iterator[str]:
+        """Yield text deltas. Setting ``stop`` ends generation within one decode step."""
+        if not self.loaded:
+            self.load()
+        from transformers import StoppingCriteriaList
+
+        stats = stats if stats is not None else GenerationStats()
+        started = time.perf_counter()
+        lock = device_lock(self.device)
+        # Wait for the device without ignoring a stop pressed meanwhile.
+        while not lock.acquire(timeout=0.05):
+            if stop.is_set():
+                stats.stopped = True
+                return
+        finished = False
+        try:
+            messages, stats.truncated_history = self.fit_to_context(messages, max_new_tokens)
+            inputs = self.encode(messages)
+            stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
+            streamer = _CountingStreamer(
+                self.processor.tokenizer, stats, started, skip_prompt=True, skip_special_tokens=True, timeout=600.0
+            )
+            failure: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    self._generator.generate(
+                        **inputs,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=False,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop)]),
+                    )
+                except BaseException as err:  # surfaced to the consumer below
+                    failure.append(err)
+                    streamer.end()
+
+            worker = threading.Thread(target=run, name="omnilingo-generate", daemon=True)
+            worker.start()
+            try:
+                for delta in streamer:
+                    if delta:
+                        yield delta
+                    if stop.is_set():
+                        break
+                else:
+                    finished = True
+            finally:
+                # A consumer that stops reading would leave generate() running: always stop it.
+                if not finished:
+                    stop.set()
+                worker.join()
+            if failure:
+                raise _generation_error(failure[0])
+        finally:
+            lock.release()
+            stats.total_s = time.perf_counter() - started
+            stats.stopped = stats.stopped or stop.is_set() or not finished
+
+
+def _counting_streamer_class():
+    from transformers import TextIteratorStreamer
+
+    class CountingStreamer(TextIteratorStreamer):
+        """Counts generated tokens and stamps the first one (text may lag behind tokens)."""
+
+        def __init__(self, tokenizer, stats: GenerationStats, started: float, **kwargs) -> None:
+            super().__init__(tokenizer, **kwargs)
+            self.stats = stats
+            self.started = started
+            self.seen_prompt = False
+
+        def put(self, value) -> None:
+            if not self.seen_prompt:
+                self.seen_prompt = True
+            else:
+                self.stats.new_tokens += int(value.numel()) if hasattr(value, "numel") else 1
+                if self.stats.first_token_s is None:
+                    self.stats.first_token_s = time.perf_counter() - self.started
+            super().put(value)
+
+    return CountingStreamer
+
+
+def _CountingStreamer(tokenizer, stats: GenerationStats, started: float, **kwargs):
+    return _counting_streamer_class()(tokenizer, stats, started, **kwargs)
+
+
+def _generation_error(err: BaseException) -> GenerationError:
+    if isinstance(err, GenerationError):
+        return err
+    text = f"{type(err).__name__}: {err}"
+    if "out of memory" in text.lower():
+        try:
+            import torch
+
+            torch.cuda.empty_cache()
+        except Exception:  # freeing is best effort
+            pass
+        return GenerationError(
+            "The model ran out of memory on this request. Try fewer or smaller images, or a shorter message.",
+            key="error.out_of_memory",
+        )
+    log.exception("generation failed", exc_info=err)
+    return GenerationError("The model failed while answering. Please try again.", key="error.generation")
+
+
+def _estimate_params(config: Any) -> int:
+    """Parameter count from a config without building the model (meta device)."""
+    try:
+        from accelerate import init_empty_weights
+        from transformers import AutoModelForMultimodalLM
+
+        with init_empty_weights():
+            model = AutoModelForMultimodalLM.from_config(config)
+        return sum(p.numel() for p in model.parameters())
+    except Exception:  # unknown architecture: assume the CPU default's size
+        return 5_100_000_000
