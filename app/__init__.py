@@ -1,0 +1,1 @@
+"""Omnilingo's front ends: the Gradio web UI and the command line. No model code here."""

@@ -1,0 +1,96 @@
+"""Command line: ``python -m app`` (or ``omnilingo``) starts the web UI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from dataclasses import fields
+
+from backend.settings import Settings
+
+log = logging.getLogger("omnilingo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = Settings.ENV
+    parser = argparse.ArgumentParser(
+        prog="omnilingo",
+        description="Omnilingo: an assistant you can type, show pictures or talk to, in your own language. "
+        "Every option can also be set with the environment variable shown.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    defaults = Settings()
+
+    def add(flag: str, field: str, help_text: str, **kwargs) -> None:
+        parser.add_argument(
+            flag, dest=field, default=None,
+            help=f"{help_text} [env {env[field]}] (default: {getattr(defaults, field)})", **kwargs,
+        )
+
+    add("--model", "model", "hub id or local folder of the omni model; default google/gemma-4-E4B-it on a "
+        "GPU, google/gemma-4-E2B-it on CPU", metavar="ID_OR_PATH")
+    add("--device", "device", "auto, cpu, cuda or cuda:N")
+    add("--quantization", "quantization", "auto (4-bit nf4 on CUDA), nf4, or none", choices=["auto", "nf4", "none"])
+    add("--dtype", "dtype", "weights dtype when not quantized: auto, float32, bfloat16",
+        choices=["auto", "float32", "bfloat16", "float16"])
+    add("--engine", "engine", "local (transformers) or openai (an OpenAI-compatible server such as vLLM)",
+        choices=["local", "openai"])
+    add("--base-url", "base_url", "URL of the OpenAI-compatible server, for --engine openai", metavar="URL")
+    add("--api-key", "api_key", "API key for --engine openai (never logged)", metavar="KEY")
+    add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input", metavar="ID_OR_PATH")
+    add("--tts", "tts_engine", "voice engine: auto, espeak, mms, off")
+    add("--host", "host", "address to listen on; 0.0.0.0 makes the app reachable from other machines")
+    add("--port", "port", "port to listen on", type=int)
+    parser.add_argument("--share", dest="share", action="store_const", const=True, default=None,
+                        help=f"create a public Gradio share link [env {env['share']}]")
+    parser.add_argument("--no-browser", dest="inbrowser", action="store_const", const=False, default=None,
+                        help=f"do not open the browser [env {env['inbrowser']}=0]")
+    parser.add_argument("--window", dest="window", action="store_const", const=True, default=None,
+                        help=f"open in a native window (needs pywebview) [env {env['window']}]")
+    add("--auth", "auth", "require a login, as user:password", metavar="USER:PASS")
+    add("--max-upload-mb", "max_upload_mb", "largest file a user may upload, in MB", type=int)
+    add("--max-images", "max_images_per_turn", "most images in one message", type=int)
+    add("--max-audio-seconds", "max_audio_seconds", "longest recording accepted", type=int)
+    add("--max-new-tokens", "max_new_tokens", "longest answer, in tokens", type=int)
+    add("--concurrency", "concurrency", "UI events served at once", type=int)
+    parser.add_argument("--trust-remote-code", dest="trust_remote_code", action="store_const", const=True,
+                        default=None, help="run Python code shipped with the model (only for models you trust)")
+    parser.add_argument("--log-level", default=os.environ.get("OMNILINGO_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def settings_from_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
+    args = build_parser().parse_args(argv)
+    overrides = {f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)}
+    return Settings.from_env(**overrides), args
+
+
+def warn_if_exposed(settings: Settings) -> None:
+    if settings.host not in {"127.0.0.1", "localhost", "::1"}:
+        log.warning("Listening on %s: anyone who can reach this machine can use the app%s.",
+                    settings.host, "" if settings.auth else " (add --auth user:pass to require a login)")
+    if settings.share:
+        log.warning("--share makes the app reachable by anyone with the link.")
+    if settings.trust_remote_code:
+        log.warning("--trust-remote-code runs Python code that comes with the model. Use it only for models you trust.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings, args = settings_from_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warn_if_exposed(settings)
+
+    from app.server import serve
+
+    def interrupted(signum, frame):  # Ctrl-C: leave through the normal shutdown path
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    return serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

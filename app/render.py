@@ -1,0 +1,86 @@
+"""Turns a conversation into the chat view's messages. Pure functions, easy to test."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from app.i18n import translate
+from backend import languages
+from backend.turns import Conversation, Turn
+
+
+def language_badge(turn: Turn, locale: str = "en") -> str:
+    guess = turn.language
+    if not guess.known:
+        return translate("turn.unknown_language", locale)
+    return translate(
+        "turn.detected", locale, name=guess.name, tag=guess.tag, confidence=round(guess.confidence * 100)
+    )
+
+
+# Fenced blocks and inline code spans: Markdown shows them literally, so they need no escaping.
+_CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]*`)", re.DOTALL)
+
+
+def inert_markdown(text: str) -> str:
+    """Markdown stays Markdown, raw HTML is shown as text (never run), code is left as typed."""
+    parts = _CODE.split(text)
+    return "".join(part if i % 2 else html.escape(part, quote=False) for i, part in enumerate(parts))
+
+
+def _text_block(text: str, tag: str) -> str:
+    """User or model text in its own writing direction."""
+    direction = "rtl" if languages.is_rtl(tag) else "auto"
+    return f'<div dir="{direction}">\n\n{inert_markdown(text)}\n\n</div>'
+
+
+def user_message(turn: Turn, locale: str = "en") -> dict:
+    content: list = []
+    shown = turn.text or turn.transcript or ""
+    badge = f'<span class="lang-badge">{html.escape(language_badge(turn, locale))}</span>'
+    content.append(_text_block(shown, turn.language.tag) + "\n\n" + badge if shown else badge)
+    for path in turn.image_paths:
+        content.append({"path": path})
+    if turn.audio_path:
+        content.append({"path": turn.audio_path})
+    return {"role": "user", "content": content}
+
+
+def assistant_message(turn: Turn, locale: str = "en") -> dict | None:
+    notes: list[str] = []
+    if turn.status == "stopped":
+        notes.append(translate("turn.stopped", locale))
+    elif turn.status == "interrupted":
+        notes.append(translate("turn.interrupted", locale))
+    elif turn.status == "error":
+        notes.append(translate("turn.error", locale, message=turn.error or ""))
+    if "history_shortened" in turn.notes:
+        notes.append(translate("turn.history_shortened", locale))
+    options = []
+    if turn.status == "done" and turn.language_mismatch and turn.answer_guess is not None:
+        wanted = languages.language_name(turn.answer_language)
+        notes.append(translate(
+            "turn.mismatch", locale, answer_language=turn.answer_guess.name, language=wanted
+        ))
+        options.append({"value": f"retry:{turn.id}", "label": translate("button.retry", locale, language=wanted)})
+    if not turn.answer and not notes and turn.status in {"pending", "streaming"}:
+        return {"role": "assistant", "content": "…"}
+    parts = []
+    if turn.answer:
+        parts.append(_text_block(turn.answer, turn.answer_language))
+    parts.extend(f'<span class="turn-note">{html.escape(note)}</span>' for note in notes)
+    message = {"role": "assistant", "content": "\n\n".join(parts)}
+    if options:
+        message["options"] = options
+    return message
+
+
+def chat_messages(conversation: Conversation, locale: str = "en") -> list[dict]:
+    messages: list[dict] = []
+    for turn in conversation.turns:
+        messages.append(user_message(turn, locale))
+        reply = assistant_message(turn, locale)
+        if reply is not None:
+            messages.append(reply)
+    return messages

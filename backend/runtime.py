@@ -1,0 +1,126 @@
+"""What the app holds while it runs: settings, the engine (loaded in the background), the sessions."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend import media
+from backend.engine import Engine, LocalEngine
+from backend.errors import UserFacingError
+from backend.settings import Settings
+from backend.turns import Conversation, SessionRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadStatus:
+    state: str  # "loading" | "ready" | "failed"
+    message: str
+    elapsed_s: float
+    key: str = "model.loading"
+
+
+def build_engine(settings: Settings) -> Engine:
+    if settings.engine == "openai":
+        from backend.remote import RemoteEngine
+
+        return RemoteEngine(base_url=settings.base_url, model=settings.model, api_key=settings.api_key)
+    return LocalEngine(
+        model=settings.model,
+        device=settings.device,
+        quantization=settings.quantization,
+        dtype=settings.dtype,
+        trust_remote_code=settings.trust_remote_code,
+    )
+
+
+class Runtime:
+    """Owns the model and the per-session conversations of one running app."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or build_engine(settings)
+        self.limits = media.MediaLimits(
+            max_image_pixels=settings.max_image_megapixels * 1_000_000,
+            max_images_per_turn=settings.max_images_per_turn,
+            max_file_bytes=settings.max_upload_mb * 2**20,
+            max_audio_seconds=float(settings.max_audio_seconds),
+        )
+        self.work_dir = Path(tempfile.mkdtemp(prefix="omnilingo-"))
+        self.sessions = SessionRegistry(self._new_conversation)
+        self._status = LoadStatus("loading", f"Starting {self.engine.name}…", 0.0)
+        self._started = time.monotonic()
+        self._ready = threading.Event()
+        self._loader: threading.Thread | None = None
+
+    @property
+    def model_concurrency(self) -> int:
+        """Answers generated at once: one per local device; a serving engine batches many."""
+        return 1 if isinstance(self.engine, LocalEngine) else max(1, self.settings.concurrency)
+
+    def _new_conversation(self, session_id: str) -> Conversation:
+        # The folder is named by a counter, not by the client's session id.
+        folder = Path(tempfile.mkdtemp(prefix="session-", dir=self.work_dir))
+        return Conversation(self.engine, folder, self.limits, self.settings.max_new_tokens)
+
+    # -- model loading -------------------------------------------------------------------
+    def start_loading(self) -> None:
+        if self._loader is None:
+            self._loader = threading.Thread(target=self.load, name="omnilingo-load", daemon=True)
+            self._loader.start()
+
+    def load(self) -> None:
+        def progress(message: str) -> None:
+            self._status = LoadStatus("loading", message, time.monotonic() - self._started)
+            log.info(message)
+
+        try:
+            self.engine.load(progress)
+        except UserFacingError as err:
+            self._status = LoadStatus("failed", err.message, time.monotonic() - self._started, err.key)
+            log.error(err.message)
+        except Exception as err:  # unexpected: keep serving, say so plainly
+            log.exception("model load failed")
+            self._status = LoadStatus(
+                "failed", f"The model could not be loaded ({type(err).__name__}). See the server log.",
+                time.monotonic() - self._started, "model.broken",
+            )
+        else:
+            self._status = LoadStatus("ready", f"{self.engine.name} is ready.", time.monotonic() - self._started,
+                                      "model.ready")
+        finally:
+            self._ready.set()
+
+    def status(self) -> LoadStatus:
+        status = self._status
+        if status.state == "loading":
+            status = LoadStatus(status.state, status.message, time.monotonic() - self._started, status.key)
+        return status
+
+    def wait_until_loaded(self, timeout: float | None = None) -> LoadStatus:
+        self.start_loading()
+        self._ready.wait(timeout)
+        return self.status()
+
+    def require_model(self, wait_s: float = 0.0) -> None:
+        """Raise a plain message when the model is not there to answer."""
+        if wait_s:
+            self._ready.wait(wait_s)
+        status = self.status()
+        if status.state == "failed":
+            raise UserFacingError(status.message, key=status.key)
+        if status.state == "loading":
+            raise UserFacingError(
+                "The model is still loading. Your message is kept: send it again in a moment.",
+                key="model.still_loading",
+            )
+
+    def close(self) -> None:
+        self.sessions.close_all()
+        self.engine.close()

@@ -1,0 +1,107 @@
+"""One settings object for the whole app: CLI flags > environment variables > defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class Settings:
+    """Every knob a user can turn. ``ENV`` names the environment variable of each field."""
+
+    model: str | None = None  # hub id or local folder; None = the default for the device
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    quantization: str = "auto"  # auto (nf4 on CUDA) | nf4 | none
+    dtype: str = "auto"  # auto | float32 | bfloat16
+    engine: str = "local"  # local | openai
+    base_url: str | None = None  # OpenAI-compatible server, for engine=openai
+    api_key: str | None = field(default=None, repr=False)  # never logged or shown
+    asr_model: str | None = None
+    tts_engine: str = "auto"  # auto | espeak | mms | off
+    allow_noncommercial_voices: bool = False
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    inbrowser: bool = True
+    window: bool = False
+    auth: str | None = field(default=None, repr=False)  # "user:pass"
+    max_upload_mb: int = 50
+    max_images_per_turn: int = 8
+    max_image_megapixels: int = 40
+    max_audio_seconds: int = 600
+    max_new_tokens: int = 1024
+    concurrency: int = 8  # UI events served at once; model work is still one at a time per device
+    state_secret: str | None = field(default=None, repr=False)  # signs the conversation kept in the browser
+    auto_retry_language: bool = False
+    trust_remote_code: bool = False
+
+    ENV = {
+        "model": "OMNILINGO_MODEL",
+        "device": "OMNILINGO_DEVICE",
+        "quantization": "OMNILINGO_QUANTIZATION",
+        "dtype": "OMNILINGO_DTYPE",
+        "engine": "OMNILINGO_ENGINE",
+        "base_url": "OMNILINGO_BASE_URL",
+        "api_key": "OMNILINGO_API_KEY",
+        "asr_model": "OMNILINGO_ASR_MODEL",
+        "tts_engine": "OMNILINGO_TTS",
+        "allow_noncommercial_voices": "OMNILINGO_ALLOW_NONCOMMERCIAL_VOICES",
+        "host": "OMNILINGO_HOST",
+        "port": "OMNILINGO_PORT",
+        "share": "OMNILINGO_SHARE",
+        "inbrowser": "OMNILINGO_INBROWSER",
+        "window": "OMNILINGO_WINDOW",
+        "auth": "OMNILINGO_AUTH",
+        "max_upload_mb": "OMNILINGO_MAX_UPLOAD_MB",
+        "max_images_per_turn": "OMNILINGO_MAX_IMAGES",
+        "max_image_megapixels": "OMNILINGO_MAX_IMAGE_MEGAPIXELS",
+        "max_audio_seconds": "OMNILINGO_MAX_AUDIO_SECONDS",
+        "max_new_tokens": "OMNILINGO_MAX_NEW_TOKENS",
+        "concurrency": "OMNILINGO_CONCURRENCY",
+        "state_secret": "OMNILINGO_STATE_SECRET",
+        "auto_retry_language": "OMNILINGO_AUTO_RETRY_LANGUAGE",
+        "trust_remote_code": "OMNILINGO_TRUST_REMOTE_CODE",
+    }
+    # Names that hosting platforms already set (Gradio's own variables).
+    ENV_ALIASES = {"host": "GRADIO_SERVER_NAME", "port": "GRADIO_SERVER_PORT"}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in cls.ENV:
+                continue
+            raw = environ.get(cls.ENV[f.name])
+            if raw is None and f.name in cls.ENV_ALIASES:
+                raw = environ.get(cls.ENV_ALIASES[f.name])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to print or show: secrets masked."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in {"api_key", "auth", "state_secret"} and value:
+                value = "***"
+            out[f.name] = value
+        return out
+
+
+def _convert(type_name: Any, raw: str) -> Any:
+    text = str(type_name)
+    if text.startswith("bool"):
+        return _env_bool(raw)
+    if text.startswith("int"):
+        return int(raw)
+    return raw

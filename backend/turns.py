@@ -1,0 +1,318 @@
+"""The conversation: history, the language of each turn, streaming answers, stop and barge-in.
+
+A ``Conversation`` belongs to one browser session. Every answer runs under a
+generation number; stopping or barging in bumps it, so any chunk that still
+carries an old number (text or audio) is thrown away wherever it surfaces.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend import languages, media
+from backend.engine import Engine, GenerationStats, PromptMessage
+from backend.errors import MediaError, UserFacingError
+
+log = logging.getLogger(__name__)
+
+# Images from earlier turns stay in the prompt so follow-up questions work, but
+# each one costs hundreds of tokens: keep the most recent few.
+MAX_IMAGES_IN_CONTEXT = 4
+# Below this many letters an answer's language cannot be told reliably.
+MIN_LETTERS_TO_JUDGE_LANGUAGE = 24
+MIN_CONFIDENCE_TO_SWITCH = 0.5
+
+
+def system_prompt(language: str, firm: bool = False) -> str:
+    if language == "und":
+        return (
+            "You are Omnilingo, a helpful assistant. Answer in the same language as the user's "
+            "latest message. Be clear and concise. When the user shares images, look at them carefully."
+        )
+    name = languages.language_name(language)
+    own = languages.autonym(language)
+    label = name if own == name or not own else f"{name} ({own})"
+    prompt = (
+        f"You are Omnilingo, a helpful assistant. Answer in {label}, the language the user writes in, "
+        f"unless they ask for another language. Be clear and concise. When the user shares images, "
+        f"look at them carefully; describe or read them in {name}."
+    )
+    if firm:
+        prompt += f" Your previous answer was not in {name}. Write your whole answer in {name} only."
+    return prompt
+
+
+@dataclass
+class Turn:
+    id: int
+    text: str
+    language: languages.LanguageGuess
+    answer_language: str
+    image_paths: list[str] = field(default_factory=list)
+    audio_path: str | None = None
+    transcript: str | None = None
+    answer: str = ""
+    status: str = "pending"  # pending | streaming | done | stopped | interrupted | error
+    error: str | None = None
+    error_key: str | None = None
+    answer_guess: languages.LanguageGuess | None = None
+    generation: int = 0
+    firm_language: bool = False
+    notes: list[str] = field(default_factory=list)
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    @property
+    def language_mismatch(self) -> bool:
+        """True when the answer is surely in another language than the one asked for."""
+        guess = self.answer_guess
+        if guess is None or not guess.known or self.answer_language == "und":
+            return False
+        if sum(ch.isalpha() for ch in self.answer) < MIN_LETTERS_TO_JUDGE_LANGUAGE:
+            return False
+        return languages.normalize_tag(guess.tag) != languages.normalize_tag(self.answer_language)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["language_mismatch"] = self.language_mismatch
+        return data
+
+
+class Conversation:
+    """One person's chat with the model."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        session_dir: Path | None = None,
+        limits: media.MediaLimits | None = None,
+        max_new_tokens: int = 1024,
+    ) -> None:
+        self.engine = engine
+        self.limits = limits or media.MediaLimits()
+        self.max_new_tokens = max_new_tokens
+        self.session_dir = Path(session_dir or tempfile.mkdtemp(prefix="omnilingo-session-"))
+        self.session_dir.mkdir(parents=True, exist_ok=True)
+        self.turns: list[Turn] = []
+        self.generation = 0
+        self._ids = itertools.count(1)
+        self._file_ids = itertools.count(1)
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+
+    # -- preparing a turn ------------------------------------------------------------
+    def _keep_file(self, source: str | Path, kind: str) -> str:
+        """Copy an upload into this session's folder under a name of our own (never the user's)."""
+        suffix = ".png" if kind == "image" else ".audio"
+        target = self.session_dir / f"{kind}-{next(self._file_ids):04d}{suffix}"
+        shutil.copyfile(source, target)
+        return str(target)
+
+    def _current_language(self) -> str:
+        for turn in reversed(self.turns):
+            if turn.answer_language != "und":
+                return turn.answer_language
+        return "und"
+
+    def choose_language(self, guess: languages.LanguageGuess, override: str = "auto") -> str:
+        if override and override != "auto":
+            return languages.normalize_tag(override)
+        # "ok", "merci", a number: too little text to switch the conversation's language
+        if guess.known and guess.confidence >= MIN_CONFIDENCE_TO_SWITCH:
+            return guess.tag
+        previous = self._current_language()
+        return previous if previous != "und" else guess.tag
+
+    def prepare(self, text: str, files: list[str] | None = None, language: str = "auto") -> Turn:
+        """Check a new message and its files; raise UserFacingError and change nothing if they are unusable."""
+        text = (text or "").strip()
+        images: list[str] = []
+        audio: list[str] = []
+        for path in files or []:
+            if media.is_image_file(path):
+                images.append(path)
+            elif media.is_audio_file(path):
+                audio.append(path)
+            else:
+                raise MediaError(
+                    "This file is neither an image nor a recording Omnilingo can read.",
+                    key="media.unsupported_file",
+                )
+        if not text and not images and not audio:
+            raise UserFacingError("Type a message, or add an image or a recording.", key="error.empty_message")
+        if len(audio) > 1:
+            raise MediaError("Send one recording at a time.", key="media.too_many_recordings")
+        # Decode everything before keeping anything: a bad file loses nothing.
+        media.load_images(images, self.limits)
+        if audio:
+            media.load_audio(audio[0], self.limits)
+        guess = languages.detect(text) if text else languages.LanguageGuess.unknown()
+        with self._lock:
+            turn = Turn(
+                id=next(self._ids),
+                text=text,
+                language=guess,
+                answer_language=self.choose_language(guess, language),
+                image_paths=[self._keep_file(p, "image") for p in images],
+                audio_path=self._keep_file(audio[0], "audio") if audio else None,
+            )
+        return turn
+
+    def add(self, turn: Turn) -> Turn:
+        with self._lock:
+            self.turns.append(turn)
+        return turn
+
+    # -- prompting ---------------------------------------------------------------------
+    def prompt_for(self, turn: Turn) -> list[PromptMessage]:
+        history = [t for t in self.turns if t.id < turn.id and t.status != "error"]
+        image_budget = MAX_IMAGES_IN_CONTEXT
+        messages: list[PromptMessage] = []
+        for past in reversed(history + [turn]):
+            images = []
+            if image_budget > 0 and past.image_paths:
+                kept = past.image_paths[-image_budget:]
+                images = [media.load_image(p, self.limits) for p in kept]
+                image_budget -= len(kept)
+            audio = []
+            if past is turn and turn.audio_path and getattr(self.engine, "accepts_audio", False):
+                audio = [media.load_audio(turn.audio_path, self.limits).samples]
+            user_text = past.transcript if past.transcript and not past.text else past.text
+            if past is not turn and past.answer:
+                messages.append(PromptMessage("assistant", past.answer))
+            messages.append(PromptMessage("user", user_text, images=images, audio=audio))
+        messages.reverse()
+        return [PromptMessage("system", system_prompt(turn.answer_language, turn.firm_language))] + messages
+
+    # -- answering ---------------------------------------------------------------------
+    def answer(self, turn: Turn, max_new_tokens: int | None = None) -> Iterator[str]:
+        """Stream the answer to ``turn``; yields text deltas of the current generation only."""
+        with self._lock:
+            self.generation += 1
+            generation = turn.generation = self.generation
+            self._stop = stop = threading.Event()
+            turn.status = "streaming"
+            turn.answer = ""
+        stats = turn.stats = GenerationStats()
+        try:
+            messages = self.prompt_for(turn)
+            for delta in self.engine.stream(messages, stop, max_new_tokens or self.max_new_tokens, stats):
+                if generation != self.generation:
+                    break  # a stale chunk from an interrupted answer
+                turn.answer += delta
+                yield delta
+        except UserFacingError as err:
+            turn.status, turn.error, turn.error_key = "error", err.message, err.key
+            raise
+        except Exception as err:  # never a traceback for the user; the log keeps it
+            log.exception("answer failed")
+            turn.status, turn.error, turn.error_key = "error", "Something went wrong while answering.", "error.generation"
+            raise UserFacingError(turn.error, key="error.generation") from err
+        finally:
+            if stats.truncated_history:
+                turn.notes.append("history_shortened")
+        if turn.status == "streaming":
+            if generation != self.generation and turn.status != "interrupted":
+                turn.status = "interrupted"
+            elif stop.is_set() or stats.stopped:
+                turn.status = "stopped"
+            else:
+                turn.status = "done"
+        if turn.answer.strip():
+            turn.answer_guess = languages.detect(turn.answer)
+
+    def stop(self) -> None:
+        """The Stop button: end the answer in progress within one decode step."""
+        self._stop.set()
+
+    def interrupt(self) -> int:
+        """A barge-in: stop the answer, mark it interrupted, and start a new generation."""
+        with self._lock:
+            self._stop.set()
+            for turn in self.turns:
+                if turn.status == "streaming":
+                    turn.status = "interrupted"
+            self.generation += 1
+            return self.generation
+
+    def retry_in_language(self, turn_id: int) -> Turn:
+        """A new turn that repeats ``turn_id``'s question with a firmer language instruction."""
+        with self._lock:
+            original = next(t for t in self.turns if t.id == turn_id)
+            retry = Turn(
+                id=next(self._ids),
+                text=original.text,
+                language=original.language,
+                answer_language=original.answer_language,
+                image_paths=list(original.image_paths),
+                audio_path=original.audio_path,
+                transcript=original.transcript,
+                firm_language=True,
+            )
+            # The retry replaces the drifted answer in the history.
+            self.turns = [t for t in self.turns if t.id != turn_id] + [retry]
+        return retry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._stop.set()
+            self.generation += 1
+            self.turns = []
+            for child in self.session_dir.glob("*"):
+                child.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.clear()
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps([t.to_dict() for t in self.turns], ensure_ascii=False, default=str)
+
+    @property
+    def busy(self) -> bool:
+        return any(t.status == "streaming" for t in self.turns)
+
+    def last(self) -> Turn | None:
+        return self.turns[-1] if self.turns else None
+
+
+class SessionRegistry:
+    """Per-session conversations, keyed by the UI's session id (gr.State would deep-copy events)."""
+
+    def __init__(self, factory) -> None:
+        self._factory = factory
+        self._sessions: dict[str, Conversation] = {}
+        self._touched: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session_id: str) -> Conversation:
+        with self._lock:
+            conversation = self._sessions.get(session_id)
+            if conversation is None:
+                conversation = self._sessions[session_id] = self._factory(session_id)
+            self._touched[session_id] = time.monotonic()
+            return conversation
+
+    def drop(self, session_id: str) -> None:
+        with self._lock:
+            conversation = self._sessions.pop(session_id, None)
+            self._touched.pop(session_id, None)
+        if conversation is not None:
+            conversation.close()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def close_all(self) -> None:
+        for session_id in list(self._sessions):
+            self.drop(session_id)
