@@ -102,11 +102,11 @@ def build_gemma4(out: Path) -> Path:
             "vocab_size": vocab_size,
             "vocab_size_per_layer_input": vocab_size,
             "hidden_size": 64,
-            "hidden_size_per_layer_input": 16,
+            "hidden_size_per_layer_input": 64,  # bitsandbytes CPU kernels need multiples of 64
             "intermediate_size": 128,
             "num_hidden_layers": 2,
             "num_attention_heads": 2,
-            "num_key_value_heads": 1,
+            "num_key_value_heads": 2,
             "head_dim": 32,
             "global_head_dim": 32,
             "sliding_window": 64,
@@ -148,6 +148,8 @@ def build_gemma4(out: Path) -> Path:
     model.generation_config.eos_token_id = [1, vocab["<end_of_turn>"]]
     model.generation_config.pad_token_id = 0
     model.generation_config.do_sample = False
+    # Random weights would end answers at random; never ending makes stop tests deterministic.
+    model.generation_config.suppress_tokens = [1, vocab["<end_of_turn>"]]
 
     processor = Gemma4Processor(
         feature_extractor=Gemma4AudioFeatureExtractor(),
@@ -248,6 +250,7 @@ def build_qwen25omni(out: Path) -> Path:
     model.generation_config.eos_token_id = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
     model.generation_config.pad_token_id = vocab["<|endoftext|>"]
     model.generation_config.do_sample = False
+    model.generation_config.suppress_tokens = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
 
     processor = Qwen2_5OmniProcessor(
         image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=224 * 224),
@@ -262,7 +265,125 @@ def build_qwen25omni(out: Path) -> Path:
     return target
 
 
-BUILDERS = {"gemma4": build_gemma4, "qwen25omni": build_qwen25omni}
+def build_whisper(out: Path) -> Path:
+    """Whisper with its real processor; the tokenizer knows every language and task token."""
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    byte_map = _bytes_to_unicode()
+    vocab = {ch: i for i, ch in enumerate(byte_map.values())}
+    lang_tokens = [f"<|{code}|>" for code in LANGUAGES]
+    specials = (
+        ["<|endoftext|>", "<|startoftranscript|>"]
+        + lang_tokens
+        + ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+    )
+    for tok in specials:
+        vocab[tok] = len(vocab)
+    tokenizer = WhisperTokenizer(
+        vocab=vocab,
+        merges=[],
+        unk_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
+    vocab_size = len(tokenizer)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in specials}
+
+    config = WhisperConfig(
+        vocab_size=vocab_size,
+        num_mel_bins=80,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_source_positions=1500,  # 30 s of 10 ms frames, halved by the conv stem
+        max_target_positions=448,
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+    )
+    torch.manual_seed(SEED)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        is_multilingual=True,
+        lang_to_id={tok: ids[tok] for tok in lang_tokens},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        prev_sot_token_id=ids["<|startofprev|>"],
+        begin_suppress_tokens=[ids["<|endoftext|>"]],
+        # as in the released models, control tokens are never generated as text: the
+        # random weights then answer in byte tokens (noise text) rather than nothing
+        suppress_tokens=[ids[tok] for tok in specials[1:]],
+        max_length=24,  # noise text: keep the tiny model's answers short and tests quick
+        do_sample=False,
+    )
+
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
+    target = out / "whisper"
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+    return target
+
+
+def build_vits(out: Path) -> Path:
+    """VITS (the MMS-TTS architecture) with a character tokenizer, as facebook/mms-tts-* ships."""
+    from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+    chars = ["<pad>", "<unk>", " "] + list("abcdefghijklmnopqrstuvwxyz'.,?!-")
+    target = out / "vits"
+    target.mkdir(parents=True, exist_ok=True)
+    vocab_file = target / "vocab.json"
+    vocab_file.write_text(json.dumps({ch: i for i, ch in enumerate(chars)}), encoding="utf-8")
+    tokenizer = VitsTokenizer(str(vocab_file), language="eng", add_blank=True, normalize=True, phonemize=False)
+
+    config = VitsConfig(
+        vocab_size=len(chars),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        ffn_dim=64,
+        flow_size=32,
+        spectrogram_bins=65,
+        upsample_initial_channel=32,
+        upsample_rates=[8, 8, 2, 2],
+        upsample_kernel_sizes=[16, 16, 4, 4],
+        resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+        prior_encoder_num_flows=2,
+        prior_encoder_num_wavenet_layers=2,
+        posterior_encoder_num_wavenet_layers=2,
+        duration_predictor_filter_channels=32,
+        duration_predictor_num_flows=2,
+        depth_separable_num_layers=2,
+        sampling_rate=16_000,
+        pad_token_id=0,
+    )
+    torch.manual_seed(SEED)
+    model = VitsModel(config).eval()
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+BUILDERS = {"gemma4": build_gemma4, "qwen25omni": build_qwen25omni, "whisper": build_whisper, "vits": build_vits}
 
 
 def build_all(out: Path, names: list[str] | None = None) -> dict[str, Path]:
