@@ -150,16 +150,20 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             return status_markdown(runtime), gr.Timer(active=state == "loading")
 
         # -- wiring --------------------------------------------------------------------
+        # Undocumented but callable: tests and scripts drive the chat exactly as the page does.
         submitted = box.submit(
-            add_user_turn, [box, language], [box, chatbot], api_visibility="private", queue=False,
+            add_user_turn, [box, language], [box, chatbot], api_name="send_message",
+            api_visibility="undocumented", queue=False,
         )
         submitted.success(
-            stream_answer, None, [chatbot, box], api_visibility="private", concurrency_id="model",
+            stream_answer, None, [chatbot, box], api_name="stream_answer", api_visibility="undocumented",
+            concurrency_id="model",
             concurrency_limit=runtime.model_concurrency,
         )
         box.stop(stop_answer, None, None, api_visibility="private", queue=False)
-        stop.click(stop_answer, None, None, api_visibility="private", queue=False)
-        new.click(new_conversation, None, [chatbot, box], api_visibility="private", queue=False)
+        stop.click(stop_answer, None, None, api_name="stop", api_visibility="undocumented", queue=False)
+        new.click(new_conversation, None, [chatbot, box], api_name="new_conversation",
+                  api_visibility="undocumented", queue=False)
         chatbot.option_select(retry, None, chatbot, api_visibility="private", queue=False).then(
             stream_answer, None, [chatbot, box], api_visibility="private", concurrency_id="model",
             concurrency_limit=runtime.model_concurrency,

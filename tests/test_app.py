@@ -1,0 +1,163 @@
+"""The web app, launched for real with a tiny model and driven through gradio_client."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from backend.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(model: str, **overrides):
+    from app.server import create_app
+    from app.ui import launch_kwargs
+
+    settings = Settings(model=model, device="cpu", port=_free_port(), inbrowser=False, max_new_tokens=24, **overrides)
+    demo, runtime = create_app(settings)
+    kwargs = launch_kwargs(runtime)
+    demo.launch(**kwargs, prevent_thread_lock=True, quiet=True)
+    return demo, runtime, f"http://127.0.0.1:{settings.port}/"
+
+
+@pytest.fixture(scope="module")
+def app(tiny_gemma):
+    demo, runtime, url = _launch(str(tiny_gemma))
+    assert runtime.wait_until_loaded(120).state == "ready"
+    yield runtime, url
+    demo.close()
+    runtime.close()
+
+
+@pytest.fixture()
+def client(app):
+    from gradio_client import Client
+
+    return Client(app[1], verbose=False)
+
+
+def test_chat_endpoint_answers_with_the_language(client):
+    result = client.predict("Bonjour ! Pouvez-vous m'expliquer comment fonctionne la photosynthèse ?",
+                            [], "auto", api_name="/chat")
+    assert result["language"] == "fr"
+    assert result["language_name"] == "French"
+    assert 0.5 < result["confidence"] <= 1.0
+    assert isinstance(result["answer"], str) and result["answer"]
+    assert result["answer_language"] == "fr"
+
+
+def test_chat_endpoint_takes_images(client, corpus):
+    from gradio_client import handle_file
+
+    files = [handle_file(str(corpus / "images" / "rapid_el_rec.jpg")), handle_file(str(corpus / "images" / "easy_korean.png"))]
+    result = client.predict("Τι γράφει σε αυτές τις εικόνες;", files, "auto", api_name="/chat")
+    assert "error" not in result, result
+    assert result["language"] == "el" and result["answer"]
+
+
+def test_chat_endpoint_language_override(client):
+    result = client.predict("What is the capital of Japan?", [], "ja", api_name="/chat")
+    assert result["language"] == "en" and result["answer_language"] == "ja"
+
+
+@pytest.mark.parametrize(
+    ("text", "content", "key"),
+    [("", None, "error.empty_message"), ("look", b"this is text, not a picture", "media.unsupported_file")],
+)
+def test_chat_endpoint_reports_bad_input_as_an_error_object(client, tmp_path, text, content, key):
+    from gradio_client import handle_file
+
+    files = []
+    if content is not None:
+        bad = tmp_path / "photo.png"
+        bad.write_bytes(content)
+        files = [handle_file(str(bad))]
+    result = client.predict(text, files, "auto", api_name="/chat")
+    assert result["error_key"] == key
+    assert result["error"] and "Traceback" not in result["error"]
+
+
+def test_chat_event_streams_into_the_conversation(client):
+    box, history = client.predict({"text": "Hola, ¿qué tiempo hace hoy en Madrid?", "files": []}, "auto",
+                                  api_name="/send_message")
+    assert history[0]["role"] == "user"
+    job = client.submit(api_name="/stream_answer")
+    updates = list(job)
+    assert len(updates) >= 1
+    final_history = job.outputs()[-1][0]
+    user, answer = final_history[0], final_history[1]
+    user_text = " ".join(c["text"] if isinstance(c, dict) and "text" in c else str(c) for c in user["content"])
+    assert "Madrid" in user_text and "Spanish" in user_text and "es" in user_text
+    assert answer["role"] == "assistant"
+
+
+def test_bad_input_keeps_the_message_and_history(client):
+    client.predict({"text": "Guten Morgen, wie geht es dir heute?", "files": []}, "auto", api_name="/send_message")
+    list(client.submit(api_name="/stream_answer"))
+    with pytest.raises(Exception) as info:  # gr.Error: shown as a toast, the textbox keeps its value
+        client.predict({"text": "   ", "files": []}, "auto", api_name="/send_message")
+    assert "Type a message" in str(info.value)
+    box, history = client.predict({"text": "Und morgen?", "files": []}, "auto", api_name="/send_message")
+    texts = " ".join(str(m["content"]) for m in history)
+    assert "Guten Morgen" in texts and "Und morgen" in texts
+
+
+def test_new_conversation_clears_history(client):
+    client.predict({"text": "Ciao, come stai?", "files": []}, "auto", api_name="/send_message")
+    list(client.submit(api_name="/stream_answer"))
+    history, _ = client.predict(api_name="/new_conversation")
+    assert history == []
+
+
+def test_sessions_do_not_share_history(app):
+    from gradio_client import Client
+
+    a, b = Client(app[1], verbose=False), Client(app[1], verbose=False)
+    a.predict({"text": "Secret of session A: blue", "files": []}, "auto", api_name="/send_message")
+    _, history_b = b.predict({"text": "Session B here", "files": []}, "auto", api_name="/send_message")
+    assert "blue" not in str(history_b)
+
+
+def test_missing_model_still_starts_and_explains(tmp_path):
+    from gradio_client import Client
+
+    missing = str(tmp_path / "no-such-model")
+    demo, runtime, url = _launch(missing)
+    try:
+        status = runtime.wait_until_loaded(60)
+        assert status.state == "failed" and missing in status.message and "--model" in status.message
+        result = Client(url, verbose=False).predict("Hello there, how are you?", [], "auto", api_name="/chat")
+        assert missing in result["error"]
+    finally:
+        demo.close()
+        runtime.close()
+
+
+def test_stop_halts_a_running_answer(tiny_gemma):
+    from gradio_client import Client
+
+    demo, runtime, url = _launch(str(tiny_gemma), max_new_tokens=4000)
+    try:
+        runtime.wait_until_loaded(120)
+        client = Client(url, verbose=False)
+        client.predict({"text": "Count to a million", "files": []}, "auto", api_name="/send_message")
+        job = client.submit(api_name="/stream_answer")
+        time.sleep(1.0)
+        client.predict(api_name="/stop")
+        deadline = time.time() + 60
+        while not job.done() and time.time() < deadline:
+            time.sleep(0.1)
+        assert job.done()
+        conversation = next(iter(runtime.sessions._sessions.values()))
+        turn = conversation.last()
+        assert turn.status == "stopped" and turn.stats.new_tokens < 4000
+    finally:
+        demo.close()
+        runtime.close()
