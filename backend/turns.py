@@ -155,7 +155,7 @@ class Conversation:
         media.load_images(images, self.limits)
         if audio:
             media.load_audio(audio[0], self.limits)
-        guess = languages.detect(text) if text else languages.LanguageGuess.unknown()
+        guess = languages.detect(text)
         with self._lock:
             turn = Turn(
                 id=next(self._ids),

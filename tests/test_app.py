@@ -20,7 +20,8 @@ def _launch(model: str, **overrides):
     from app.server import create_app
     from app.ui import launch_kwargs
 
-    settings = Settings(model=model, device="cpu", port=_free_port(), inbrowser=False, max_new_tokens=24, **overrides)
+    options = {"max_new_tokens": 24, **overrides}
+    settings = Settings(model=model, device="cpu", port=_free_port(), inbrowser=False, **options)
     demo, runtime = create_app(settings)
     kwargs = launch_kwargs(runtime)
     demo.launch(**kwargs, prevent_thread_lock=True, quiet=True)
