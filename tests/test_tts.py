@@ -1,0 +1,245 @@
+"""Voices per language, sentence streaming, and the non-commercial switch for MMS-TTS."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.errors import UserFacingError
+from backend.sentences import SentenceStream, split_sentences
+from backend.tts import (
+    ESPEAK,
+    MMS,
+    AudioChunk,
+    EspeakEngine,
+    SpeechRouter,
+    TTSEngine,
+    VitsEngine,
+    Voice,
+    speakable,
+    voices_for,
+)
+
+CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+UDHR = CORPUS / "text" / "udhr_dev.tsv"
+# Languages with an espeak-ng voice, in many scripts.
+SPOKEN = ["en", "fr", "de", "es", "ru", "ar", "hi", "zh", "ja", "ko", "sw", "tr", "vi", "fa", "he", "ta"]
+RMS_FLOOR = 0.01
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+def udhr_sentences(languages: list[str]) -> dict[str, str]:
+    """The first sentence of article 1 of the UDHR in each language."""
+    if not UDHR.exists():
+        pytest.skip("corpus not found (set OMNILINGO_CORPUS)")
+    found: dict[str, str] = {}
+    with UDHR.open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if row["bcp47"] in languages and row["article"] == "1" and row["bcp47"] not in found:
+                found[row["bcp47"]] = split_sentences(row["text"], row["bcp47"])[0]
+    return found
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+# --------------------------------------------------------------------------- espeak-ng
+
+
+@needs_espeak
+def test_espeak_speaks_corpus_sentences_in_many_languages():
+    sentences = udhr_sentences(SPOKEN)
+    assert len(sentences) >= 10
+    router = SpeechRouter()
+    for lang, sentence in sentences.items():
+        voice = router.voice_for(lang)
+        assert voice is not None and voice.engine == ESPEAK, lang
+        chunks = list(router.speak(sentence, lang))
+        assert chunks, lang
+        for chunk in chunks:
+            assert isinstance(chunk, AudioChunk)
+            assert chunk.sample_rate == 22_050
+            assert chunk.samples.dtype == np.float32 and chunk.samples.ndim == 1
+            assert rms(chunk.samples) > RMS_FLOOR, f"{lang}: silent audio for {chunk.text!r}"
+            # about a second of speech per 15 characters at most: not a truncated clip
+            assert chunk.duration_s > 0.3
+
+
+@needs_espeak
+@pytest.mark.parametrize(
+    ("tag", "voice_id"),
+    [("en-US", "en-us"), ("pt-BR", "pt-br"), ("fr-CA", "fr-fr"), ("zh-Hant", "cmn"), ("zh-HK", "sit/yue"),
+     ("arb", "ar"), ("pes", "fa"), ("swh", "sw"), ("iw", "he"), ("no", "nb"), ("es-MX", "es-419")],
+)
+def test_language_tags_map_to_espeak_voices(tag, voice_id):
+    assert voices_for(tag) == [(ESPEAK, voice_id)]
+    assert SpeechRouter().voice_for(tag).voice_id == voice_id
+
+
+@needs_espeak
+@pytest.mark.parametrize("tag", ["yo", "zu", "jv", "", "not a tag"])
+def test_language_without_a_voice_gets_none_and_a_clear_note(tag):
+    router = SpeechRouter()
+    assert router.voice_for(tag) is None
+    assert voices_for(tag) == []
+    with pytest.raises(UserFacingError) as err:
+        list(router.speak("Bawo ni.", tag))
+    assert err.value.key == "tts.no_voice"
+
+
+def test_missing_espeak_is_a_note_not_a_crash(tmp_path):
+    router = SpeechRouter(engines=[EspeakEngine(str(tmp_path / "no-espeak-ng"))])
+    assert router.voice_for("fr") is None
+    assert not router.available()
+    with pytest.raises(UserFacingError) as err:
+        list(router.speak("Bonjour.", "fr"))
+    assert err.value.key == "tts.engine_missing"
+
+
+@needs_espeak
+def test_crashing_espeak_reports_engine_failed(tmp_path):
+    fake = tmp_path / "espeak-ng"
+    real = shutil.which("espeak-ng")
+    # lists voices like the real one, then dies when asked to speak
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = "--voices" ]; then exec {real} --voices; fi\necho boom >&2\nexit 3\n')
+    fake.chmod(0o755)
+    router = SpeechRouter(engines=[EspeakEngine(str(fake))])
+    assert router.voice_for("fr") is not None
+    with pytest.raises(UserFacingError) as err:
+        list(router.speak("Bonjour.", "fr"))
+    assert err.value.key == "tts.engine_failed"
+    assert "boom" in err.value.params["detail"]
+
+
+@needs_espeak
+def test_text_that_looks_like_options_is_spoken_not_obeyed(tmp_path):
+    router = SpeechRouter()
+    out = tmp_path / "x.wav"
+    chunk = router.say(f"-w {out} --help", "en")
+    assert rms(chunk.samples) > RMS_FLOOR
+    assert not out.exists()
+
+
+@needs_espeak
+def test_speak_stops_when_asked():
+    router = SpeechRouter()
+    spoken = []
+    for chunk in router.speak("One. Two. Three. Four.", "en", should_stop=lambda: len(spoken) >= 2):
+        spoken.append(chunk.text)
+    assert spoken == ["One.", "Two."]
+
+
+@needs_espeak
+def test_override_and_preferred_engine():
+    router = SpeechRouter()
+    scot = Voice(ESPEAK, "en-gb-scotland", "en", "Scottish")
+    router.set_voice("en", scot)
+    assert router.voice_for("en-GB") == scot
+    router.set_voice("en", None)
+    assert router.voice_for("en").voice_id == "en-gb"
+
+
+def test_speakable_drops_markdown_urls_and_emoji():
+    assert speakable("**Bold** and `code` [link](https://x.org) 😀 see https://a.b/c") == "Bold and code link see"
+
+
+def test_engines_meet_the_protocol():
+    assert isinstance(EspeakEngine(), TTSEngine)
+    assert isinstance(VitsEngine(), TTSEngine)
+
+
+# --------------------------------------------------------------------------- MMS-TTS through a tiny VITS
+
+
+@pytest.fixture(scope="module")
+def tiny_vits(tmp_path_factory) -> Path:
+    from tests import tiny_models
+
+    cached = os.environ.get("OMNILINGO_TINY_MODELS")
+    if cached and (Path(cached) / "vits" / "config.json").exists():
+        return Path(cached) / "vits"
+    return tiny_models.build_vits(tmp_path_factory.mktemp("tiny-vits"))
+
+
+def test_vits_is_off_unless_non_commercial_use_is_allowed(tiny_vits):
+    engine = VitsEngine(models={"en": str(tiny_vits)})
+    assert engine.voices() == [] and engine.voices_for("en") == []
+    with pytest.raises(UserFacingError) as err:
+        engine.load(str(tiny_vits))
+    assert err.value.key == "tts.noncommercial_disabled"
+    assert "non-commercial" in err.value.message
+
+    router = SpeechRouter(vits_models={"en": str(tiny_vits)})  # not allowed: espeak only
+    assert MMS not in router.engines
+    assert all(v.engine != MMS for v in router.voices_for("en"))
+
+
+def test_vits_speaks_when_allowed_and_is_preferred(tiny_vits):
+    router = SpeechRouter(allow_noncommercial=True, vits_models={"en": str(tiny_vits)})
+    voice = router.voice_for("en-US")
+    assert voice.engine == MMS and voice.voice_id == str(tiny_vits)
+    chunks = list(router.speak("Hello there. How are you today?", "en"))
+    assert [c.text for c in chunks] == ["Hello there.", "How are you today?"]
+    for c in chunks:
+        assert c.sample_rate == 16_000 and c.samples.dtype == np.float32 and rms(c.samples) > RMS_FLOOR
+    if shutil.which("espeak-ng"):
+        assert [v.engine for v in router.voices_for("en")] == [MMS, ESPEAK]
+        assert SpeechRouter(preferred_engine=ESPEAK, allow_noncommercial=True,
+                            vits_models={"en": str(tiny_vits)}).voice_for("en").engine == ESPEAK
+
+
+@needs_espeak
+def test_broken_neural_voice_falls_back_to_espeak(tmp_path):
+    router = SpeechRouter(allow_noncommercial=True, vits_models={"fr": str(tmp_path / "missing")})
+    assert router.voice_for("fr").engine == MMS
+    chunks = list(router.speak("Bonjour à tous. Merci.", "fr"))
+    assert len(chunks) == 2 and rms(chunks[0].samples) > RMS_FLOOR
+    assert router.voice_for("fr").engine == ESPEAK  # the broken voice is not tried again
+
+
+# --------------------------------------------------------------------------- sentence streaming
+
+
+def feed_char_by_char(language: str, text: str) -> tuple[list[list[str]], list[str]]:
+    stream = SentenceStream(language)
+    per_char = [stream.feed(ch) for ch in text]
+    return per_char, stream.flush()
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "expected"),
+    [
+        ("en", "Dr. Smith paid $3.50 today. Is that right? Yes!", ["Dr. Smith paid $3.50 today.", "Is that right?", "Yes!"]),
+        ("zh", "你好。我很好！你呢？今天天气很好", ["你好。", "我很好！", "你呢？", "今天天气很好"]),
+        ("hi", "आज मौसम अच्छा है। कल बारिश होगी। और फिर", ["आज मौसम अच्छा है।", "कल बारिश होगी।", "और फिर"]),
+        ("ar", "كيف حالك؟ أنا بخير. شكرا", ["كيف حالك؟", "أنا بخير.", "شكرا"]),
+        ("am", "ሰላም ነው። እንዴት ነህ፧ ደህና", ["ሰላም ነው።", "እንዴት ነህ፧", "ደህና"]),
+        ("en", "Steps:\n1. Open the door\n2. Walk in", ["Steps:", "1. Open the door", "2. Walk in"]),
+    ],
+)
+def test_sentence_stream_fed_char_by_char(language, text, expected):
+    per_char, rest = feed_char_by_char(language, text)
+    emitted = [s for batch in per_char for s in batch]
+    assert emitted + rest == expected
+    # each sentence is released as soon as the next one starts, not at the end
+    first_release = next(i for i, batch in enumerate(per_char) if batch)
+    assert first_release <= text.index(expected[1][0]) + 1
+
+
+def test_sentence_stream_does_not_hold_back_long_runs():
+    stream = SentenceStream("th")  # Thai: no sentence punctuation at all
+    out = stream.feed("สวัสดีครับ " * 60)
+    assert out and all(len(s) <= 300 for s in out)
+
+
+def test_udhr_paragraphs_split_in_their_own_scripts():
+    sentences = udhr_sentences(["en", "zh", "hi", "ar", "ja", "ru"])
+    for lang, first in sentences.items():
+        assert 5 < len(first) < 400, lang
