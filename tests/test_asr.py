@@ -1,0 +1,205 @@
+"""Hearing: a tiny random Whisper loaded through the app's own code, real recordings, espeak-ng round trips."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from backend.asr import (
+    DEFAULT_ASR_MODEL,
+    SpeechRecognizer,
+    Transcript,
+    bcp47_to_whisper,
+    speech_seconds,
+    split_windows,
+)
+from backend.errors import ModelUnavailableError
+from backend.media import AudioClip, audio_from_array, load_audio
+from backend.sentences import split_sentences
+
+CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+SPEECH_FILES = sorted((CORPUS / "speech").glob("*")) if (CORPUS / "speech").is_dir() else []
+needs_corpus = pytest.mark.skipif(not SPEECH_FILES, reason="corpus not found (set OMNILINGO_CORPUS)")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+@pytest.fixture(scope="module")
+def tiny_whisper(tmp_path_factory) -> Path:
+    from tests import tiny_models
+
+    cached = os.environ.get("OMNILINGO_TINY_MODELS")
+    if cached and (Path(cached) / "whisper" / "config.json").exists():
+        return Path(cached) / "whisper"
+    return tiny_models.build_whisper(tmp_path_factory.mktemp("tiny-whisper"))
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_whisper) -> SpeechRecognizer:
+    rec = SpeechRecognizer(str(tiny_whisper), device="cpu")
+    rec.load()
+    return rec
+
+
+@pytest.fixture(scope="module")
+def whisper_languages(recognizer) -> set[str]:
+    return {tok.strip("<|>") for tok in recognizer._model.generation_config.lang_to_id}
+
+
+def assert_transcript(tr: Transcript, clip: AudioClip, whisper_languages: set[str]) -> None:
+    assert isinstance(tr.text, str)
+    assert tr.duration_s == pytest.approx(clip.duration_s)
+    assert 0.0 <= tr.language_probability <= 1.0
+    assert bcp47_to_whisper(tr.language, whisper_languages) is not None, tr.language
+    assert tr.timings["total"] >= tr.timings.get("generate", 0.0)
+
+
+# --------------------------------------------------------------------------- corpus recordings
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", SPEECH_FILES, ids=lambda p: p.name)
+def test_every_corpus_recording_runs_through_asr(recognizer, whisper_languages, path):
+    clip = load_audio(path)
+    tr = recognizer.transcribe(clip)
+    assert_transcript(tr, clip, whisper_languages)
+    assert not tr.no_speech, "real speech must not be taken for silence"
+    assert tr.text  # noise from random weights, but never an empty turn
+    assert tr.speech_s >= 0.3
+    expected_windows = int(np.ceil(clip.duration_s / 30.0))
+    assert tr.windows >= expected_windows
+    if clip.duration_s > 59:
+        assert tr.windows >= 2, "a minute of speech is chunked, not cut off at 30 s"
+
+
+@needs_corpus
+def test_language_probabilities_cover_every_whisper_language(recognizer, whisper_languages):
+    ranked = recognizer.detect_language(load_audio(CORPUS / "speech" / "sr_french.aiff"))
+    assert len(ranked) == len(whisper_languages) >= 99
+    probs = [p for _, p in ranked]
+    assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+    assert probs == sorted(probs, reverse=True)
+    tr = recognizer.transcribe(load_audio(CORPUS / "speech" / "sr_french.aiff"))
+    assert (tr.language, tr.language_probability) == pytest.approx(ranked[0])
+
+
+@needs_corpus
+def test_forced_language_is_used_and_reported(recognizer):
+    clip = load_audio(CORPUS / "speech" / "sr_french.aiff")
+    tr = recognizer.transcribe(clip, language="fr-CA")
+    assert tr.language.split("-")[0] == "fr"
+    unknown = recognizer.transcribe(clip, language="tlh")  # Klingon: Whisper has no token, so it detects
+    assert unknown.language != "tlh" and not unknown.no_speech
+
+
+def test_long_recordings_are_cut_near_quiet_moments():
+    rate = 16_000
+    rng = np.random.default_rng(0)
+    speechy = (rng.standard_normal(rate * 70) * 0.2).astype(np.float32)
+    speechy[rate * 27 : rate * 27 + rate // 2] = 0.0  # a pause inside the last 5 s of the first window
+    spans = split_windows(speechy, rate)
+    assert len(spans) == 3
+    assert spans[0][0] == 0 and spans[-1][1] == len(speechy)
+    assert all(b - a <= 30 * rate for a, b in spans)
+    assert 27 * rate <= spans[0][1] <= 27 * rate + rate // 2
+    assert all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))
+
+
+# --------------------------------------------------------------------------- nothing said
+
+
+def _tone(seconds: float, rate: int = 16_000) -> np.ndarray:
+    return (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [
+        np.zeros(16_000 * 3, dtype=np.float32),
+        (np.random.default_rng(1).standard_normal(16_000 * 3) * 0.3).astype(np.float32),
+        np.clip(np.random.default_rng(2).standard_normal(16_000 * 3), -0.4, 0.4).astype(np.float32),
+        _tone(3.0),
+        np.concatenate([np.zeros(16_000, np.float32), _tone(0.1), np.zeros(16_000, np.float32)]),  # a click
+    ],
+    ids=["silence", "white-noise", "clipped-noise", "steady-tone", "too-short"],
+)
+def test_nothing_said_gives_no_speech(recognizer, samples):
+    tr = recognizer.transcribe(AudioClip(samples))
+    assert tr.no_speech and tr.text == ""
+    assert tr.duration_s == pytest.approx(len(samples) / 16_000)
+
+
+def test_microphone_silence(recognizer):
+    tr = recognizer.transcribe(audio_from_array(48_000, np.zeros(48_000 * 2, dtype=np.int16)))
+    assert tr.no_speech
+
+
+# --------------------------------------------------------------------------- model availability
+
+
+def test_missing_hub_model_explains_where_it_looked():
+    with pytest.raises(ModelUnavailableError) as err:
+        SpeechRecognizer("omnilingo-test/no-such-whisper").load()
+    assert err.value.key == "model.asr_unavailable"
+    assert "--asr-model PATH" in err.value.message
+    assert err.value.params["model"] == "omnilingo-test/no-such-whisper"
+    assert err.value.params["looked_in"]
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ModelUnavailableError) as err:
+        SpeechRecognizer(str(tmp_path / "nowhere" / "whisper")).load()
+    assert err.value.key == "model.asr_folder_missing"
+
+
+def test_broken_folder(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ModelUnavailableError) as err:
+        SpeechRecognizer(str(tmp_path)).load()
+    assert err.value.key == "model.asr_broken"
+
+
+def test_default_models():
+    assert DEFAULT_ASR_MODEL == {"cuda": "openai/whisper-large-v3-turbo", "cpu": "openai/whisper-small"}
+
+
+# --------------------------------------------------------------------------- round trip: espeak-ng -> media -> ASR
+
+
+ROUND_TRIP = ["en", "fr", "de", "es", "ru", "ar", "hi", "zh", "ja", "ko", "sw", "tr"]
+
+
+@needs_espeak
+def test_espeak_round_trip_through_decoding_and_asr(recognizer, whisper_languages, tmp_path):
+    from backend.tts import SpeechRouter
+
+    udhr = CORPUS / "text" / "udhr_dev.tsv"
+    if not udhr.exists():
+        pytest.skip("corpus not found")
+    sentences: dict[str, str] = {}
+    with udhr.open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if row["bcp47"] in ROUND_TRIP and row["article"] == "1" and row["bcp47"] not in sentences:
+                sentences[row["bcp47"]] = split_sentences(row["text"], row["bcp47"])[0]
+    assert len(sentences) >= 10
+    router = SpeechRouter()
+    for lang, sentence in sentences.items():
+        voice = router.voice_for(lang)
+        assert voice is not None, lang
+        chunk = router.say(sentence, lang, voice)
+        path = tmp_path / f"{lang}.wav"
+        sf.write(path, chunk.samples, chunk.sample_rate)  # what an upload would be
+        clip = load_audio(path)
+        assert clip.source_rate == chunk.sample_rate == 22_050
+        assert clip.duration_s == pytest.approx(chunk.duration_s, rel=0.01)
+        assert speech_seconds(clip.samples) > 0.3, lang
+        tr = recognizer.transcribe(clip)
+        assert_transcript(tr, clip, whisper_languages)
+        assert not tr.no_speech, lang
+        forced = recognizer.transcribe(clip, language=lang)
+        assert forced.language.split("-")[0] == lang
