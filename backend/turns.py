@@ -168,7 +168,11 @@ class Conversation:
         return turn
 
     def add(self, turn: Turn) -> Turn:
+        """Append a turn and open its generation: a barge-in from now on cancels it, even before it starts."""
         with self._lock:
+            self.generation += 1
+            turn.generation = self.generation
+            self._stop = threading.Event()
             self.turns.append(turn)
         return turn
 
@@ -197,9 +201,11 @@ class Conversation:
     def answer(self, turn: Turn, max_new_tokens: int | None = None) -> Iterator[str]:
         """Stream the answer to ``turn``; yields text deltas of the current generation only."""
         with self._lock:
-            self.generation += 1
-            generation = turn.generation = self.generation
-            self._stop = stop = threading.Event()
+            generation, stop = turn.generation, self._stop
+            if generation != self.generation or stop.is_set():
+                if turn.status == "pending":
+                    turn.status = "interrupted" if generation != self.generation else "stopped"
+                return
             turn.status = "streaming"
             turn.answer = ""
         stats = turn.stats = GenerationStats()
@@ -221,7 +227,7 @@ class Conversation:
             if stats.truncated_history:
                 turn.notes.append("history_shortened")
         if turn.status == "streaming":
-            if generation != self.generation and turn.status != "interrupted":
+            if generation != self.generation:
                 turn.status = "interrupted"
             elif stop.is_set() or stats.stopped:
                 turn.status = "stopped"
@@ -239,7 +245,7 @@ class Conversation:
         with self._lock:
             self._stop.set()
             for turn in self.turns:
-                if turn.status == "streaming":
+                if turn.status in {"pending", "streaming"}:
                     turn.status = "interrupted"
             self.generation += 1
             return self.generation
@@ -259,8 +265,8 @@ class Conversation:
                 firm_language=True,
             )
             # The retry replaces the drifted answer in the history.
-            self.turns = [t for t in self.turns if t.id != turn_id] + [retry]
-        return retry
+            self.turns = [t for t in self.turns if t.id != turn_id]
+        return self.add(retry)
 
     def clear(self) -> None:
         with self._lock:

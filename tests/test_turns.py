@@ -1,0 +1,147 @@
+"""The conversation: language per turn, images kept across turns, stop, barge-in, errors that lose nothing."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+
+from backend.errors import MediaError, UserFacingError
+from backend.turns import Conversation, system_prompt
+
+
+@pytest.fixture()
+def conversation(gemma_engine, tmp_path):
+    conv = Conversation(gemma_engine, tmp_path / "session", max_new_tokens=16)
+    yield conv
+    conv.close()
+
+
+def _ask(conv: Conversation, text: str, files=None, language="auto"):
+    turn = conv.add(conv.prepare(text, files, language))
+    deltas = list(conv.answer(turn))
+    return turn, deltas
+
+
+def test_turn_records_language_and_answer(conversation):
+    turn, deltas = _ask(conversation, "Wie spät ist es in Berlin, und wie wird das Wetter morgen?")
+    assert turn.language.tag == "de" and turn.answer_language == "de"
+    assert turn.status == "done" and turn.answer == "".join(deltas) and turn.answer
+    assert turn.stats.new_tokens == 16
+
+
+def test_system_prompt_names_the_answer_language():
+    prompt = system_prompt("fr")
+    assert "French" in prompt and "français" in prompt
+    assert "Japanese" in system_prompt("ja", firm=True) and "only" in system_prompt("ja", firm=True)
+    assert "same language" in system_prompt("und")
+
+
+def test_language_override_wins(conversation):
+    turn, _ = _ask(conversation, "Tell me about the history of Lisbon, please.", language="pt")
+    assert turn.language.tag == "en" and turn.answer_language == "pt"
+    assert "Portuguese" in conversation.prompt_for(turn)[0].text
+
+
+def test_short_reply_keeps_the_conversation_language(conversation):
+    _ask(conversation, "¿Cuál es la montaña más alta de América del Sur?")
+    turn, _ = _ask(conversation, "ok")
+    assert turn.answer_language == "es"
+
+
+def test_images_stay_in_context_for_follow_ups(conversation, corpus):
+    image = str(corpus / "images" / "rapid_el_rec.jpg")
+    first, _ = _ask(conversation, "What does this sign say?", [image])
+    assert len(first.image_paths) == 1
+    follow_up = conversation.add(conversation.prepare("And what language is it in?"))
+    prompt = conversation.prompt_for(follow_up)
+    users = [m for m in prompt if m.role == "user"]
+    assert len(users[0].images) == 1 and users[-1].images == []
+    assert [m.role for m in prompt] == ["system", "user", "assistant", "user"]
+    inputs = conversation.engine.encode(prompt)
+    assert "pixel_values" in inputs
+
+
+def test_upload_is_copied_under_a_name_of_our_own(conversation, corpus, tmp_path):
+    odd = tmp_path / "weird name ;rm -rf.png"
+    shutil.copy(corpus / "images" / "easy_french.jpg", odd)
+    turn = conversation.prepare("Lis ce panneau s'il te plaît", [str(odd)])
+    kept = turn.image_paths[0]
+    assert kept.startswith(str(conversation.session_dir)) and "rm" not in kept
+
+
+def test_bad_file_raises_and_keeps_history(conversation, tmp_path):
+    _ask(conversation, "Bonjour, quelle heure est-il à Montréal ?")
+    before = list(conversation.turns)
+    bad = tmp_path / "photo.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a truncated PNG
+    with pytest.raises(MediaError):
+        conversation.prepare("Et cette image ?", [str(bad)])
+    assert conversation.turns == before
+
+
+def test_empty_message_is_refused(conversation):
+    with pytest.raises(UserFacingError) as info:
+        conversation.prepare("   ")
+    assert info.value.key == "error.empty_message"
+
+
+def test_stop_marks_the_turn_stopped(gemma_engine, tmp_path):
+    conv = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=2000)
+    turn = conv.add(conv.prepare("Count to ten thousand, please."))
+    for i, _ in enumerate(conv.answer(turn)):
+        if i == 2:
+            conv.stop()
+    assert turn.status == "stopped" and turn.stats.new_tokens < 2000
+    assert turn.answer  # the partial answer stays
+
+
+def test_barge_in_interrupts_and_drops_stale_chunks(gemma_engine, tmp_path):
+    conv = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=2000)
+    turn = conv.add(conv.prepare("Tell me a very long story about the sea."))
+    kept = []
+    for i, delta in enumerate(conv.answer(turn)):
+        kept.append(delta)
+        if i == 1:
+            generation = conv.interrupt()
+            assert generation > turn.generation
+    assert turn.status == "interrupted"
+    assert turn.answer == "".join(kept[:2]), "nothing of the old generation after the barge-in"
+    nxt, _ = _ask(conv, "Actually, tell me about mountains instead.")
+    assert nxt.status == "done" and nxt.generation > turn.generation
+
+
+def test_interrupt_during_prefill_stops_before_any_text(gemma_engine, tmp_path):
+    conv = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=2000)
+    turn = conv.add(conv.prepare("Describe the ocean at length."))
+    stream = conv.answer(turn)
+    threading.Timer(0.0, conv.interrupt).start()
+    deltas = list(stream)
+    assert turn.status in {"interrupted", "stopped"}
+    assert turn.stats.new_tokens < 2000 and len("".join(deltas)) < 2000
+
+
+def test_retry_in_language_replaces_the_drifted_answer(conversation):
+    turn, _ = _ask(conversation, "Quelle est la capitale de l'Australie ?")
+    retry = conversation.retry_in_language(turn.id)
+    assert retry.firm_language and retry.text == turn.text
+    assert turn not in conversation.turns and conversation.turns[-1] is retry
+    assert "only" in conversation.prompt_for(retry)[0].text
+
+
+def test_language_mismatch_needs_enough_text(conversation):
+    from backend import languages
+
+    turn, _ = _ask(conversation, "Quelle est la capitale de l'Australie ?")
+    turn.answer = "The capital of Australia is Canberra, a planned city chosen as a compromise."
+    turn.answer_guess = languages.detect(turn.answer)
+    assert turn.language_mismatch
+    turn.answer = "Canberra."
+    assert not turn.language_mismatch
+
+
+def test_clear_forgets_everything(conversation, corpus):
+    _ask(conversation, "Describe this", [str(corpus / "images" / "easy_korean.png")])
+    conversation.clear()
+    assert conversation.turns == [] and list(conversation.session_dir.iterdir()) == []
