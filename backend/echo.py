@@ -39,8 +39,8 @@ class EchoGuard:
         taps: int = 256,
         pre_taps: int = 16,
         window_s: float = 1.0,
-        suppress_db: float = 6.0,
-        tail_ms: int = 120,
+        suppress_db: float = 10.0,
+        tail_ms: int = 80,
         echo_db: float = 10.0,
         min_ref_rms: float = 1e-4,
     ) -> None:
@@ -83,6 +83,7 @@ class EchoGuard:
         self.delay_samples: int | None = None  # last estimated echo delay
         self.last_erle_db = 0.0  # echo removed from the last chunk (dB), 0 when nothing played
         self.last_ref_active = False
+        self._played_any = False
         self._env = np.zeros(0)  # predicted-echo power of the last sub-frames (reverb envelope)
 
     @property
@@ -93,7 +94,7 @@ class EchoGuard:
     @property
     def playing(self) -> bool:
         """Whether registered playback is still running (or its echo can still arrive)."""
-        return self._play_end + self.max_delay + self.taps > self._now
+        return self._played_any and self._play_end + self.max_delay + self.taps > self._now
 
     def played(self, samples_16k: np.ndarray, t: float | None = None, sample_rate: int = SAMPLE_RATE) -> None:
         """Register audio the speakers play, starting at mic-stream time ``t`` (seconds)."""
@@ -116,6 +117,7 @@ class EchoGuard:
             self._ref = np.concatenate([self._ref, np.zeros(need - len(self._ref), np.float32)])
         self._ref[start - self._ref_base : end - self._ref_base] += x
         self._play_end = max(self._play_end, end)
+        self._played_any = True
 
     def clear(self) -> None:
         """Playback stopped now: drop what was queued beyond this moment.

@@ -1,0 +1,152 @@
+"""The echo guard: the assistant's own voice through speakers and mic never starts a
+turn; a user talking over it does."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.echo import EchoGuard
+from backend.vad import SAMPLE_RATE, VoiceActivityDetector
+from bench.vad_noise import espeak, echo_of, load_audio_16k, make_noise, rms, to_mic_chunks
+
+CORPUS = Path(os.environ.get("OMNILINGO_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
+SPEECH = CORPUS / "speech"
+
+pytestmark = [
+    pytest.mark.skipif(not SPEECH.is_dir(), reason=f"speech corpus not found at {SPEECH}"),
+    pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def assistant() -> np.ndarray:
+    """What the assistant says aloud (espeak-ng, as the TTS fallback does)."""
+    v = espeak(
+        "Of course. The museum opens at nine, tickets are twelve euros, and on the first "
+        "Sunday of the month entry is free for everyone.",
+        "en",
+    )
+    return (v / rms(v) * 0.08).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def user() -> np.ndarray:
+    x = load_audio_16k(SPEECH / "jfk.flac")
+    return (x / rms(x) * 0.08).astype(np.float32)
+
+
+def mic_signal(voice, delay_s, seed, total_s=None):
+    total = int((total_s or len(voice) / SAMPLE_RATE + 1.0) * SAMPLE_RATE)
+    mic = echo_of(voice, delay_s, -6.0, np.random.default_rng(seed), total)
+    return mic + make_noise("pink", total / SAMPLE_RATE + 0.01, 0.002, seed=seed)[:total]
+
+
+def run(mic, guard=None, played=None):
+    vad = VoiceActivityDetector(echo_guard=guard)
+    if guard is not None and played is not None:
+        guard.played(played, t=0.0)
+    events = []
+    for c in to_mic_chunks(mic, 0.25):  # 48 kHz int16, as the browser sends it
+        events += vad.process(c, 48000)
+    return events + vad.flush()
+
+
+def starts(events):
+    return [e.t for e in events if e.kind == "speech_start"]
+
+
+@pytest.mark.parametrize("delay_ms", [30, 80, 120, 200])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_own_voice_coming_back_does_not_barge_in(assistant, delay_ms, seed):
+    mic = mic_signal(assistant, delay_ms / 1000, seed)
+    # without the guard the echo is taken for a user: the guard is what stops it
+    assert starts(run(mic))
+    assert starts(run(mic, EchoGuard(), assistant)) == []
+
+
+@pytest.mark.parametrize("delay_ms", [40, 150])
+def test_user_talking_over_the_assistant_is_heard(assistant, user, delay_ms):
+    at = 1.5  # the user cuts in 1.5 s into the answer
+    mic = mic_signal(assistant, delay_ms / 1000, 3, total_s=len(assistant) / SAMPLE_RATE + 1.0)
+    seg = user[: len(mic) - int(at * SAMPLE_RATE)]
+    mic[int(at * SAMPLE_RATE) : int(at * SAMPLE_RATE) + len(seg)] += seg
+    onset = at + 0.35  # "And so..." starts 0.35 s into jfk.flac
+    found = starts(run(mic, EchoGuard(), assistant))
+    assert found, "the user's speech over the echo was not detected"
+    assert onset - 0.3 <= found[0] <= onset + 1.0
+
+
+def test_playback_queued_in_pieces_without_times(assistant):
+    """played() without t: sentences follow each other from the moment playback starts."""
+    mic = mic_signal(assistant, 0.1, 4)
+    guard = EchoGuard()
+    vad = VoiceActivityDetector(echo_guard=guard)
+    events = []
+    for c in to_mic_chunks(np.zeros(SAMPLE_RATE, np.float32)):  # 1 s of quiet before the answer
+        events += vad.process(c, 48000)
+    assert guard.now == pytest.approx(1.0, abs=0.05)
+    third = len(assistant) // 3
+    for piece in (assistant[:third], assistant[third : 2 * third], assistant[2 * third :]):
+        guard.played(piece)  # queued back to back, starting now
+    assert guard.playing
+    for c in to_mic_chunks(mic):
+        events += vad.process(c, 48000)
+    assert starts(events + vad.flush()) == []
+
+
+def test_is_echo_tells_echo_from_user(assistant, user):
+    mic = mic_signal(assistant, 0.06, 5)
+    guard = EchoGuard()
+    guard.played(assistant, t=0.0)
+    half = SAMPLE_RATE // 2
+    verdicts = [guard.is_echo(mic[i : i + half]) for i in range(0, 3 * SAMPLE_RATE, half)]
+    assert sum(verdicts) >= len(verdicts) - 1  # the first chunk may hold only the delay
+    # the same playback with the user's voice on top is not "just echo"
+    mic2 = mic_signal(assistant, 0.06, 5)
+    mic2[: 3 * SAMPLE_RATE] += user[: 3 * SAMPLE_RATE] * 2
+    guard = EchoGuard()
+    guard.played(assistant, t=0.0)
+    verdicts = [guard.is_echo(mic2[i : i + half]) for i in range(half, 3 * SAMPLE_RATE, half)]
+    assert not any(verdicts[1:])
+
+
+def test_without_playback_the_mic_passes_unchanged(user):
+    guard = EchoGuard()
+    chunk = user[:8000]
+    assert np.array_equal(guard.residual(chunk), chunk)
+    assert not guard.last_ref_active and not guard.playing
+
+
+def test_clear_stops_cancelling_what_was_not_played(assistant, user):
+    """After playback is stopped (barge-in), the rest of the answer is not subtracted
+    from the mic: the user's next words are heard intact."""
+    guard = EchoGuard()
+    guard.played(assistant, t=0.0)
+    guard.residual(mic_signal(assistant, 0.05, 6)[: SAMPLE_RATE])
+    guard.clear()
+    # echo of what did play still arrives for a moment...
+    tail = guard.residual(np.zeros(4000, np.float32))
+    assert tail.shape == (4000,)
+    # ...then the mic is the user alone and passes untouched
+    later = user[:8000]
+    out = guard.residual(later)
+    assert np.array_equal(out, later)
+    assert not guard.playing
+
+
+def test_resampled_playback_and_reset(assistant):
+    import soxr
+
+    v24 = soxr.resample(assistant, SAMPLE_RATE, 24000).astype(np.float32)  # a 24 kHz TTS voice
+    mic = mic_signal(assistant, 0.12, 7)
+    guard = EchoGuard()
+    guard.played(v24, t=0.0, sample_rate=24000)
+    assert starts(run(mic, guard)) == []
+    assert guard.delay_samples == pytest.approx(0.12 * SAMPLE_RATE, abs=24)
+    guard.reset()
+    assert guard.now == 0.0 and not guard.playing
