@@ -104,7 +104,7 @@ def bcp47_to_whisper(tag: str, known: set[str] | None = None) -> str | None:
 
         candidates.append(langcodes.standardize_tag(tag, macro=True).lower().split("-")[0])
     except Exception:  # noqa: BLE001 - langcodes is optional and strict about bad tags
-        pass
+        log.debug("langcodes could not read %r", tag)
     for cand in candidates:
         code = _BCP47_TO_WHISPER.get(cand, cand)
         if code in known:

@@ -243,7 +243,7 @@ def is_audio_file(path: str | Path) -> bool:
         info = sf.info(str(path))
         return info.frames > 0 or info.duration > 0
     except Exception:  # noqa: BLE001 - soundfile raises several types; PyAV decides next
-        pass
+        log.debug("soundfile cannot read %s; asking PyAV", path.name)
     try:
         import av
 

@@ -90,7 +90,7 @@ def _tag_candidates(tag: str) -> list[str]:
         std_parts = std.split("-")
         keys += ["-".join(std_parts[:i]) for i in range(len(std_parts), 0, -1)]
     except Exception:  # noqa: BLE001 - langcodes is strict about malformed tags
-        pass
+        log.debug("langcodes could not read %r", tag)
     return list(dict.fromkeys(keys))
 
 
@@ -395,7 +395,8 @@ class SpeechRouter:
             try:
                 if engine.voices():
                     return True
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a broken engine counts as absent
+                log.debug("TTS engine %s failed to list voices", engine.name, exc_info=True)
                 continue
         return False
 

@@ -153,7 +153,7 @@ def _wav_bytes(format_tag: int, payload: bytes) -> bytes:
     [
         ("zero.wav", b"", "media.empty_file"),
         ("header_only.wav", _wav_bytes(1, b""), "media.audio_empty"),
-        ("notes.wav", "This is not a recording.\nJust text.\n".encode(), "media.not_audio"),
+        ("notes.wav", b"This is not a recording.\nJust text.\n", "media.not_audio"),
         ("page.mp3", b"<!DOCTYPE html><html><body>hi</body></html>", "media.not_audio"),
         ("random.ogg", bytes(range(256)) * 40, "media.not_audio"),
         ("codec.wav", _wav_bytes(0x1234, b"\x01\x02" * 8000), "media.audio_unsupported_codec"),
