@@ -1,0 +1,194 @@
+"""Language identification benchmark: prints one JSON object.
+
+    python bench/langid.py [--data TSV] [--quick]
+
+Snippets are cut deterministically from a TSV with columns bcp47, iso6393, name,
+article, text (the UDHR corpus by default): sentences of 20-200 characters, and
+short snippets of 10-29 characters cut at word boundaries (fixed 15-character slices
+for scripts written without spaces). Gold tags are folded with
+``backend.languages.normalize_tag``. Rows whose tag names a script that CLDR lists
+only as a secondary script of the language (Vietnamese in Han characters, Javanese
+in Javanese script...) are counted in ``rows_secondary_script`` and left out.
+Accuracies are means of per-language accuracies (every language weighs the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend import languages  # noqa: E402
+
+DEFAULT_DATA = Path(os.environ.get("OMNILINGO_CORPUS", ROOT.parent / "shared" / "corpus")) / "text" / "udhr_dev.tsv"
+
+SENTENCE_END = re.compile(r"(?<=[.!?;:।॥။።。！？؟۔])\s+|(?<=[。！？])")
+PAIRS = {"id/ms": ("id", "ms"), "hr/bs/sr": ("hr", "bs", "sr"), "no/da": ("no", "da"), "af/nl": ("af", "nl")}
+LANGDETECT_PROFILES = Path(__import__("langdetect").__file__).with_name("profiles")
+
+
+def cut_words(text: str, limit: int) -> str:
+    out = ""
+    for word in text.split():
+        candidate = f"{out} {word}" if out else word
+        if len(candidate) > limit:
+            break
+        out = candidate
+    return out
+
+
+def uses_spaces(text: str) -> bool:
+    return text.count(" ") * 25 >= len(text)
+
+
+def spread(items: list[str], n: int) -> list[str]:
+    """n items evenly spaced through the list (all of them when fewer)."""
+    if len(items) <= n:
+        return items
+    return [items[i * len(items) // n] for i in range(n)]
+
+
+def build_snippets(path: Path, per_language: int) -> tuple[dict[str, list[str]], dict[str, list[str]], int]:
+    """({gold: sentences}, {gold: short snippets}, rows left out for a secondary script)."""
+    import langcodes
+
+    sentences: dict[str, list[str]] = collections.defaultdict(list)
+    shorts: dict[str, list[str]] = collections.defaultdict(list)
+    left_out = 0
+    with open(path, encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            tag, text = row["bcp47"], row["text"].strip()
+            parsed = langcodes.Language.get(tag)
+            if parsed.script and parsed.script not in languages.primary_scripts(parsed.language or "") \
+                    and languages.primary_scripts(parsed.language or ""):
+                left_out += 1
+                continue
+            gold = languages.normalize_tag(tag)
+            for sentence in SENTENCE_END.split(text):
+                sentence = sentence.strip()
+                if len(sentence) > 200:
+                    sentence = cut_words(sentence, 200) if uses_spaces(sentence) else sentence[:200]
+                if 20 <= len(sentence) <= 200:
+                    sentences[gold].append(sentence)
+            if uses_spaces(text):
+                words = text.split()
+                for start in range(0, len(words), 6):
+                    snippet = cut_words(" ".join(words[start:]), 29)
+                    if len(snippet) >= 10:
+                        shorts[gold].append(snippet)
+            else:
+                for start in range(0, len(text) - 15, 23):
+                    shorts[gold].append(text[start:start + 15])
+    return ({g: spread(v, per_language) for g, v in sentences.items()},
+            {g: spread(v, per_language) for g, v in shorts.items()}, left_out)
+
+
+def accuracy(results: dict[str, list[bool]], tags) -> float:
+    tags = [t for t in tags if results.get(t)]
+    if not tags:
+        return 0.0
+    return round(sum(sum(results[t]) / len(results[t]) for t in tags) / len(tags), 4)
+
+
+def pooled(results: dict[str, list[bool]], tags) -> float | None:
+    hits = [ok for t in tags for ok in results.get(t, [])]
+    return round(sum(hits) / len(hits), 4) if hits else None
+
+
+_PROBE = """
+import resource, sys, time, json
+t = time.perf_counter()
+from backend.languages import detect
+detect("Bonjour tout le monde, comment allez-vous ?")
+startup = time.perf_counter() - t
+for line in sys.stdin:
+    detect(line.strip())
+print(json.dumps({"startup_s": startup, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def probe_startup_and_memory(samples: list[str]) -> dict[str, float]:
+    """Start-up and peak memory of a fresh interpreter that loads the detector and runs it."""
+    done = subprocess.run([sys.executable, "-c", _PROBE], input="\n".join(samples), text=True,
+                          capture_output=True, cwd=ROOT, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="TSV: bcp47, iso6393, name, article, text")
+    parser.add_argument("--quick", action="store_true", help="8 snippets of each kind a language instead of 40")
+    parser.add_argument("--errors", type=Path, help="write per-language accuracies and confusions here (JSON)")
+    args = parser.parse_args(argv)
+
+    per_language = 8 if args.quick else 40
+    sentences, shorts, left_out = build_snippets(args.data, per_language)
+    claimed = languages.detector_languages()
+    ld54 = sorted({languages.normalize_tag(name) for name in os.listdir(LANGDETECT_PROFILES)})
+
+    detect = languages.detect_dominant.__wrapped__  # bypass the cache: measure real work
+    detect("warm up")
+    results = {"sentence": collections.defaultdict(list), "short": collections.defaultdict(list)}
+    confusions: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    count = 0
+    started = time.perf_counter()
+    for kind, data in (("sentence", sentences), ("short", shorts)):
+        for gold, snippets in data.items():
+            if gold not in claimed and gold not in ld54:
+                continue
+            for snippet in snippets:
+                guess = detect(snippet).tag
+                results[kind][gold].append(guess == gold)
+                if guess != gold:
+                    confusions[(kind, gold, guess)] += 1
+                count += 1
+    elapsed = time.perf_counter() - started
+
+    all_tags = sorted(t for t in results["sentence"] if t in claimed)
+    ld_tags = [t for t in ld54 if results["sentence"].get(t)]
+    probe_samples = [s for v in list(sentences.values())[::4] for s in v[:3]][:300]
+    report = {
+        "langdetect54": {
+            "languages": len(ld_tags),
+            "sentence_acc": accuracy(results["sentence"], ld_tags),
+            "short_acc": accuracy(results["short"], ld_tags),
+        },
+        "all": {
+            "languages": len(all_tags),
+            "sentence_acc": accuracy(results["sentence"], all_tags),
+            "short_acc": accuracy(results["short"], all_tags),
+            "languages_sentence_acc_ge_97": sum(
+                1 for t in all_tags if sum(results["sentence"][t]) / len(results["sentence"][t]) >= 0.97),
+        },
+        "pairs": {name: pooled(results["sentence"], tags) for name, tags in PAIRS.items()},
+        "pairs_short": {name: pooled(results["short"], tags) for name, tags in PAIRS.items()},
+        "snippets": count,
+        "snippets_per_s": round(count / elapsed),
+        **{k: round(v, 3 if k == "startup_s" else 1) for k, v in probe_startup_and_memory(probe_samples).items()},
+        "rows_secondary_script": left_out,
+        "data": str(args.data.name),
+        "quick": args.quick,
+    }
+    if args.errors:
+        per_language = {t: {k: round(sum(results[k][t]) / len(results[k][t]), 3)
+                            for k in results if results[k].get(t)} for t in sorted(results["sentence"])}
+        args.errors.write_text(json.dumps({
+            "per_language": per_language,
+            "confusions": [[k, g, p, n] for (k, g, p), n in confusions.most_common(200)],
+        }, ensure_ascii=False, indent=1))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

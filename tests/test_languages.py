@@ -1,0 +1,265 @@
+"""Language stage: detection on real UDHR text, tag folding, names, the language table."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import os
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from backend import languages
+from backend.languages import LanguageGuess, detect, detect_dominant, normalize_tag
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", ROOT.parent / "shared" / "corpus"))
+UDHR = CORPUS / "text" / "udhr_dev.tsv"
+
+needs_corpus = pytest.mark.skipif(not UDHR.exists(), reason=f"corpus not found at {UDHR}")
+
+
+def _udhr_rows() -> list[dict[str, str]]:
+    if not UDHR.exists():
+        return []
+    with open(UDHR, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+ROWS = _udhr_rows()
+
+
+def _paragraphs(gold: str, limit: int = 6, min_len: int = 80) -> list[str]:
+    """Real paragraphs of one (folded) language, in its main script, from several articles.
+
+    Plainly named declarations come first: "French (Welche)" is a dialect, not French.
+    """
+    plain, variants = [], []
+    for row in ROWS:
+        lang, script = languages.split_tag(row["bcp47"])
+        if lang != gold or (script and script not in languages.primary_scripts(row["bcp47"].split("-")[0])):
+            continue
+        text = row["text"].strip()
+        if len(text) >= min_len:
+            (variants if "(" in row["name"] else plain).append(text)
+    out = plain if len(plain) >= limit else plain + variants
+    return out[:: max(1, len(out) // limit)][:limit]
+
+
+# --------------------------------------------------------------------------- accuracy floors
+
+# Families and scripts with a floor on real paragraphs (the detector's own answer must
+# equal the gold tag). Close pairs (id/ms, hr/bs/sr) are left to the bench.
+FAMILIES = {
+    "Romance": ["es", "fr", "it", "pt", "ro", "ca"],
+    "Germanic": ["en", "de", "nl", "sv", "da", "no", "af", "is"],
+    "Slavic (Latin)": ["pl", "cs", "sk", "sl"],
+    "Cyrillic": ["ru", "uk", "bg", "be", "kk"],
+    "Arabic script": ["ar", "fa", "ur"],
+    "Indic": ["hi", "bn", "ta", "te", "mr", "gu", "kn", "ml", "pa", "ne"],
+    "East Asian": ["zh", "ja", "ko"],
+    "Southeast Asian": ["th", "vi", "id", "tl", "my", "km", "lo"],
+    "African": ["sw", "yo", "zu", "xh", "so", "am", "ha", "ig"],
+    "Other scripts": ["el", "he", "ka", "hy", "si"],
+}
+
+
+@needs_corpus
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_accuracy_floor_per_family(family: str) -> None:
+    hits, total, misses = 0, 0, []
+    for gold in FAMILIES[family]:
+        for paragraph in _paragraphs(gold, limit=5):
+            guess = detect(paragraph)
+            total += 1
+            hits += guess.tag == gold
+            if guess.tag != gold:
+                misses.append((gold, guess.tag, paragraph[:50]))
+    assert total >= 5 * len(FAMILIES[family]) - 5, f"too few corpus paragraphs for {family}"
+    assert hits / total >= 0.95, f"{family}: {hits}/{total}; misses {misses}"
+
+
+@needs_corpus
+def test_nfc_and_nfd_give_the_same_answer() -> None:
+    decomposed = [row["text"] for row in ROWS
+                  if row["bcp47"] == "vi" and unicodedata.normalize("NFC", row["text"]) != row["text"]][:4]
+    assert decomposed, "expected some of the corpus's Vietnamese to be stored decomposed"
+    for text in decomposed + _paragraphs("fr", 2) + _paragraphs("hi", 2):
+        nfc, nfd = unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)
+        assert detect(nfc).tag == detect(nfd).tag
+        assert detect(nfc).confidence == detect(nfd).confidence
+    assert detect(decomposed[0]).tag == "vi"
+
+
+# --------------------------------------------------------------------------- odd input
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t", "12345", "3.14 + 2 = 5.14", "😀😀", "!!! ??? ...",
+                                  "def f(x): return x", "x = [i ** 2 for i in range(10)]",
+                                  "https://example.com/path?query=1&lang=fr", "user@example.org", "ok"])
+def test_odd_input_is_unknown_with_low_confidence(text: str) -> None:
+    guess = detect(text)
+    assert isinstance(guess, LanguageGuess)
+    assert guess.tag == "und" and not guess.known
+    assert guess.confidence <= 0.1
+
+
+def test_non_string_input_is_unknown() -> None:
+    assert detect(None).tag == "und"  # type: ignore[arg-type]
+
+
+def test_deterministic() -> None:
+    text = "Hej, hur mår du? Jag hoppas att allt är bra."
+    first = detect_dominant.__wrapped__(text)
+    for _ in range(3):
+        assert detect_dominant.__wrapped__(text) == first
+    out = subprocess.run([sys.executable, "-c", f"from backend.languages import detect; print(detect({text!r}))"],
+                         capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
+    assert out == repr(first)
+
+
+def test_known_guess_has_names() -> None:
+    guess = detect("Toutes les personnes naissent libres et égales en dignité et en droits.")
+    assert (guess.tag, guess.name, guess.autonym) == ("fr", "French", "français")
+    assert guess.known and guess.confidence > 0.8
+
+
+# --------------------------------------------------------------------------- mixed input
+
+
+@pytest.mark.parametrize("text", [
+    "मुझे Python में machine learning model train करना है, कृपया मदद करें",
+    "कृपया मुझे बताइए कि Docker container और Kubernetes pod में क्या अंतर है",
+    "मेरा laptop बहुत slow चल रहा है, RAM upgrade करूँ या SSD लगाऊँ?",
+])
+def test_hindi_with_english_technical_words_is_hindi(text: str) -> None:
+    assert detect_dominant(text).tag == "hi"
+
+
+def test_dominant_language_not_first_word() -> None:
+    text = "OK, so quiero saber cómo puedo cambiar la contraseña de mi cuenta bancaria en línea"
+    assert detect_dominant(text).tag == "es"
+
+
+# --------------------------------------------------------------------------- tags and names
+
+
+@pytest.mark.parametrize("tag, folded", [
+    ("arb", "ar"), ("cmn", "zh"), ("pes", "fa"), ("swh", "sw"), ("nob", "no"), ("nb", "no"),
+    ("zh-Hant", "zh"), ("zh-Hans-CN", "zh"), ("sr-Latn", "sr"), ("sr-Cyrl", "sr"), ("iw", "he"),
+    ("zsm", "ms"), ("zlm-Latn", "ms"), ("pt-BR", "pt"), ("de-1901", "de"), ("fil", "tl"), ("tl", "tl"),
+    ("EN_us", "en"), ("", "und"), ("und", "und"), ("not a tag!", "und"),
+])
+def test_normalize_tag(tag: str, folded: str) -> None:
+    assert normalize_tag(tag) == folded
+
+
+def test_script_information_is_kept_where_the_table_needs_it() -> None:
+    assert languages.split_tag("zh-Hant") == ("zh", "Hant")
+    assert set(languages.get("zh").scripts) >= {"Hans", "Hant"}
+    assert set(languages.get("sr").scripts) >= {"Cyrl", "Latn"}
+
+
+@pytest.mark.parametrize("tag", ["ar", "he", "fa", "ur", "arb", "ps", "yi"])
+def test_rtl(tag: str) -> None:
+    assert languages.is_rtl(tag)
+
+
+@pytest.mark.parametrize("tag", ["en", "zh", "hi", "ru", "ja", "az"])
+def test_ltr(tag: str) -> None:
+    assert not languages.is_rtl(tag)
+
+
+def test_names_and_autonyms() -> None:
+    assert languages.language_name("fr") == "French"
+    assert languages.autonym("fr") == "français"
+    assert languages.autonym("ja") == "日本語"
+    assert languages.autonym("arb") == "العربية"
+
+
+def test_choices_list_autonyms_with_auto_first() -> None:
+    options = languages.choices()
+    assert options[0] == ("Auto", "auto")
+    labels = dict((tag, label) for label, tag in options)
+    assert labels["fr"] == "français (French)"
+    assert labels["de"] == "Deutsch (German)"
+    assert labels["en"] == "English"
+    tags = [tag for _, tag in options]
+    assert len(tags) == len(set(tags)) > 100
+    english_names = [languages.language_name(t).casefold() for t in tags[1:]]
+    assert english_names == sorted(english_names)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def test_table_rows_are_consistent() -> None:
+    table = languages.LANGUAGES
+    assert languages.get("fr") is table["fr"]
+    french = table["fr"]
+    assert french.detector_knows and french.whisper_hears and french.model_tier == "strong"
+    assert french.direction == "ltr" and table["ar"].direction == "rtl"
+    assert languages.get("arb") is table["ar"] and languages.get("xx-nonsense") is None
+    for info in table.values():
+        assert info.tag == normalize_tag(info.tag) and info.name and info.autonym
+        assert info.model_tier in {"strong", "supported", "limited"}
+        assert info.end_to_end == (info.detector_knows and bool(info.tts_voices))
+
+
+@pytest.mark.skipif(not languages.espeak_voices(), reason="espeak-ng is not installed")
+def test_many_languages_end_to_end() -> None:
+    # 89 here: the detector knows ~160 languages, this machine's espeak-ng speaks ~110,
+    # and they overlap on 89 (issue 7 asks for 100; see the language table in README).
+    assert len(languages.end_to_end_languages()) >= 85
+
+
+def test_espeak_listing_parser() -> None:
+    listing = """Pty Language       Age/Gender VoiceName          File                 Other Languages
+ 5  af              --/M      Afrikaans          gmw/af
+ 5  cmn             --/M      Chinese_(Mandarin) sit/cmn              (zh-cmn 5)(zh 5)
+ 5  nb              --/M      Norwegian_Bokmål   gmq/nb               (no 5)
+ 2  en-gb           --/M      English_(Great_Britain) gmw/en          (en 2)
+ 5  fr-fr           --/M      French_(France)    roa/fr               (fr 5)
+ 5  en              --/M      en1                mb/mb-en1
+"""
+    voices = languages.parse_espeak_voices(listing)
+    assert voices == {"af": ("af",), "zh": ("cmn",), "no": ("nb",), "en": ("en-gb",), "fr": ("fr-fr",)}
+
+
+def test_readme_table_is_current() -> None:
+    done = subprocess.run([sys.executable, "scripts/languages_table.py", "--check"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# --------------------------------------------------------------------------- every end-to-end language
+
+
+def _end_to_end_tags() -> list[str]:
+    try:
+        return sorted(info.tag for info in languages.end_to_end_languages())
+    except Exception:  # collection must not fail; the table tests report the cause
+        return []
+
+
+_CORPUS_TAGS = {normalize_tag(row["bcp47"]) for row in ROWS}
+
+
+@needs_corpus
+@pytest.mark.parametrize("tag", _end_to_end_tags())
+def test_end_to_end_language_detected_on_real_paragraph(tag: str) -> None:
+    if tag not in _CORPUS_TAGS:
+        pytest.skip(f"no UDHR text for {tag}")
+    main_script = (languages.primary_scripts(tag) or (None,))[0]
+    paragraphs = [p for p in _paragraphs(tag, limit=60, min_len=30)
+                  if main_script is None or languages.script_counts(p).most_common(1)[0][0]
+                  in {main_script, "Hani", "Kana", "Hang"} | {main_script}][:3]
+    if not paragraphs:
+        pytest.skip(f"no UDHR paragraph in the main script of {tag}")
+    answers = collections.Counter(detect(p).tag for p in paragraphs)
+    # "or its macrolanguage": Bosnian, Croatian and Serbian share one (sh), as do id and ms.
+    accepted = sum(n for answer, n in answers.items() if languages._same_macrolanguage(answer, tag))
+    assert accepted * 2 > len(paragraphs), f"{tag}: {dict(answers)}"
