@@ -47,7 +47,7 @@ def user_message(turn: Turn, locale: str = "en") -> dict:
     return {"role": "user", "content": content}
 
 
-def assistant_message(turn: Turn, locale: str = "en") -> dict | None:
+def assistant_message(turn: Turn, locale: str = "en", can_speak: bool = False) -> dict | None:
     notes: list[str] = []
     if turn.status == "stopped":
         notes.append(translate("turn.stopped", locale))
@@ -55,6 +55,14 @@ def assistant_message(turn: Turn, locale: str = "en") -> dict | None:
         notes.append(translate("turn.interrupted", locale))
     elif turn.status == "error":
         notes.append(translate("turn.error", locale, message=turn.error or ""))
+    elif turn.status == "no_speech":
+        notes.append(translate("turn.no_speech", locale))
+    if "heard_by_model_only" in turn.notes:
+        notes.append(translate("turn.heard_by_model_only", locale))
+    if "tts.no_voice" in turn.notes:
+        notes.append(translate("turn.no_voice", locale))
+    elif any(note.startswith("tts.") for note in turn.notes):
+        notes.append(translate("turn.speech_failed", locale))
     if "history_shortened" in turn.notes:
         notes.append(translate("turn.history_shortened", locale))
     options = []
@@ -64,6 +72,8 @@ def assistant_message(turn: Turn, locale: str = "en") -> dict | None:
             "turn.mismatch", locale, answer_language=turn.answer_guess.name, language=wanted
         ))
         options.append({"value": f"retry:{turn.id}", "label": translate("button.retry", locale, language=wanted)})
+    if can_speak and turn.answer and turn.status in {"done", "stopped", "interrupted"}:
+        options.append({"value": f"listen:{turn.id}", "label": translate("button.listen", locale)})
     if not turn.answer and not notes and turn.status in {"pending", "streaming"}:
         return {"role": "assistant", "content": "…"}
     parts = []
@@ -76,11 +86,11 @@ def assistant_message(turn: Turn, locale: str = "en") -> dict | None:
     return message
 
 
-def chat_messages(conversation: Conversation, locale: str = "en") -> list[dict]:
+def chat_messages(conversation: Conversation, locale: str = "en", can_speak: bool = False) -> list[dict]:
     messages: list[dict] = []
     for turn in conversation.turns:
         messages.append(user_message(turn, locale))
-        reply = assistant_message(turn, locale)
+        reply = assistant_message(turn, locale, can_speak)
         if reply is not None:
             messages.append(reply)
     return messages

@@ -14,6 +14,7 @@ from app.i18n import STRINGS, translate
 from backend import languages
 from backend.errors import UserFacingError
 from backend.runtime import Runtime
+from backend.speaker import answer_aloud
 from backend.turns import Conversation
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Re-render the chat at most this often while streaming: smooth, without flooding the socket.
 STREAM_INTERVAL_S = 0.04
+# Stop also silences what the browser has already buffered.
+PAUSE_AUDIO_JS = "() => { document.querySelectorAll('audio').forEach((a) => { a.pause(); }); }"
 
 
 # Labels are translated in the browser, by the visitor's locale (English fallback).
@@ -43,6 +46,14 @@ def _files_of(message: dict | None) -> list[str]:
         if path:
             files.append(str(path))
     return files
+
+
+def locale_of(request: gr.Request | None) -> str:
+    """The visitor's UI language, from the browser's Accept-Language header."""
+    from app.i18n import locale_from_request
+
+    headers = getattr(request, "headers", None) or {}
+    return locale_from_request(headers.get("accept-language"))
 
 
 def status_markdown(runtime: Runtime) -> str:
@@ -90,10 +101,19 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 choices=language_choices, value="auto", label=_t("language.label"),
                 elem_id="language", filterable=True, scale=3,
             )
+            speak = gr.Checkbox(value=False, label=_t("speak.label"), elem_id="speak", scale=1,
+                                interactive=runtime.tts is not None)
             stop = gr.Button(_t("button.stop"), elem_id="stop", variant="stop", scale=1)
             new = gr.Button(_t("button.new"), elem_id="new-conversation", scale=1)
+        answer_audio = gr.Audio(
+            label=_t("audio.label"), elem_id="answer-audio", streaming=True, autoplay=True,
+            interactive=False,
+        )
 
         # -- handlers --------------------------------------------------------------------
+        def view(conversation: Conversation, request: gr.Request | None) -> list[dict]:
+            return render.chat_messages(conversation, locale_of(request), can_speak=runtime.tts is not None)
+
         def add_user_turn(message: dict, language_value: str, request: gr.Request):
             conversation = _session(runtime, request)
             if conversation.busy:
@@ -104,28 +124,43 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 # gr.Error leaves the textbox as it was: the message and its files are kept.
                 raise gr.Error(err.message, print_exception=False) from None
             conversation.add(turn)
-            return gr.MultimodalTextbox(value=None, interactive=False), render.chat_messages(conversation)
+            return gr.MultimodalTextbox(value=None, interactive=False), view(conversation, request)
 
-        def stream_answer(request: gr.Request):
+        def stream_answer(speak_value: bool, request: gr.Request):
             conversation = _session(runtime, request)
             turn = conversation.last()
+            busy = gr.MultimodalTextbox(interactive=False)
             if turn is None or turn.status != "pending":
-                yield render.chat_messages(conversation), gr.MultimodalTextbox(interactive=True)
+                yield view(conversation, request), gr.MultimodalTextbox(interactive=True), None
                 return
             while runtime.status().state == "loading":
-                yield render.chat_messages(conversation), gr.MultimodalTextbox(interactive=False)
+                yield view(conversation, request), busy, None
                 time.sleep(0.5)
             try:
                 runtime.require_model()
                 last = 0.0
-                for _ in conversation.answer(turn):
+                for event in answer_aloud(conversation, turn, runtime.tts, bool(speak_value)):
+                    if event.kind == "audio":
+                        yield view(conversation, request), busy, event.chunk.wav_bytes()
+                        continue
                     now = time.monotonic()
                     if now - last >= STREAM_INTERVAL_S:
                         last = now
-                        yield render.chat_messages(conversation), gr.MultimodalTextbox(interactive=False)
+                        yield view(conversation, request), busy, None
             except UserFacingError as err:
                 turn.status, turn.error, turn.error_key = "error", err.message, err.key
-            yield render.chat_messages(conversation), gr.MultimodalTextbox(interactive=True)
+            yield view(conversation, request), gr.MultimodalTextbox(interactive=True), None
+
+        def listen(turn_id: int, conversation: Conversation):
+            """Play one earlier answer again."""
+            turn = next((t for t in conversation.turns if t.id == turn_id), None)
+            if turn is None or not turn.answer or runtime.tts is None:
+                return
+            try:
+                for chunk in runtime.tts.speak(turn.answer, turn.answer_language):
+                    yield chunk
+            except UserFacingError as err:
+                gr.Warning(err.message)
 
         def stop_answer(request: gr.Request):
             _session(runtime, request).stop()
@@ -134,16 +169,27 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             _session(runtime, request).clear()
             return [], gr.MultimodalTextbox(value=None, interactive=True)
 
-        def retry(event: gr.SelectData, request: gr.Request):
+        def choose_option(event: gr.SelectData, request: gr.Request):
+            """Options under an answer: "answer again in <language>" and "listen"."""
             conversation = _session(runtime, request)
             value = str(getattr(event, "value", "") or "")
-            if not value.startswith("retry:") or conversation.busy:
-                return render.chat_messages(conversation)
-            try:
-                conversation.retry_in_language(int(value.split(":", 1)[1]))
-            except (StopIteration, ValueError):
-                pass
-            return render.chat_messages(conversation)
+            action, _, turn_id = value.partition(":")
+            if action == "listen" and turn_id.isdigit():
+                import io
+
+                import soundfile as sf
+
+                for chunk in listen(int(turn_id), conversation):
+                    buffer = io.BytesIO()
+                    sf.write(buffer, chunk.samples, chunk.sample_rate, format="WAV", subtype="PCM_16")
+                    yield view(conversation, request), buffer.getvalue()
+                return
+            if action == "retry" and turn_id.isdigit() and not conversation.busy:
+                try:
+                    conversation.retry_in_language(int(turn_id))
+                except StopIteration:
+                    pass
+            yield view(conversation, request), None
 
         def refresh_status():
             state = runtime.status().state
@@ -156,16 +202,17 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             api_visibility="undocumented", queue=False,
         )
         submitted.success(
-            stream_answer, None, [chatbot, box], api_name="stream_answer", api_visibility="undocumented",
+            stream_answer, [speak], [chatbot, box, answer_audio], api_name="stream_answer", api_visibility="undocumented",
             concurrency_id="model",
             concurrency_limit=runtime.model_concurrency,
         )
-        box.stop(stop_answer, None, None, api_visibility="private", queue=False)
-        stop.click(stop_answer, None, None, api_name="stop", api_visibility="undocumented", queue=False)
+        box.stop(stop_answer, None, None, api_visibility="private", queue=False, js=PAUSE_AUDIO_JS)
+        stop.click(stop_answer, None, None, api_name="stop", api_visibility="undocumented", queue=False,
+                   js=PAUSE_AUDIO_JS)
         new.click(new_conversation, None, [chatbot, box], api_name="new_conversation",
                   api_visibility="undocumented", queue=False)
-        chatbot.option_select(retry, None, chatbot, api_visibility="private", queue=False).then(
-            stream_answer, None, [chatbot, box], api_visibility="private", concurrency_id="model",
+        chatbot.option_select(choose_option, None, [chatbot, answer_audio], api_visibility="private").then(
+            stream_answer, [speak], [chatbot, box, answer_audio], api_visibility="private", concurrency_id="model",
             concurrency_limit=runtime.model_concurrency,
         )
 
@@ -198,13 +245,17 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
 
 
 def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto") -> dict:
-    """One stateless question for the API: never raises, errors come back as ``{"error": ...}``."""
-    conversation = Conversation(runtime.engine, limits=runtime.limits, max_new_tokens=runtime.settings.max_new_tokens)
+    """One stateless question for the API: never raises, errors come back as ``{"error": ...}``.
+
+    A recording is transcribed first; the result then holds ``transcript`` and the spoken language."""
+    conversation = runtime.new_conversation()
     try:
         turn = conversation.add(conversation.prepare(message, files, language))
         runtime.require_model(wait_s=600.0)
         for _ in conversation.answer(turn):
             pass
+        if turn.status == "no_speech":
+            return {"error": turn.error, "error_key": turn.error_key, "transcript": "", "language": "und"}
         result = {
             "answer": turn.answer,
             "language": turn.language.tag,

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend import media
-from backend.engine import Engine, LocalEngine
+from backend.asr import SpeechRecognizer, default_asr_model
+from backend.engine import Engine, LocalEngine, resolve_device
 from backend.errors import UserFacingError
 from backend.settings import Settings
 from backend.turns import Conversation, SessionRegistry
@@ -52,22 +53,44 @@ class Runtime:
             max_file_bytes=settings.max_upload_mb * 2**20,
             max_audio_seconds=float(settings.max_audio_seconds),
         )
+        self.asr = self._build_asr(settings)
+        self.tts = self._build_tts(settings)
         self.work_dir = Path(tempfile.mkdtemp(prefix="omnilingo-"))
         self.sessions = SessionRegistry(self._new_conversation)
         self._status = LoadStatus("loading", f"Starting {self.engine.name}…", 0.0)
         self._started = time.monotonic()
         self._ready = threading.Event()
         self._loader: threading.Thread | None = None
+        self.asr_error: UserFacingError | None = None
 
     @property
     def model_concurrency(self) -> int:
         """Answers generated at once: one per local device; a serving engine batches many."""
         return 1 if isinstance(self.engine, LocalEngine) else max(1, self.settings.concurrency)
 
-    def _new_conversation(self, session_id: str) -> Conversation:
-        # The folder is named by a counter, not by the client's session id.
+    @staticmethod
+    def _build_asr(settings: Settings) -> SpeechRecognizer | None:
+        if settings.asr_model == "off":
+            return None
+        device = resolve_device(settings.device)
+        return SpeechRecognizer(settings.asr_model or default_asr_model(device), device=device)
+
+    @staticmethod
+    def _build_tts(settings: Settings):
+        if settings.tts_engine == "off":
+            return None
+        from backend.tts import SpeechRouter
+
+        preferred = None if settings.tts_engine == "auto" else settings.tts_engine
+        return SpeechRouter(preferred_engine=preferred, allow_noncommercial=settings.allow_noncommercial_voices)
+
+    def new_conversation(self) -> Conversation:
+        # The folder is named by the system, never by anything the client sent.
         folder = Path(tempfile.mkdtemp(prefix="session-", dir=self.work_dir))
-        return Conversation(self.engine, folder, self.limits, self.settings.max_new_tokens)
+        return Conversation(self.engine, folder, self.limits, self.settings.max_new_tokens, asr=self.asr)
+
+    def _new_conversation(self, session_id: str) -> Conversation:
+        return self.new_conversation()
 
     # -- model loading -------------------------------------------------------------------
     def start_loading(self) -> None:
@@ -96,6 +119,21 @@ class Runtime:
                                       "model.ready")
         finally:
             self._ready.set()
+        self._load_asr()
+
+    def _load_asr(self) -> None:
+        """Speech recognition loads after the model; when it cannot, typing still works."""
+        if self.asr is None:
+            return
+        try:
+            self.asr.load()
+        except UserFacingError as err:
+            self.asr_error = err
+            log.warning("speech input unavailable: %s", err.message)
+        except Exception as err:  # keep serving text
+            log.exception("speech recognition failed to load")
+            self.asr_error = UserFacingError(f"Speech input is not available ({type(err).__name__}).",
+                                             key="asr.unavailable")
 
     def status(self) -> LoadStatus:
         status = self._status

@@ -21,7 +21,7 @@ from typing import Any
 
 from backend import languages, media
 from backend.engine import Engine, GenerationStats, PromptMessage
-from backend.errors import MediaError, UserFacingError
+from backend.errors import MediaError, ModelUnavailableError, UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,12 @@ class Turn:
     text: str
     language: languages.LanguageGuess
     answer_language: str
+    language_override: str = "auto"
     image_paths: list[str] = field(default_factory=list)
     audio_path: str | None = None
     transcript: str | None = None
     answer: str = ""
-    status: str = "pending"  # pending | streaming | done | stopped | interrupted | error
+    status: str = "pending"  # pending | streaming | done | stopped | interrupted | error | no_speech
     error: str | None = None
     error_key: str | None = None
     answer_guess: languages.LanguageGuess | None = None
@@ -70,6 +71,14 @@ class Turn:
     firm_language: bool = False
     notes: list[str] = field(default_factory=list)
     stats: GenerationStats = field(default_factory=GenerationStats)
+    asr_s: float | None = None
+
+    @property
+    def prompt_text(self) -> str:
+        """What the model reads: the typed text, the transcript of the recording, or both."""
+        if self.transcript and self.text:
+            return f"{self.text}\n\n{self.transcript}"
+        return self.text or self.transcript or ""
 
     @property
     def language_mismatch(self) -> bool:
@@ -96,8 +105,10 @@ class Conversation:
         session_dir: Path | None = None,
         limits: media.MediaLimits | None = None,
         max_new_tokens: int = 1024,
+        asr=None,
     ) -> None:
         self.engine = engine
+        self.asr = asr  # backend.asr.SpeechRecognizer, or None when speech input is off
         self.limits = limits or media.MediaLimits()
         self.max_new_tokens = max_new_tokens
         self.session_dir = Path(session_dir or tempfile.mkdtemp(prefix="omnilingo-session-"))
@@ -162,6 +173,7 @@ class Conversation:
                 text=text,
                 language=guess,
                 answer_language=self.choose_language(guess, language),
+                language_override=language or "auto",
                 image_paths=[self._keep_file(p, "image") for p in images],
                 audio_path=self._keep_file(audio[0], "audio") if audio else None,
             )
@@ -178,7 +190,7 @@ class Conversation:
 
     # -- prompting ---------------------------------------------------------------------
     def prompt_for(self, turn: Turn) -> list[PromptMessage]:
-        history = [t for t in self.turns if t.id < turn.id and t.status != "error"]
+        history = [t for t in self.turns if t.id < turn.id and t.status not in {"error", "no_speech"}]
         image_budget = MAX_IMAGES_IN_CONTEXT
         messages: list[PromptMessage] = []
         for past in reversed(history + [turn]):
@@ -190,10 +202,9 @@ class Conversation:
             audio = []
             if past is turn and turn.audio_path and getattr(self.engine, "accepts_audio", False):
                 audio = [media.load_audio(turn.audio_path, self.limits).samples]
-            user_text = past.transcript if past.transcript and not past.text else past.text
             if past is not turn and past.answer:
                 messages.append(PromptMessage("assistant", past.answer))
-            messages.append(PromptMessage("user", user_text, images=images, audio=audio))
+            messages.append(PromptMessage("user", past.prompt_text, images=images, audio=audio))
         messages.reverse()
         return [PromptMessage("system", system_prompt(turn.answer_language, turn.firm_language))] + messages
 
@@ -210,6 +221,8 @@ class Conversation:
             turn.answer = ""
         stats = turn.stats = GenerationStats()
         try:
+            if turn.audio_path and turn.transcript is None and not self.hear(turn):
+                return
             messages = self.prompt_for(turn)
             for delta in self.engine.stream(messages, stop, max_new_tokens or self.max_new_tokens, stats):
                 if generation != self.generation:
@@ -236,6 +249,43 @@ class Conversation:
         if turn.answer.strip():
             turn.answer_guess = languages.detect(turn.answer)
 
+    def hear(self, turn: Turn) -> bool:
+        """Transcribe the turn's recording; False (and a "did not catch that" turn) when nothing was said.
+
+        The spoken language Whisper hears wins over the text detector for speech."""
+        clip = media.load_audio(turn.audio_path, self.limits)
+        accepts_audio = getattr(self.engine, "accepts_audio", False)
+        if self.asr is None:
+            if accepts_audio:
+                turn.notes.append("heard_by_model_only")
+                return True
+            raise UserFacingError("Speech input is not available in this setup.", key="asr.unavailable")
+        started = time.perf_counter()
+        try:
+            transcript = self.asr.transcribe(clip)
+        except ModelUnavailableError:
+            if not accepts_audio:
+                raise
+            log.warning("speech recognition unavailable; the model hears the recording itself")
+            turn.notes.append("heard_by_model_only")
+            return True
+        finally:
+            turn.asr_s = time.perf_counter() - started
+        if transcript.no_speech or not transcript.text.strip():
+            turn.transcript = ""
+            turn.status = "no_speech"
+            turn.error = "I did not catch that. Please try again, a little closer to the microphone."
+            turn.error_key = "asr.no_speech"
+            return False
+        turn.transcript = transcript.text.strip()
+        tag = languages.normalize_tag(transcript.language)
+        turn.language = languages.LanguageGuess(
+            tag=tag, name=languages.language_name(tag), autonym=languages.autonym(tag),
+            confidence=round(float(transcript.language_probability), 3),
+        )
+        turn.answer_language = self.choose_language(turn.language, turn.language_override)
+        return True
+
     def stop(self) -> None:
         """The Stop button: end the answer in progress within one decode step."""
         self._stop.set()
@@ -259,6 +309,7 @@ class Conversation:
                 text=original.text,
                 language=original.language,
                 answer_language=original.answer_language,
+                language_override=original.language_override,
                 image_paths=list(original.image_paths),
                 audio_path=original.audio_path,
                 transcript=original.transcript,

@@ -89,7 +89,7 @@ def test_chat_event_streams_into_the_conversation(client):
     box, history = client.predict({"text": "Hola, ¿qué tiempo hace hoy en Madrid?", "files": []}, "auto",
                                   api_name="/send_message")
     assert history[0]["role"] == "user"
-    job = client.submit(api_name="/stream_answer")
+    job = client.submit(False, api_name="/stream_answer")
     updates = list(job)
     assert len(updates) >= 1
     final_history = job.outputs()[-1][0]
@@ -101,7 +101,7 @@ def test_chat_event_streams_into_the_conversation(client):
 
 def test_bad_input_keeps_the_message_and_history(client):
     client.predict({"text": "Guten Morgen, wie geht es dir heute?", "files": []}, "auto", api_name="/send_message")
-    list(client.submit(api_name="/stream_answer"))
+    list(client.submit(False, api_name="/stream_answer"))
     with pytest.raises(Exception) as info:  # gr.Error: shown as a toast, the textbox keeps its value
         client.predict({"text": "   ", "files": []}, "auto", api_name="/send_message")
     assert "Type a message" in str(info.value)
@@ -112,7 +112,7 @@ def test_bad_input_keeps_the_message_and_history(client):
 
 def test_new_conversation_clears_history(client):
     client.predict({"text": "Ciao, come stai?", "files": []}, "auto", api_name="/send_message")
-    list(client.submit(api_name="/stream_answer"))
+    list(client.submit(False, api_name="/stream_answer"))
     history, _ = client.predict(api_name="/new_conversation")
     assert history == []
 
@@ -149,7 +149,7 @@ def test_stop_halts_a_running_answer(tiny_gemma):
         runtime.wait_until_loaded(120)
         client = Client(url, verbose=False)
         client.predict({"text": "Count to a million", "files": []}, "auto", api_name="/send_message")
-        job = client.submit(api_name="/stream_answer")
+        job = client.submit(False, api_name="/stream_answer")
         time.sleep(1.0)
         client.predict(api_name="/stop")
         deadline = time.time() + 60

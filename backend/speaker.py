@@ -1,0 +1,182 @@
+"""Speaks a streaming answer sentence by sentence, beside the text stream, never in its way.
+
+Sentences are cut as the text streams and synthesized on a worker thread, so the
+first sentence is heard while the model still writes the second. Every sentence and
+every audio chunk carries the generation it belongs to; once the conversation moves
+on (Stop, barge-in, a new turn) the old ones are dropped wherever they are.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.errors import UserFacingError
+from backend.sentences import SentenceStream
+from backend.tts import AudioChunk, SpeechRouter, Voice, speakable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpokenChunk:
+    generation: int
+    audio: AudioChunk
+    ready_at: float  # perf_counter when synthesis finished
+
+    def wav_bytes(self) -> bytes:
+        import soundfile as sf
+
+        buffer = io.BytesIO()
+        samples = np.clip(self.audio.samples, -1.0, 1.0)
+        sf.write(buffer, samples, self.audio.sample_rate, format="WAV", subtype="PCM_16")
+        return buffer.getvalue()
+
+
+_END = object()
+
+
+class AnswerSpeaker:
+    """One answer's voice. ``feed`` text deltas, ``finish`` at the end, read ``ready()`` chunks."""
+
+    def __init__(
+        self,
+        router: SpeechRouter,
+        language: str,
+        generation: int,
+        current_generation: Callable[[], int],
+        voice: Voice | None = None,
+    ) -> None:
+        self.router = router
+        self.language = language
+        self.generation = generation
+        self._current = current_generation
+        self.voice = voice or router.voice_for(language)
+        self.sentences = SentenceStream(language)
+        self.note: UserFacingError | None = None
+        self.first_audio_at: float | None = None
+        self._todo: queue.Queue = queue.Queue()
+        self._done: queue.Queue[SpokenChunk] = queue.Queue()
+        self._cancelled = threading.Event()
+        self._finished = threading.Event()
+        if self.voice is None:
+            self.note = UserFacingError(
+                f"There is no voice for {language}; the answer is shown as text only.",
+                key="tts.no_voice", language=language,
+            )
+            self._finished.set()
+            self._worker = None
+        else:
+            self._worker = threading.Thread(target=self._run, name="omnilingo-speak", daemon=True)
+            self._worker.start()
+
+    @property
+    def stale(self) -> bool:
+        return self._cancelled.is_set() or self._current() != self.generation
+
+    def feed(self, delta: str) -> None:
+        if self._worker is None or self.stale:
+            return
+        for sentence in self.sentences.feed(delta):
+            self._todo.put(sentence)
+
+    def finish(self) -> None:
+        if self._worker is None:
+            return
+        if not self.stale:
+            for sentence in self.sentences.flush():
+                self._todo.put(sentence)
+        self._todo.put(_END)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self._todo.put(_END)
+
+    @property
+    def done(self) -> bool:
+        """All speech produced (or dropped) and handed out."""
+        return self._finished.is_set() and self._done.empty()
+
+    def ready(self) -> list[SpokenChunk]:
+        """Chunks synthesized so far, of the current generation only."""
+        out = []
+        while True:
+            try:
+                chunk = self._done.get_nowait()
+            except queue.Empty:
+                return out
+            if chunk.generation == self._current() and not self._cancelled.is_set():
+                out.append(chunk)
+
+    def wait(self, timeout: float) -> None:
+        """Block until a chunk is ready, speech is finished, or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while self._done.empty() and not self._finished.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                sentence = self._todo.get()
+                if sentence is _END or self.stale:
+                    return
+                text = speakable(sentence)
+                if not text.strip():
+                    continue
+                try:
+                    audio = self.router.say(text, self.language, self.voice)
+                except UserFacingError as err:
+                    self.note = err
+                    log.warning("speech stopped: %s", err.message)
+                    return
+                if self.stale:
+                    return
+                if self.first_audio_at is None:
+                    self.first_audio_at = time.perf_counter()
+                self._done.put(SpokenChunk(self.generation, audio, time.perf_counter()))
+        finally:
+            self._finished.set()
+
+
+@dataclass
+class TurnEvent:
+    kind: str  # "text" | "audio"
+    text: str = ""
+    chunk: SpokenChunk | None = None
+
+
+def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -> Iterator[TurnEvent]:
+    """Stream a turn's answer as text events and, when ``speak``, audio events of its sentences.
+
+    Speech never holds the text back: audio is handed out whenever it is ready, and once the
+    text is complete the remaining sentences are waited for (unless the turn was stopped)."""
+    speaker = None
+    try:
+        for delta in conversation.answer(turn):
+            yield TurnEvent("text", text=delta)
+            if speaker is None and speak and router is not None:
+                # Made at the first words: for speech input the language is known only after hearing.
+                speaker = AnswerSpeaker(router, turn.answer_language, turn.generation, lambda: conversation.generation)
+            if speaker is not None:
+                speaker.feed(delta)
+                for chunk in speaker.ready():
+                    yield TurnEvent("audio", chunk=chunk)
+        if speaker is None:
+            return
+        speaker.finish()
+        while not speaker.done and turn.status == "done" and turn.generation == conversation.generation:
+            speaker.wait(0.05)
+            for chunk in speaker.ready():
+                yield TurnEvent("audio", chunk=chunk)
+        if speaker.note is not None and speaker.note.key not in turn.notes:
+            turn.notes.append(speaker.note.key)
+    finally:
+        if speaker is not None and not speaker.done:
+            speaker.cancel()
