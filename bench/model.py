@@ -65,8 +65,12 @@ def shrink_depth(raw: dict, layers: int) -> dict:
         types = text["layer_types"][:layers]
         types[-1] = "full_attention"  # Gemma 4 requires a global layer last
         text["layer_types"] = types
-        # keep the released share of layers that reuse an earlier layer's KV cache
-        text["num_kv_shared_layers"] = int(text["num_kv_shared_layers"] * layers // full)
+        # keep about the released share of layers that reuse an earlier layer's KV cache, as long
+        # as each attention type they use still has a layer of its own that produces the cache
+        shared = int(text["num_kv_shared_layers"] * layers // full)
+        while shared and not set(types[layers - shared:]) <= set(types[: layers - shared]):
+            shared -= 1
+        text["num_kv_shared_layers"] = shared
         text["num_hidden_layers"] = layers
     else:
         text = raw["thinker_config"]["text_config"]
@@ -285,6 +289,16 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine()
+
+
 def gib(n: float | None) -> float | None:
     return None if n is None else round(n / GIB, 3)
 
@@ -483,7 +497,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "config": "small" if args.small else (f"{args.layers} layers" if args.layers else "full"),
         "family": family,
         "device": device,
-        "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(0) if device == "cuda" else cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "precision": args.precision,
         "params": params,
