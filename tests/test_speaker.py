@@ -89,10 +89,9 @@ def test_stop_silences_the_rest(gemma_engine, tmp_path):
     turn = conversation.add(conversation.prepare("Tell me everything about the sea."))
     threading.Timer(0.3, conversation.stop).start()
     started = time.monotonic()
-    events = list(answer_aloud(conversation, turn, SpeechRouter(), speak=True))
+    list(answer_aloud(conversation, turn, SpeechRouter(), speak=True))
     assert turn.status == "stopped" and turn.stats.new_tokens < 3000
     assert time.monotonic() - started < 30, "speech kept going after Stop"
-    assert events
 
 
 def test_speech_off_yields_only_text(gemma_engine, tmp_path):
