@@ -107,6 +107,33 @@ def test_odd_input_is_unknown_with_low_confidence(text: str) -> None:
     assert guess.confidence <= 0.1
 
 
+@pytest.mark.parametrize(("text", "gold"), [
+    ("Bonjour ! <b>gras</b> <script>alert(1)</script> Que pensez-vous de Paris ?", "fr"),
+    ('<p class="note">Wie spät ist es heute in Berlin, bitte?</p>', "de"),
+    ("<div><span>¿Dónde está la estación de tren más cercana?</span></div>", "es"),
+    ("Это&nbsp;<i>очень</i> хороший вопрос о погоде в Москве", "ru"),
+])
+def test_markup_is_stripped_before_detection(text: str, gold: str) -> None:
+    assert detect(text).tag == gold
+
+
+def test_markup_alone_is_unknown() -> None:
+    assert detect("<div><br/><img src='x.png'></div>").tag == "und"
+
+
+@pytest.mark.parametrize(("text", "gold"), [
+    ("LA ASAMBLEA GENERAL PROCLAMA LA PRESENTE DECLARACIÓN", "es"),
+    ("DIE GENERALVERSAMMLUNG VERKÜNDET DIESE ERKLÄRUNG", "de"),
+])
+def test_text_in_capitals(text: str, gold: str) -> None:
+    assert detect(text).tag == gold
+
+
+def test_bulgarian_and_macedonian_are_not_serbian() -> None:
+    assert detect("са надарени с разум и съвест").tag == "bg"
+    assert detect("Тоа е многу убава куќа во Скопје.").tag == "mk"
+
+
 def test_non_string_input_is_unknown() -> None:
     assert detect(None).tag == "und"  # type: ignore[arg-type]
 
