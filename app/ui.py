@@ -23,6 +23,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Re-render the chat at most this often while streaming: smooth, without flooding the socket.
 STREAM_INTERVAL_S = 0.04
 # Stop also silences what the browser has already buffered.
+# Microphone chunks in voice mode: short enough for a quick barge-in, long enough to stay cheap.
+MIC_CHUNK_S = 0.25
 PAUSE_AUDIO_JS = "() => { document.querySelectorAll('audio').forEach((a) => { a.pause(); }); }"
 
 
@@ -34,9 +36,19 @@ def _t(key: str) -> Any:
     return I18N(key)
 
 
+def _session_id(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "default"
+
+
 def _session(runtime: Runtime, request: gr.Request | None) -> Conversation:
-    session_id = getattr(request, "session_hash", None) or "default"
-    return runtime.sessions.get(session_id)
+    return runtime.sessions.get(_session_id(request))
+
+
+def voice_status(voice) -> str:
+    if not voice.active:
+        return ""
+    icon = {"listening": "🎙️", "thinking": "💭", "speaking": "🔊"}.get(voice.state, "")
+    return f"{icon} {translate('voice.' + voice.state)}"
 
 
 def _files_of(message: dict | None) -> list[str]:
@@ -105,6 +117,16 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                                 interactive=runtime.tts is not None)
             stop = gr.Button(_t("button.stop"), elem_id="stop", variant="stop", scale=1)
             new = gr.Button(_t("button.new"), elem_id="new-conversation", scale=1)
+        with gr.Row(equal_height=True):
+            voice_toggle = gr.Button(_t("voice.start"), elem_id="voice-toggle", variant="primary", scale=1,
+                                     interactive=runtime.tts is not None)
+            voice_state = gr.Markdown("", elem_id="voice-state")
+        mic = gr.Audio(
+            sources=["microphone"], streaming=True, visible=False, elem_id="voice-mic",
+            label=_t("voice.mic_label"), type="numpy",
+        )
+        utterance_signal = gr.Number(value=0, visible=False, elem_id="utterance-signal")
+        barge_signal = gr.Number(value=0, visible=False, elem_id="barge-signal")
         answer_audio = gr.Audio(
             label=_t("audio.label"), elem_id="answer-audio", streaming=True, autoplay=True,
             interactive=False,
@@ -138,9 +160,14 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 time.sleep(0.5)
             try:
                 runtime.require_model()
+                voice = runtime.voice_session(_session_id(request))
+                voice.answering(turn.generation)
+                speak_it = bool(speak_value) or voice.active
                 last = 0.0
-                for event in answer_aloud(conversation, turn, runtime.tts, bool(speak_value)):
+                for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
                     if event.kind == "audio":
+                        audio = event.chunk.audio
+                        voice.played(audio.samples, audio.sample_rate)
                         yield view(conversation, request), busy, event.chunk.wav_bytes()
                         continue
                     now = time.monotonic()
@@ -149,7 +176,37 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                         yield view(conversation, request), busy, None
             except UserFacingError as err:
                 turn.status, turn.error, turn.error_key = "error", err.message, err.key
+            runtime.voice_session(_session_id(request)).finished(turn.generation)
             yield view(conversation, request), gr.MultimodalTextbox(interactive=True), None
+
+        def toggle_voice(request: gr.Request):
+            voice = runtime.voice_session(_session_id(request))
+            if voice.active:
+                voice.stop()
+                return (gr.Button(value=_t("voice.start")), gr.Audio(visible=False, recording=False),
+                        voice_status(voice))
+            voice.start()
+            return gr.Button(value=_t("voice.stop")), gr.Audio(visible=True, recording=True), voice_status(voice)
+
+        def on_mic(chunk, language_value: str, request: gr.Request):
+            """Each ~0.25 s of microphone audio: VAD, barge-in, and the end of an utterance."""
+            session_id = _session_id(request)
+            voice = runtime.voice_session(session_id)
+            utterance, barged = gr.skip(), gr.skip()
+            if chunk is not None and voice.active:
+                sample_rate, samples = chunk
+                for event in voice.hear(samples, sample_rate):
+                    if event.kind == "barge_in":
+                        barged = voice.barge_ins
+                    elif event.kind == "utterance":
+                        conversation = runtime.sessions.get(session_id)
+                        path = voice.save_utterance(event.audio, conversation.session_dir)
+                        try:
+                            turn = conversation.add(conversation.prepare("", [str(path)], language_value))
+                            utterance = turn.id
+                        except UserFacingError as err:
+                            gr.Warning(err.message)
+            return voice_status(voice), utterance, barged
 
         def listen(turn_id: int, conversation: Conversation):
             """Play one earlier answer again."""
@@ -216,6 +273,21 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             concurrency_limit=runtime.model_concurrency,
         )
 
+        voice_toggle.click(toggle_voice, None, [voice_toggle, mic, voice_state], api_visibility="private",
+                           queue=False)
+        mic.stream(
+            on_mic, [mic, language], [voice_state, utterance_signal, barge_signal], api_visibility="private",
+            stream_every=MIC_CHUNK_S, time_limit=3600, concurrency_limit=None, concurrency_id="microphone",
+        )
+        # A barge-in silences what the browser already buffered, at once, in the page.
+        barge_signal.change(None, None, None, js=PAUSE_AUDIO_JS, api_visibility="private", queue=False)
+        utterance_signal.change(
+            lambda: True, None, speak, api_visibility="private", queue=False,
+        ).then(
+            stream_answer, [speak], [chatbot, box, answer_audio], api_visibility="private",
+            concurrency_id="model", concurrency_limit=runtime.model_concurrency,
+        )
+
         timer = gr.Timer(1.0, active=runtime.status().state == "loading")
         timer.tick(refresh_status, None, [model_status, timer], api_visibility="private", queue=False)
         demo.load(refresh_status, None, [model_status, timer], api_visibility="private", queue=False)
@@ -239,7 +311,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
     @demo.unload
     def _drop_session(request: gr.Request = None) -> None:  # type: ignore[assignment]
         if request is not None and getattr(request, "session_hash", None):
-            runtime.sessions.drop(request.session_hash)
+            runtime.drop_session(request.session_hash)
 
     return demo
 

@@ -15,6 +15,7 @@ from backend.engine import Engine, LocalEngine, resolve_device
 from backend.errors import UserFacingError
 from backend.settings import Settings
 from backend.turns import Conversation, SessionRegistry
+from backend.voice import VoiceSession
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class Runtime:
         self.tts = self._build_tts(settings)
         self.work_dir = Path(tempfile.mkdtemp(prefix="omnilingo-"))
         self.sessions = SessionRegistry(self._new_conversation)
+        self._voices: dict[str, VoiceSession] = {}
+        self._voices_lock = threading.Lock()
         self._status = LoadStatus("loading", f"Starting {self.engine.name}…", 0.0)
         self._started = time.monotonic()
         self._ready = threading.Event()
@@ -159,6 +162,24 @@ class Runtime:
                 key="model.still_loading",
             )
 
+    def voice_session(self, session_id: str) -> VoiceSession:
+        """The voice mode of a session (made on first use, bound to that session's conversation)."""
+        with self._voices_lock:
+            voice = self._voices.get(session_id)
+            if voice is None:
+                voice = self._voices[session_id] = VoiceSession(self.sessions.get(session_id))
+            return voice
+
+    def drop_session(self, session_id: str) -> None:
+        """A tab went away: free its conversation, files, audio buffers and events."""
+        with self._voices_lock:
+            voice = self._voices.pop(session_id, None)
+        if voice is not None:
+            voice.stop()
+        self.sessions.drop(session_id)
+
     def close(self) -> None:
+        with self._voices_lock:
+            self._voices.clear()
         self.sessions.close_all()
         self.engine.close()

@@ -16,6 +16,7 @@ from backend.engine import (
     PromptMessage,
     bnb_config,
     choose_cpu_dtype,
+    cpu_has_fast_bf16,
     default_model,
 )
 from backend.errors import ModelUnavailableError
@@ -64,9 +65,11 @@ def test_nf4_load_quantizes_the_language_model_only(tiny_gemma):
     engine.close()
 
 
-def test_cpu_dtype_choice_fits_memory():
-    assert choose_cpu_dtype(300_000_000, memory_bytes=24 * 2**30) == "float32"
-    assert choose_cpu_dtype(5_100_000_000, memory_bytes=24 * 2**30) == "bfloat16"
+def test_cpu_dtype_choice_follows_the_hardware_and_memory():
+    assert choose_cpu_dtype(300_000_000, memory_bytes=24 * 2**30, fast_bf16=False) == "float32"
+    assert choose_cpu_dtype(5_100_000_000, memory_bytes=24 * 2**30, fast_bf16=False) == "bfloat16"
+    assert choose_cpu_dtype(300_000_000, memory_bytes=24 * 2**30, fast_bf16=True) == "bfloat16"
+    assert cpu_has_fast_bf16("flags : fpu avx512f avx512_bf16 amx_tile") and not cpu_has_fast_bf16("flags : avx2")
 
 
 @pytest.mark.parametrize("family", ["gemma", "qwen"])

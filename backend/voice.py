@@ -1,0 +1,123 @@
+"""Hands-free voice mode: listen, answer aloud, and let the user cut in (barge-in).
+
+The microphone streams into ``VoiceSession.hear``; silero VAD (behind the echo guard,
+so the assistant's own voice coming back through the speakers does not count) finds
+where the user starts and stops. A start while the assistant thinks or speaks is a
+barge-in: the conversation's generation moves on, which stops the model within one
+decode step and drops every queued sentence of the old answer. The end of speech
+hands over the utterance, pre-roll included, as the next turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from backend.echo import EchoGuard
+from backend.turns import Conversation
+from backend.vad import SAMPLE_RATE, VadConfig, VoiceActivityDetector
+
+log = logging.getLogger(__name__)
+
+LISTENING, THINKING, SPEAKING, OFF = "listening", "thinking", "speaking", "off"
+
+
+@dataclass
+class VoiceEvent:
+    kind: str  # "speech_start" | "barge_in" | "utterance" | "discarded"
+    t: float  # stream time, seconds
+    audio: np.ndarray | None = None  # 16 kHz float32, for "utterance"
+    detected_at: float = field(default_factory=time.perf_counter)
+
+
+class VoiceSession:
+    """One browser tab's voice conversation: the VAD, the echo guard, and the turn state."""
+
+    def __init__(self, conversation: Conversation, config: VadConfig | None = None) -> None:
+        self.conversation = conversation
+        self.echo = EchoGuard()
+        self.vad = VoiceActivityDetector(config or VadConfig(), echo_guard=self.echo)
+        self.state = OFF
+        self.barge_ins = 0
+        self.utterances = 0
+        self._lock = threading.Lock()
+        self._answering_generation: int | None = None
+
+    # -- the microphone ---------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            self.vad.reset()
+            self.echo.reset()
+            self.state = LISTENING
+
+    def stop(self) -> None:
+        with self._lock:
+            self.state = OFF
+            self.vad.reset()
+            self.echo.reset()
+
+    @property
+    def active(self) -> bool:
+        return self.state != OFF
+
+    def hear(self, samples: np.ndarray, sample_rate: int) -> list[VoiceEvent]:
+        """Feed one microphone chunk (any rate, int16 or float); returns what happened in it."""
+        if not self.active:
+            return []
+        with self._lock:
+            events = self.vad.process(samples, sample_rate)
+        out: list[VoiceEvent] = []
+        for event in events:
+            if event.kind == "speech_start":
+                if self.state in (THINKING, SPEAKING):
+                    self.barge_in()
+                    out.append(VoiceEvent("barge_in", event.t))
+                else:
+                    out.append(VoiceEvent("speech_start", event.t))
+            elif event.kind == "speech_end" and event.audio is not None:
+                self.utterances += 1
+                self.state = THINKING
+                out.append(VoiceEvent("utterance", event.t, audio=event.audio))
+            elif event.kind == "discarded":
+                out.append(VoiceEvent("discarded", event.t))
+        return out
+
+    def barge_in(self) -> int:
+        """The user cut in: stop the answer and its voice, listen again."""
+        generation = self.conversation.interrupt()
+        self.echo.clear()
+        self.barge_ins += 1
+        self.state = LISTENING
+        log.info("barge-in: answer interrupted (generation %d)", generation)
+        return generation
+
+    # -- the assistant's side -----------------------------------------------------------------
+    def answering(self, generation: int) -> None:
+        self._answering_generation = generation
+        if self.active:
+            self.state = THINKING
+
+    def played(self, samples: np.ndarray, sample_rate: int) -> None:
+        """Audio about to reach the speakers: the echo guard must know it to ignore it."""
+        self.echo.played(np.asarray(samples, dtype=np.float32), sample_rate=sample_rate)
+        if self.active:
+            self.state = SPEAKING
+
+    def finished(self, generation: int) -> None:
+        """The answer's text and speech were all handed out."""
+        if self._answering_generation == generation and self.active:
+            self.state = LISTENING
+
+    def save_utterance(self, audio: np.ndarray, folder: Path) -> Path:
+        """Write an utterance as a WAV file the turn can keep and replay."""
+        import soundfile as sf
+
+        self._saved = getattr(self, "_saved", 0) + 1
+        path = folder / f"voice-{self._saved:04d}.wav"
+        sf.write(path, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+        return path
