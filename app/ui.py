@@ -23,6 +23,23 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Re-render the chat at most this often while streaming: smooth, without flooding the socket.
 STREAM_INTERVAL_S = 0.04
 # Stop also silences what the browser has already buffered.
+# The microphone starts only from its own Record button (setting recording=True from the server
+# shows a recorder that sends no chunks), so the voice button presses it, once it is on screen.
+START_MIC_JS = """() => {
+  const press = (tries) => {
+    const root = document.querySelector('#voice-mic');
+    const record = root && root.offsetParent !== null ? root.querySelector('.record-button') : null;
+    if (record) { record.click(); return; }
+    if (tries > 0) { setTimeout(() => press(tries - 1), 100); }
+  };
+  setTimeout(() => press(40), 50);
+}"""
+STOP_MIC_JS = """() => {
+  document.querySelectorAll('#voice-mic button').forEach((b) => {
+    if (/stop/i.test(b.className) || b.innerText.trim() === 'Stop') { b.click(); }
+  });
+  document.querySelectorAll('audio').forEach((a) => { a.pause(); });
+}"""
 # Microphone chunks in voice mode: short enough for a quick barge-in, long enough to stay cheap.
 MIC_CHUNK_S = 0.25
 PAUSE_AUDIO_JS = "() => { document.querySelectorAll('audio').forEach((a) => { a.pause(); }); }"
@@ -183,10 +200,9 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             voice = runtime.voice_session(_session_id(request))
             if voice.active:
                 voice.stop()
-                return (gr.Button(value=_t("voice.start")), gr.Audio(visible=False, recording=False),
-                        voice_status(voice))
+                return gr.Button(value=_t("voice.start")), gr.Audio(visible=False), voice_status(voice)
             voice.start()
-            return gr.Button(value=_t("voice.stop")), gr.Audio(visible=True, recording=True), voice_status(voice)
+            return gr.Button(value=_t("voice.stop")), gr.Audio(visible=True), voice_status(voice)
 
         def on_mic(chunk, language_value: str, request: gr.Request):
             """Each ~0.25 s of microphone audio: VAD, barge-in, and the end of an utterance."""
@@ -273,8 +289,10 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             concurrency_limit=runtime.model_concurrency,
         )
 
-        voice_toggle.click(toggle_voice, None, [voice_toggle, mic, voice_state], api_visibility="private",
-                           queue=False)
+        voice_toggle.click(
+            toggle_voice, None, [voice_toggle, mic, voice_state], api_visibility="private", queue=False,
+            js=STOP_MIC_JS,
+        ).then(None, None, None, js=START_MIC_JS, api_visibility="private", queue=False)
         mic.stream(
             on_mic, [mic, language], [voice_state, utterance_signal, barge_signal], api_visibility="private",
             stream_every=MIC_CHUNK_S, time_limit=3600, concurrency_limit=None, concurrency_id="microphone",

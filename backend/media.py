@@ -114,6 +114,20 @@ def is_image_file(path: str | Path) -> bool:
         return False
 
 
+_IMAGE_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+
+
+def image_suffix(path: str | Path) -> str:
+    """The file extension of the image's real format (from its header, not its name)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return _IMAGE_SUFFIXES.get(img.format or "", ".img")
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+        return ".img"
+
+
 def load_image(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
     """Open an image file as an RGB image, the right way up, within the pixel limit."""
     path = Path(path)

@@ -122,9 +122,19 @@ class Conversation:
 
     # -- preparing a turn ------------------------------------------------------------
     def _keep_file(self, source: str | Path, kind: str) -> str:
-        """Copy an upload into this session's folder under a name of our own (never the user's)."""
-        suffix = ".png" if kind == "image" else ".audio"
-        target = self.session_dir / f"{kind}-{next(self._file_ids):04d}{suffix}"
+        """Keep an upload in this session's folder under a name of our own (never the user's).
+
+        Recordings are kept as the 16 kHz WAV the pipeline hears, so the chat can play them
+        back whatever the browser recorded; images keep their real format's extension."""
+        number = next(self._file_ids)
+        if kind == "audio":
+            import soundfile as sf
+
+            clip = media.load_audio(source, self.limits)
+            target = self.session_dir / f"audio-{number:04d}.wav"
+            sf.write(target, clip.samples, clip.sample_rate, subtype="PCM_16")
+            return str(target)
+        target = self.session_dir / f"image-{number:04d}{media.image_suffix(source)}"
         shutil.copyfile(source, target)
         return str(target)
 

@@ -71,6 +71,8 @@ class VoiceSession:
             return []
         with self._lock:
             events = self.vad.process(samples, sample_rate)
+        log.debug("mic chunk: %d samples at %d Hz, peak %.3f, events %s", len(samples), sample_rate,
+                  float(np.abs(np.asarray(samples, dtype=np.float32)).max() or 0), [e.kind for e in events])
         out: list[VoiceEvent] = []
         for event in events:
             if event.kind == "speech_start":
