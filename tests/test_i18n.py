@@ -243,6 +243,9 @@ def test_translate_error_uses_params_or_the_english_message():
     assert i18n.translate_error(bare, "fr") == "The model x could not be loaded."
     unknown = UserFacingError("Plain English.", key="nobody.knows")
     assert i18n.translate_error(unknown, "fr") == "Plain English."
+    # English readers get the raise's own message, which may say more than the template
+    assert i18n.translate_error(err, "en-US") == "The file 'a.png' is empty."
+    assert i18n.translate_error(err, None) == "The file 'a.png' is empty."
 
 
 # -- what Gradio's gr.I18n needs ---------------------------------------------------------------------
