@@ -27,8 +27,12 @@ def _open_window(url: str) -> bool:
     except ImportError:
         log.warning("--window needs pywebview (pip install pywebview); opening the browser instead.")
         return False
-    webview.create_window("Omnilingo", url, width=1100, height=850)
-    webview.start()
+    try:
+        webview.create_window("Omnilingo", url, width=1100, height=850)
+        webview.start()
+    except Exception as err:  # pywebview present but no GUI backend (no GTK/Qt, no display)
+        log.warning("No native window (%s); opening the browser instead.", err)
+        return False
     return True
 
 

@@ -19,7 +19,12 @@ from backend.turns import Conversation
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# The UI's static files: assets/ in the repository, app/assets once installed with pip.
+ASSETS = next(
+    (p for p in (Path(__file__).resolve().parent.parent / "assets", Path(__file__).resolve().parent / "assets")
+     if (p / "omnilingo.css").exists()),
+    Path(__file__).resolve().parent.parent / "assets",
+)
 # Re-render the chat at most this often while streaming: smooth, without flooding the socket.
 STREAM_INTERVAL_S = 0.04
 # Stop also silences what the browser has already buffered.

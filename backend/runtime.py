@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend import media
+from backend import media, zerogpu
 from backend.asr import SpeechRecognizer, default_asr_model
 from backend.engine import Engine, LocalEngine, resolve_device
 from backend.errors import UserFacingError
@@ -33,13 +33,14 @@ def build_engine(settings: Settings) -> Engine:
         from backend.remote import RemoteEngine
 
         return RemoteEngine(base_url=settings.base_url, model=settings.model, api_key=settings.api_key)
-    return LocalEngine(
+    # On a ZeroGPU Space each answer runs in a lent GPU worker; elsewhere this is the engine itself.
+    return zerogpu.wrap(LocalEngine(
         model=settings.model,
         device=settings.device,
         quantization=settings.quantization,
         dtype=settings.dtype,
         trust_remote_code=settings.trust_remote_code,
-    )
+    ))
 
 
 class Runtime:
@@ -100,6 +101,9 @@ class Runtime:
         if self._loader is None:
             self._loader = threading.Thread(target=self.load, name="omnilingo-load", daemon=True)
             self._loader.start()
+            if zerogpu.enabled():
+                # ZeroGPU packs the CUDA weights when the app launches: load them before that.
+                self._loader.join()
 
     def load(self) -> None:
         def progress(message: str) -> None:
