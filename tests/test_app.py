@@ -29,8 +29,8 @@ def _launch(model: str, **overrides):
 
 
 @pytest.fixture(scope="module")
-def app(tiny_gemma):
-    demo, runtime, url = _launch(str(tiny_gemma))
+def app(tiny_gemma, tiny_dir):
+    demo, runtime, url = _launch(str(tiny_gemma), asr_model=str(tiny_dir / "whisper"))
     assert runtime.wait_until_loaded(120).state == "ready"
     yield runtime, url
     demo.close()
@@ -162,3 +162,23 @@ def test_stop_halts_a_running_answer(tiny_gemma):
     finally:
         demo.close()
         runtime.close()
+
+
+def test_chat_endpoint_takes_a_recording(client, corpus):
+    from gradio_client import handle_file
+
+    result = client.predict("", [handle_file(str(corpus / "speech" / "sr_french.aiff"))], "auto", api_name="/chat")
+    assert "error" not in result, result
+    assert isinstance(result["transcript"], str) and result["transcript"]
+    assert result["language"] != "und" and result["answer"]
+
+
+def test_silence_is_not_sent_to_the_model(client, tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from gradio_client import handle_file
+
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(16000 * 2, dtype=np.float32), 16000)
+    result = client.predict("", [handle_file(str(silence))], "auto", api_name="/chat")
+    assert result["error_key"] == "asr.no_speech" and "did not catch" in result["error"]
