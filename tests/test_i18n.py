@@ -52,6 +52,9 @@ def backend_error_keys() -> dict[str, list[dict]]:
         # A plain text scan too, so that no key="..." escapes the syntax walk.
         for key in re.findall(r'\bkey="([a-z_]+\.[a-z0-9_.]+)"', source):
             sites.setdefault(key, [])
+        # keys stored on a turn without a raise (turn.error_key = "asr.no_speech")
+        for key in re.findall(r'error_key\s*=\s*"([a-z_]+\.[a-z0-9_.]+)"', source):
+            sites.setdefault(key, [])
     return sites
 
 
