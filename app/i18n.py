@@ -1,6 +1,13 @@
-"""Every string the UI shows, by key, per locale. English is the fallback for missing keys."""
+"""Every string the UI shows, by key, per locale. English is the fallback for missing keys.
+
+The English UI strings are here. app/locales/ holds one flat {key: text} JSON file per
+locale, named by the code gr.I18n expects ("zh" Simplified, "zh-TW" Traditional), and
+en.json, the English text of the backend's user-facing messages.
+"""
 
 from __future__ import annotations
+
+from app import locales
 
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
@@ -45,28 +52,46 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 
-def translate(key: str, locale: str = "en", **params: object) -> str:
-    table = STRINGS.get(locale.split("-")[0], {})
-    text = table.get(key) or STRINGS["en"].get(key) or key
+# The locale files: en.json adds the backend's messages to English, the others are whole locales.
+_FILES = locales.load_locales()
+STRINGS["en"] = {**_FILES.get("en", {}), **STRINGS["en"]}
+STRINGS.update({code: table for code, table in _FILES.items() if code != "en"})
+
+
+def _template(key: str, locale: str | None) -> str | None:
+    """The text for key in locale, else in its base language ("zh-TW" → "zh"), else in English."""
+    for code in locales.lookup_chain(locale, STRINGS):
+        text = STRINGS.get(code, {}).get(key)
+        if text:
+            return text
+    return None
+
+
+def translate(key: str, locale: str | None = "en", **params: object) -> str:
+    text = _template(key, locale) or key
     try:
         return text.format(**params)
-    except (KeyError, IndexError, ValueError):
+    except (KeyError, IndexError, ValueError, TypeError):
         return text
 
 
+def translate_error(err: object, locale: str | None = "en") -> str:
+    """A UserFacingError in the reader's language; its own English message when the key or a parameter is missing."""
+    message = getattr(err, "message", None) or str(err)
+    if locales.lookup_chain(locale, STRINGS)[0] == "en":
+        return message  # the raise's own English text is the most precise
+    text = _template(getattr(err, "key", "") or "", locale)
+    if text is None:
+        return message
+    try:
+        return text.format(**(getattr(err, "params", None) or {}))
+    except (KeyError, IndexError, ValueError, TypeError):
+        return message
+
+
 def locale_from_request(accept_language: str | None) -> str:
-    """The best supported locale for an Accept-Language header; English when none fits."""
-    ranked = []
-    for index, part in enumerate((accept_language or "").split(",")):
-        tag, _, q = part.strip().partition(";q=")
-        try:
-            weight = float(q) if q else 1.0
-        except ValueError:
-            weight = 0.0
-        if tag:
-            ranked.append((-weight, index, tag.strip()))
-    for _, _, tag in sorted(ranked):
-        for candidate in (tag, tag.split("-")[0]):
-            if candidate in STRINGS:
-                return candidate
-    return "en"
+    """The best supported locale for an Accept-Language header (q-values honoured); English when none fits.
+
+    "pt-BR" → "pt", "zh-CN" → "zh", "zh-TW", "zh-HK" and "zh-Hant" → "zh-TW".
+    """
+    return locales.locale_from_request(accept_language, STRINGS)

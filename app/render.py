@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import re
 
-from app.i18n import translate
+from app.i18n import translate, translate_error
 from backend import languages
+from backend.errors import UserFacingError
 from backend.turns import Conversation, Turn
 
 
@@ -47,6 +48,12 @@ def user_message(turn: Turn, locale: str = "en") -> dict:
     return {"role": "user", "content": content}
 
 
+def error_text(turn: Turn, locale: str = "en") -> str:
+    """The turn's error in the reader's language; its English message when no translation fits."""
+    params = getattr(turn, "error_params", None) or {}
+    return translate_error(UserFacingError(turn.error or "", key=turn.error_key or "", **params), locale)
+
+
 def assistant_message(turn: Turn, locale: str = "en", can_speak: bool = False) -> dict | None:
     notes: list[str] = []
     if turn.status == "stopped":
@@ -54,7 +61,7 @@ def assistant_message(turn: Turn, locale: str = "en", can_speak: bool = False) -
     elif turn.status == "interrupted":
         notes.append(translate("turn.interrupted", locale))
     elif turn.status == "error":
-        notes.append(translate("turn.error", locale, message=turn.error or ""))
+        notes.append(translate("turn.error", locale, message=error_text(turn, locale)))
     elif turn.status == "no_speech":
         notes.append(translate("turn.no_speech", locale))
     if "heard_by_model_only" in turn.notes:

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from app import render
-from app.i18n import STRINGS, translate
+from app.i18n import STRINGS, translate, translate_error
 from backend import languages
 from backend.errors import UserFacingError
 from backend.runtime import Runtime
@@ -70,7 +70,7 @@ def voice_status(voice) -> str:
     if not voice.active:
         return ""
     icon = {"listening": "🎙️", "thinking": "💭", "speaking": "🔊"}.get(voice.state, "")
-    return f"{icon} {translate('voice.' + voice.state)}"
+    return f"{icon} " + _t("voice." + voice.state)  # translated in the browser
 
 
 def _files_of(message: dict | None) -> list[str]:
@@ -90,23 +90,23 @@ def locale_of(request: gr.Request | None) -> str:
     return locale_from_request(headers.get("accept-language"))
 
 
-def status_markdown(runtime: Runtime) -> str:
+def status_markdown(runtime: Runtime, locale: str = "en") -> str:
     status = runtime.status()
     if status.state == "ready":
-        return translate("status.ready", model=runtime.engine.name)
+        return translate("status.ready", locale, model=runtime.engine.name)
     if status.state == "failed":
-        return "⚠️ " + translate("status.failed", detail=status.message)
-    return "⏳ " + translate("status.loading", detail=status.message, seconds=int(status.elapsed_s))
+        return "⚠️ " + translate("status.failed", locale, detail=status.message)
+    return "⏳ " + translate("status.loading", locale, detail=status.message, seconds=int(status.elapsed_s))
 
 
 def build_ui(runtime: Runtime) -> gr.Blocks:
-    language_choices = [(translate("language.auto"), "auto")] + [
+    language_choices = [(_t("language.auto"), "auto")] + [
         (label, tag) for label, tag in languages.choices() if tag != "auto"
     ]
 
     with gr.Blocks(title="Omnilingo", fill_height=True, analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
-            gr.Markdown(f"## {translate('app.title')}\n{translate('app.tagline')}", elem_id="title")
+            gr.Markdown("## Omnilingo\n" + _t("app.tagline"), elem_id="title")
             model_status = gr.Markdown(status_markdown(runtime), elem_id="model-status")
         chatbot = gr.Chatbot(
             label=_t("chat.label"),
@@ -116,12 +116,12 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             sanitize_html=True,
             render_markdown=True,
             group_consecutive_messages=False,
-            placeholder=translate("chat.empty"),
+            placeholder=_t("chat.empty"),
             feedback_options=None,
         )
         box = gr.MultimodalTextbox(
             elem_id="message",
-            placeholder=translate("chat.placeholder"),
+            placeholder=_t("chat.placeholder"),
             show_label=False,
             file_types=["image", "audio"],
             file_count="multiple",
@@ -161,12 +161,12 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         def add_user_turn(message: dict, language_value: str, request: gr.Request):
             conversation = _session(runtime, request)
             if conversation.busy:
-                raise gr.Error(translate("error.busy"), print_exception=False)
+                raise gr.Error(translate("error.busy", locale_of(request)), print_exception=False)
             try:
                 turn = conversation.prepare((message or {}).get("text", ""), _files_of(message), language_value)
             except UserFacingError as err:
                 # gr.Error leaves the textbox as it was: the message and its files are kept.
-                raise gr.Error(err.message, print_exception=False) from None
+                raise gr.Error(translate_error(err, locale_of(request)), print_exception=False) from None
             conversation.add(turn)
             return gr.MultimodalTextbox(value=None, interactive=False), view(conversation, request)
 
@@ -197,7 +197,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                         last = now
                         yield view(conversation, request), busy, None
             except UserFacingError as err:
-                turn.status, turn.error, turn.error_key = "error", err.message, err.key
+                turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
             runtime.voice_session(_session_id(request)).finished(turn.generation)
             yield view(conversation, request), gr.MultimodalTextbox(interactive=True), None
 
@@ -269,9 +269,9 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                     pass
             yield view(conversation, request), None
 
-        def refresh_status():
+        def refresh_status(request: gr.Request):
             state = runtime.status().state
-            return status_markdown(runtime), gr.Timer(active=state == "loading")
+            return status_markdown(runtime, locale_of(request)), gr.Timer(active=state == "loading")
 
         # -- wiring --------------------------------------------------------------------
         # Undocumented but callable: tests and scripts drive the chat exactly as the page does.

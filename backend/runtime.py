@@ -6,7 +6,7 @@ import logging
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend import media, zerogpu
@@ -26,6 +26,7 @@ class LoadStatus:
     message: str
     elapsed_s: float
     key: str = "model.loading"
+    params: dict = field(default_factory=dict)
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -113,7 +114,7 @@ class Runtime:
         try:
             self.engine.load(progress)
         except UserFacingError as err:
-            self._status = LoadStatus("failed", err.message, time.monotonic() - self._started, err.key)
+            self._status = LoadStatus("failed", err.message, time.monotonic() - self._started, err.key, err.params)
             log.error(err.message)
         except Exception as err:  # unexpected: keep serving, say so plainly
             log.exception("model load failed")
@@ -145,7 +146,8 @@ class Runtime:
     def status(self) -> LoadStatus:
         status = self._status
         if status.state == "loading":
-            status = LoadStatus(status.state, status.message, time.monotonic() - self._started, status.key)
+            status = LoadStatus(status.state, status.message, time.monotonic() - self._started, status.key,
+                                status.params)
         return status
 
     def wait_until_loaded(self, timeout: float | None = None) -> LoadStatus:
@@ -159,7 +161,7 @@ class Runtime:
             self._ready.wait(wait_s)
         status = self.status()
         if status.state == "failed":
-            raise UserFacingError(status.message, key=status.key)
+            raise UserFacingError(status.message, key=status.key, **status.params)
         if status.state == "loading":
             raise UserFacingError(
                 "The model is still loading. Your message is kept: send it again in a moment.",

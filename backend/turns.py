@@ -66,6 +66,7 @@ class Turn:
     status: str = "pending"  # pending | streaming | done | stopped | interrupted | error | no_speech
     error: str | None = None
     error_key: str | None = None
+    error_params: dict[str, Any] = field(default_factory=dict)
     answer_guess: languages.LanguageGuess | None = None
     generation: int = 0
     firm_language: bool = False
@@ -240,7 +241,7 @@ class Conversation:
                 turn.answer += delta
                 yield delta
         except UserFacingError as err:
-            turn.status, turn.error, turn.error_key = "error", err.message, err.key
+            turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
             raise
         except Exception as err:  # never a traceback for the user; the log keeps it
             log.exception("answer failed")
