@@ -15,8 +15,12 @@ def language_badge(turn: Turn, locale: str = "en") -> str:
     guess = turn.language
     if not guess.known:
         return translate("turn.unknown_language", locale)
+    # The language's own name: a reader recognises "français" or "日本語" whatever the UI language.
+    name = guess.autonym or guess.name
+    if guess.autonym and guess.autonym.casefold() != guess.name.casefold():
+        name = f"{guess.autonym} ({guess.name})"
     return translate(
-        "turn.detected", locale, name=guess.name, tag=guess.tag, confidence=round(guess.confidence * 100)
+        "turn.detected", locale, name=name, tag=guess.tag, confidence=round(guess.confidence * 100)
     )
 
 

@@ -175,10 +175,10 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             turn = conversation.last()
             busy = gr.MultimodalTextbox(interactive=False)
             if turn is None or turn.status != "pending":
-                yield view(conversation, request), gr.MultimodalTextbox(interactive=True), None
+                yield view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
                 return
             while runtime.status().state == "loading":
-                yield view(conversation, request), busy, None
+                yield view(conversation, request), busy, gr.skip()
                 time.sleep(0.5)
             try:
                 runtime.require_model()
@@ -195,11 +195,11 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                     now = time.monotonic()
                     if now - last >= STREAM_INTERVAL_S:
                         last = now
-                        yield view(conversation, request), busy, None
+                        yield view(conversation, request), busy, gr.skip()
             except UserFacingError as err:
                 turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
             runtime.voice_session(_session_id(request)).finished(turn.generation)
-            yield view(conversation, request), gr.MultimodalTextbox(interactive=True), None
+            yield view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
 
         def toggle_voice(request: gr.Request):
             voice = runtime.voice_session(_session_id(request))
@@ -267,7 +267,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                     conversation.retry_in_language(int(turn_id))
                 except StopIteration:
                     pass
-            yield view(conversation, request), None
+            yield view(conversation, request), gr.skip()
 
         def refresh_status(request: gr.Request):
             state = runtime.status().state

@@ -95,7 +95,7 @@ def test_chat_event_streams_into_the_conversation(client):
     final_history = job.outputs()[-1][0]
     user, answer = final_history[0], final_history[1]
     user_text = " ".join(c["text"] if isinstance(c, dict) and "text" in c else str(c) for c in user["content"])
-    assert "Madrid" in user_text and "Spanish" in user_text and "es" in user_text
+    assert "Madrid" in user_text and "español" in user_text and "es" in user_text
     assert answer["role"] == "assistant"
 
 
