@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-audio-seconds", "max_audio_seconds", "longest recording accepted", type=int)
     add("--max-new-tokens", "max_new_tokens", "longest answer, in tokens", type=int)
     add("--concurrency", "concurrency", "UI events served at once", type=int)
+    parser.add_argument("--auto-retry-language", dest="auto_retry_language", action="store_const", const=True,
+                        default=None, help="when an answer comes in another language than asked, ask again once "
+                        f"with a firmer instruction [env {env['auto_retry_language']}]")
     parser.add_argument("--trust-remote-code", dest="trust_remote_code", action="store_const", const=True,
                         default=None, help="run Python code shipped with the model (only for models you trust)")
     parser.add_argument("--log-level", default=os.environ.get("OMNILINGO_LOG_LEVEL", "INFO"))

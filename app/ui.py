@@ -186,19 +186,22 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 voice.answering(turn.generation)
                 speak_it = bool(speak_value) or voice.active
                 last = 0.0
-                for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
-                    if event.kind == "audio":
-                        audio = event.chunk.audio
-                        voice.played(audio.samples, audio.sample_rate)
-                        yield view(conversation, request), busy, event.chunk.wav_bytes()
-                        continue
-                    now = time.monotonic()
-                    if now - last >= STREAM_INTERVAL_S:
-                        last = now
-                        yield view(conversation, request), busy, gr.skip()
+                while turn is not None:
+                    for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
+                        if event.kind == "audio":
+                            audio = event.chunk.audio
+                            voice.played(audio.samples, audio.sample_rate)
+                            yield view(conversation, request), busy, event.chunk.wav_bytes()
+                            continue
+                        now = time.monotonic()
+                        if now - last >= STREAM_INTERVAL_S:
+                            last = now
+                            yield view(conversation, request), busy, gr.skip()
+                    # The answer drifted to another language: ask once more, firmly, when the user wants it.
+                    turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
             except UserFacingError as err:
                 turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
-            runtime.voice_session(_session_id(request)).finished(turn.generation)
+            runtime.voice_session(_session_id(request)).finished(conversation.generation)
             yield view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
 
         def toggle_voice(request: gr.Request):

@@ -230,6 +230,7 @@ class LocalEngine:
             import torch
             from transformers import AutoConfig, AutoModelForMultimodalLM, AutoProcessor
 
+            self._download(report)
             report(f"Reading the configuration of {self.model_id}…")
             config = AutoConfig.from_pretrained(self.model_id, trust_remote_code=self.trust_remote_code)
             self.family = model_family(config)
@@ -264,6 +265,35 @@ class LocalEngine:
             self.max_context_tokens = int(getattr(text_config, "max_position_embeddings", 8192) or 8192)
         self.load_seconds = time.perf_counter() - started
         report(f"{self.model_id} is ready ({self.load_seconds:.1f} s).")
+
+    def _download(self, report: Callable[[str], None]) -> None:
+        """Fetch the weights into the hub cache first, so the page can show the download's progress.
+
+        Offline, or for a local folder, nothing happens here and from_pretrained reads what is there."""
+        from huggingface_hub import constants
+
+        if Path(self.model_id).expanduser().exists() or constants.HF_HUB_OFFLINE:
+            return
+        from huggingface_hub import snapshot_download
+        from tqdm.auto import tqdm
+
+        model_id = self.model_id
+
+        class Progress(tqdm):
+            def update(self, n=1):
+                shown = super().update(n)
+                if self.unit == "B" and self.total:
+                    report(f"Downloading {model_id}: {self.n / 1e9:.2f} of {self.total / 1e9:.2f} GB")
+                return shown
+
+        report(f"Looking for {model_id} on the Hugging Face hub…")
+        try:
+            snapshot_download(
+                model_id, tqdm_class=Progress,
+                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"],
+            )
+        except Exception as err:  # no network, gated repo…: from_pretrained then explains what is missing
+            log.warning("download of %s failed: %s", model_id, type(err).__name__)
 
     def _plain_dtype(self, config: Any):
         import torch

@@ -330,6 +330,12 @@ class Conversation:
             self.turns = [t for t in self.turns if t.id != turn_id]
         return self.add(retry)
 
+    def auto_retry(self, turn: Turn) -> Turn | None:
+        """One firmer retry for an answer that drifted to another language (never a second one)."""
+        if turn.status != "done" or not turn.language_mismatch or turn.firm_language:
+            return None
+        return self.retry_in_language(turn.id)
+
     def clear(self) -> None:
         with self._lock:
             self._stop.set()
