@@ -20,7 +20,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="omnilingo",
         description="Omnilingo: an assistant you can type, show pictures or talk to, in your own language. "
         "Every option can also be set with the environment variable shown.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     defaults = Settings()
 
