@@ -24,10 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Settings()
 
     def add(flag: str, field: str, help_text: str, **kwargs) -> None:
-        parser.add_argument(
-            flag, dest=field, default=None,
-            help=f"{help_text} [env {env[field]}] (default: {getattr(defaults, field)})", **kwargs,
-        )
+        default = getattr(defaults, field)
+        shown = f" (default: {default})" if default is not None else ""
+        parser.add_argument(flag, dest=field, default=None, help=f"{help_text} [env {env[field]}]{shown}", **kwargs)
 
     add("--model", "model", "hub id or local folder of the omni model; default google/gemma-4-E4B-it on a "
         "GPU, google/gemma-4-E2B-it on CPU", metavar="ID_OR_PATH")
