@@ -1,0 +1,222 @@
+"""The real web app in a real browser: typing, stopping, markup, spoken answers, voice mode and barge-in.
+
+Headless Debian chromium driven by Playwright; its fake microphone plays a WAV built from the
+corpus recordings. The app runs in-process with the tiny random models, so answers are random
+bytes, long enough (max_new_tokens) to still be running when the test stops or interrupts them.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+
+from tests import browser_helpers as bh
+
+pytestmark = pytest.mark.skipif(not bh.have_chromium(), reason=f"chromium not installed at {bh.CHROMIUM}")
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+QUESTION_FR = "Bonjour ! Pouvez-vous m'expliquer comment fonctionne la photosynthèse ?"
+MAX_NEW_TOKENS = 2500
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_dir):
+    import torch
+
+    from app.server import create_app
+    from app.ui import launch_kwargs
+    from backend.settings import Settings
+
+    # The tiny model gains nothing from threads; on a busy CPU they make each token far slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    settings = Settings(
+        model=str(tiny_dir / "gemma4"), asr_model=str(tiny_dir / "whisper"), device="cpu",
+        port=_free_port(), inbrowser=False, max_new_tokens=MAX_NEW_TOKENS, tts_engine="espeak",
+    )
+    demo, runtime = create_app(settings)
+    demo.launch(**launch_kwargs(runtime), prevent_thread_lock=True, quiet=True)
+    assert runtime.wait_until_loaded(120).state == "ready"
+    yield f"http://127.0.0.1:{settings.port}/"
+    demo.close()
+    runtime.close()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    with playwright_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, tmp_path_factory, corpus):
+    """A browser whose microphone says a French question, then stays silent."""
+    wav = bh.mic_wav(tmp_path_factory.mktemp("mic") / "question.wav",
+                     [0.3, corpus / "speech" / "sr_french.aiff", 30.0])
+    browser = bh.launch_browser(playwright, wav)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture()
+def page(browser, app_url):
+    page = bh.open_page(browser, app_url)
+    yield page
+    page.context.close()
+
+
+def _send(page, text: str) -> None:
+    page.fill("#message textarea", text)
+    page.press("#message textarea", "Enter")
+
+
+def _answer_length(page) -> int:
+    texts = bh.bot_texts(page)
+    return len(texts[-1]) if texts else 0
+
+
+def _user_turns(page) -> list[str]:
+    """User messages that carry a language badge (a recording's player is a message of its own)."""
+    return [t for t in bh.user_texts(page) if " · " in t]
+
+
+def _stop_and_settle(page) -> None:
+    page.click("#stop")
+    bh.wait_for(lambda: any("Stopped." in t for t in bh.bot_texts(page)), 30, what="the answer marked Stopped.")
+
+
+def test_text_turn_streams_stops_and_clears(page):
+    _send(page, QUESTION_FR)
+    badge = bh.wait_for(lambda: next((t for t in bh.user_texts(page) if re.search(r"French\)? · fr · ", t)), None), 30,
+                        what="the user turn with its language badge")
+    assert "photosynthèse" in badge
+    first = bh.wait_for(lambda: _answer_length(page) > 5 and _answer_length(page), 60, what="the answer to start")
+    bh.wait_for(lambda: _answer_length(page) > first, 60, what="the answer text to grow")
+
+    _stop_and_settle(page)
+    stopped = bh.bot_texts(page)[-1]
+    time.sleep(1.0)
+    assert bh.bot_texts(page)[-1] == stopped, "the answer kept growing after Stop"
+    assert page.is_enabled("#message textarea")
+
+    page.click("#new-conversation")
+    bh.wait_for(lambda: not bh.user_texts(page) and not bh.bot_texts(page), 10, what="an empty chat")
+    assert "Ask in any language" in page.inner_text("#chat")
+
+
+def test_markup_typed_by_the_user_is_shown_as_text(page):
+    typed = "<img src=x onerror=alert(1)> <script>window.__omnilingo_injected = 1</script> <b>bold?</b>"
+    _send(page, typed)
+    shown = bh.wait_for(lambda: next((t for t in bh.user_texts(page) if "<img src=x" in t), None), 30,
+                        what="the markup shown as text")
+    assert "<script>" in shown and "<b>bold?</b>" in shown
+    bh.wait_for(lambda: bh.bot_texts(page), 60, what="the answer")
+    _stop_and_settle(page)
+    assert page.dialogs == []
+    assert page.query_selector("#chat img[src='x']") is None
+    assert page.query_selector("#chat script") is None
+    assert page.query_selector("#chat b") is None
+    assert page.evaluate("() => window.__omnilingo_injected") is None
+
+
+def test_typed_question_gets_a_spoken_answer(page):
+    playlists = []
+    page.on("response", lambda r: playlists.append(r) if r.url.endswith("playlist.m3u8") else None)
+    page.check("#speak input")
+    _send(page, QUESTION_FR)
+    bh.wait_for(lambda: _answer_length(page) > 5, 60, what="the answer text")
+    state = bh.wait_for(lambda: (bh.answer_audio(page) or {}).get("src") and bh.answer_audio(page), 60,
+                        what="the spoken-answer player to get a source")
+    assert state["src"].startswith(("blob:", "http"))
+
+    def segments() -> int:
+        count = 0
+        for response in list(playlists):
+            try:
+                count = max(count, response.text().count("#EXTINF"))
+            except Exception:  # a playlist answer already gone from the browser's cache
+                pass
+        return count
+
+    bh.wait_for(segments, 60, interval=0.3, what="an audio segment in the answer's stream")
+    played = bh.wait_for(lambda: [e for e in bh.media_events(page) if e["kind"] in ("play", "playing")], 30,
+                         what="the player to start")
+    assert played
+    _stop_and_settle(page)
+    # Stop silences the page too.
+    bh.wait_for(lambda: (bh.answer_audio(page) or {}).get("paused"), 10, what="the player to pause after Stop")
+
+
+def test_recorded_question_becomes_a_turn_with_its_audio_and_an_answer(page):
+    bh.choose_language(page, "français (French)")
+    page.click("#message button.microphone-button")
+    page.click("#message .record-button")
+    time.sleep(3.5)  # the fake microphone says the question (0.3 s of silence, 2.5 s of French)
+    page.click("#message .stop-button[aria-label='Stop recording']")
+    confirm = page.wait_for_selector("#message button.confirm-button", timeout=10_000)
+    confirm.click()
+    page.click("#message button.submit-button")
+
+    user = bh.wait_for(lambda: next((t for t in bh.user_texts(page) if " · " in t), None), 60,
+                       what="the spoken turn with its language")
+    assert page.query_selector("#chat .user-row audio, #chat [data-testid='user'] audio") is not None, \
+        "the recording is not playable in the chat"
+    assert re.search(r"\S", user.split("\n")[0]), "no transcript shown"
+    bh.wait_for(lambda: _answer_length(page) > 5, 60, what="an answer to the recording")
+    _stop_and_settle(page)
+
+
+def test_voice_mode_answer_is_cut_off_by_the_user(playwright, app_url, tmp_path, corpus):
+    """Question, pause, then the user talks again while the answer is being spoken."""
+    wav = bh.mic_wav(tmp_path / "barge.wav", [0.3, corpus / "speech" / "sr_french.aiff", 4.5,
+                                             corpus / "speech" / "sr_english.wav", 30.0])
+    browser = bh.launch_browser(playwright, wav)
+    try:
+        page = bh.open_page(browser, app_url)
+        bh.choose_language(page, "français (French)")  # the tiny Whisper hears random languages
+        page.click("#voice-toggle")
+        states: list[str] = []
+        paused_at_interrupt = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            state = page.inner_text("#voice-state")
+            for word in ("Listening", "Thinking", "Speaking"):
+                if word in state and (not states or states[-1] != word):
+                    states.append(word)
+            bots = bh.bot_texts(page)
+            interrupted = [t for t in bots if "Interrupted." in t]
+            if interrupted and paused_at_interrupt is None:
+                paused_at_interrupt = (bh.answer_audio(page) or {}).get("paused")
+            if interrupted and len(_user_turns(page)) >= 2:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"no interrupted answer followed by a new turn; states {states}, chat {bots}")
+
+        assert states[0] == "Listening"
+        assert "Thinking" in states or "Speaking" in states, states
+        assert states.index("Listening", 1) > 0, "not listening again after the barge-in"
+        cut = interrupted[0]
+        answer_part = cut.split("Interrupted.")[0].strip()
+        assert answer_part, "the answer was interrupted before it started"
+        assert len(_user_turns(page)) >= 2
+        assert page.query_selector("#chat [data-testid='user'] audio, #chat .user-row audio") is not None
+        # The page stopped what it was playing: a play before the barge-in, a pause after it.
+        events = bh.media_events(page)
+        assert any(e["kind"] in ("play", "playing") for e in events), events
+        assert any(e["kind"] == "pause" for e in events), events
+        assert paused_at_interrupt is True
+        page.click("#voice-toggle")
+        page.context.close()
+    finally:
+        browser.close()
