@@ -238,8 +238,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             if turn is None or not turn.answer or runtime.tts is None:
                 return
             try:
-                for chunk in runtime.tts.speak(turn.answer, turn.answer_language):
-                    yield chunk
+                yield from runtime.tts.speak(turn.answer, turn.answer_language)
             except UserFacingError as err:
                 gr.Warning(err.message)
 

@@ -323,7 +323,7 @@ class LocalEngine:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         except Exception:  # nothing to free on a broken CUDA setup
-            pass
+            log.debug("could not empty the CUDA cache", exc_info=True)
 
     # -- prompting ---------------------------------------------------------------
     def _chat(self, messages: list[PromptMessage]) -> tuple[list[dict], list[Any], list[np.ndarray]]:
@@ -482,7 +482,7 @@ def _generation_error(err: BaseException) -> GenerationError:
 
             torch.cuda.empty_cache()
         except Exception:  # freeing is best effort
-            pass
+            log.debug("could not empty the CUDA cache", exc_info=True)
         return GenerationError(
             "The model ran out of memory on this request. Try fewer or smaller images, or a shorter message.",
             key="error.out_of_memory",

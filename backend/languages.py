@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import threading
 import unicodedata
-import xml.etree.ElementTree as ElementTree
+import xml.etree.ElementTree as ElementTree  # only CLDR data from language_data  # nosec B405
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +179,7 @@ def _cldr_scripts() -> tuple[dict[str, tuple[str, ...]], dict[str, set[str]]]:
     path = Path(language_data.__file__).with_name("data") / "supplementalData.xml"
     primary: dict[str, list[str]] = {}
     every: dict[str, set[str]] = collections.defaultdict(set)
-    for element in ElementTree.parse(path).getroot().iter("language"):  # noqa: S314 - packaged CLDR file
+    for element in ElementTree.parse(path).getroot().iter("language"):  # noqa: S314  # packaged CLDR file  # nosec B314
         scripts = (element.get("scripts") or "").split()
         if not scripts:
             continue

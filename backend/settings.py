@@ -64,7 +64,7 @@ class Settings:
         "max_audio_seconds": "OMNILINGO_MAX_AUDIO_SECONDS",
         "max_new_tokens": "OMNILINGO_MAX_NEW_TOKENS",
         "concurrency": "OMNILINGO_CONCURRENCY",
-        "state_secret": "OMNILINGO_STATE_SECRET",
+        "state_secret": "OMNILINGO_STATE_SECRET",  # the name of a variable, not a secret  # nosec B105
         "auto_retry_language": "OMNILINGO_AUTO_RETRY_LANGUAGE",
         "trust_remote_code": "OMNILINGO_TRUST_REMOTE_CODE",
     }

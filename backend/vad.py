@@ -21,7 +21,7 @@ import importlib.util
 import os
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -189,7 +189,7 @@ class VoiceActivityDetector:
     Not thread-safe: one detector per microphone stream.
     """
 
-    def __init__(self, config: VadConfig | None = None, *, echo_guard: "EchoGuard | None" = None) -> None:
+    def __init__(self, config: VadConfig | None = None, *, echo_guard: EchoGuard | None = None) -> None:
         self.config = config or VadConfig()
         self.echo_guard = echo_guard  # when set, the model hears the mic minus the assistant's own voice
         self._model = _session(Path(self.config.model_path) if self.config.model_path else default_model_path())

@@ -12,7 +12,7 @@ import pytest
 
 from backend.echo import EchoGuard
 from backend.vad import SAMPLE_RATE, VoiceActivityDetector
-from bench.vad_noise import espeak, echo_of, load_audio_16k, make_noise, rms, to_mic_chunks
+from bench.vad_noise import echo_of, espeak, load_audio_16k, make_noise, rms, to_mic_chunks
 
 CORPUS = Path(os.environ.get("OMNILINGO_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
 SPEECH = CORPUS / "speech"
