@@ -25,6 +25,7 @@ from backend.vad import SAMPLE_RATE, VadConfig, VoiceActivityDetector
 log = logging.getLogger(__name__)
 
 LISTENING, THINKING, SPEAKING, OFF = "listening", "thinking", "speaking", "off"
+ECHO_MAX_DELAY_MS = 1500
 
 
 @dataclass
@@ -40,7 +41,9 @@ class VoiceSession:
 
     def __init__(self, conversation: Conversation, config: VadConfig | None = None) -> None:
         self.conversation = conversation
-        self.echo = EchoGuard()
+        # The page plays streamed audio through a short buffer, so its sound reaches the
+        # microphone later than on a phone call: search echoes up to 1.5 s behind what was sent.
+        self.echo = EchoGuard(max_delay_ms=ECHO_MAX_DELAY_MS)
         self.vad = VoiceActivityDetector(config or VadConfig(), echo_guard=self.echo)
         self.state = OFF
         self.barge_ins = 0
