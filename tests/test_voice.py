@@ -1,0 +1,161 @@
+"""Voice mode's turn-taking: listening → thinking → speaking → listening, and barge-in from any of them."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from backend import media
+from backend.speaker import answer_aloud
+from backend.tts import SpeechRouter, espeak_available
+from backend.turns import Conversation
+from backend.voice import LISTENING, OFF, SPEAKING, THINKING, VoiceSession
+
+CHUNK_S = 0.25
+
+
+def _mic_chunks(samples_16k: np.ndarray, rate: int = 48000):
+    """What the browser sends: 48 kHz int16 mono, a quarter second at a time."""
+    import soxr
+
+    up = soxr.resample(samples_16k, 16000, rate)
+    pcm = (np.clip(up, -1, 1) * 32767).astype(np.int16)
+    step = int(rate * CHUNK_S)
+    for i in range(0, len(pcm), step):
+        yield rate, pcm[i:i + step]
+
+
+def _speech(corpus, name="sr_english.wav") -> np.ndarray:
+    return media.load_audio(corpus / "speech" / name).samples
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(16000 * seconds), dtype=np.float32)
+
+
+def _feed(voice: VoiceSession, samples: np.ndarray) -> list:
+    events = []
+    for rate, chunk in _mic_chunks(samples):
+        events += voice.hear(chunk, rate)
+    return events
+
+
+@pytest.fixture()
+def voice(gemma_engine, tmp_path):
+    conversation = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=3000)
+    session = VoiceSession(conversation)
+    session.start()
+    yield session
+    session.stop()
+    conversation.close()
+
+
+def test_off_until_started(gemma_engine, tmp_path, corpus):
+    session = VoiceSession(Conversation(gemma_engine, tmp_path / "s"))
+    assert session.state == OFF and _feed(session, _speech(corpus)) == []
+
+
+def test_an_utterance_becomes_a_turn_with_its_first_word(voice, corpus):
+    speech = _speech(corpus, "jfk.flac")
+    events = _feed(voice, np.concatenate([_silence(1.0), speech, _silence(1.0)]))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "speech_start" and "utterance" in kinds
+    start = events[0]
+    utterance = next(e for e in events if e.kind == "utterance")
+    # the pre-roll keeps the audio from before the onset, so the first word is not clipped
+    assert utterance.audio is not None
+    assert len(utterance.audio) / 16000 >= (utterance.t - start.t) + 0.3
+    assert voice.state == THINKING
+
+
+def test_noise_never_starts_a_turn(voice):
+    rng = np.random.default_rng(0)
+    noise = (0.05 * rng.standard_normal(16000 * 3)).astype(np.float32)
+    clicks = np.zeros(16000 * 2, dtype=np.float32)
+    clicks[::4000] = 0.9
+    assert not [e for e in _feed(voice, np.concatenate([noise, clicks])) if e.kind in {"speech_start", "utterance"}]
+    assert voice.state == LISTENING
+
+
+def test_state_follows_the_answer(voice):
+    voice.answering(5)
+    assert voice.state == THINKING
+    voice.played(np.zeros(1600, dtype=np.float32), 16000)
+    assert voice.state == SPEAKING
+    voice.finished(4)  # an older answer finishing changes nothing
+    assert voice.state == SPEAKING
+    voice.finished(5)
+    assert voice.state == LISTENING
+
+
+def test_speech_during_an_answer_interrupts_it(voice, corpus):
+    conversation = voice.conversation
+    turn = conversation.add(conversation.prepare("Tell me a very long story about the sea."))
+    voice.answering(turn.generation)
+    barged = []
+
+    def talk_over_it():
+        time.sleep(0.3)
+        barged.extend(e for e in _feed(voice, _speech(corpus, "jfk.flac")[: 16000 * 2]) if e.kind == "barge_in")
+
+    talker = threading.Thread(target=talk_over_it)
+    talker.start()
+    list(conversation.answer(turn))
+    talker.join()
+    assert barged, "user speech over the answer must barge in"
+    assert turn.status == "interrupted" and turn.stats.new_tokens < 3000
+    assert voice.state == LISTENING and voice.barge_ins == 1
+
+
+def test_two_barge_ins_in_a_row(voice, corpus):
+    conversation = voice.conversation
+    speech = _speech(corpus, "jfk.flac")[: 16000 * 2]
+    for expected in (1, 2):
+        turn = conversation.add(conversation.prepare("Another long story, please."))
+        voice.answering(turn.generation)
+        voice.played(np.zeros(800, dtype=np.float32), 16000)
+        events = _feed(voice, np.concatenate([speech, _silence(1.0)]))
+        assert [e.kind for e in events].count("barge_in") == 1
+        assert turn.status == "interrupted" and voice.barge_ins == expected
+        list(conversation.answer(turn))  # the stale turn never starts
+        assert turn.stats.new_tokens == 0
+
+
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
+def test_barge_in_during_speech_drops_the_queued_sentences(voice, corpus):
+    conversation = voice.conversation
+    conversation.max_new_tokens = 400
+    turn = conversation.add(conversation.prepare("Please tell me a long story."))
+    voice.answering(turn.generation)
+    heard_after = []
+    barged = threading.Event()
+    for event in answer_aloud(conversation, turn, SpeechRouter(), speak=True):
+        if event.kind == "audio":
+            voice.played(event.chunk.audio.samples, event.chunk.audio.sample_rate)
+            if barged.is_set():
+                heard_after.append(event)
+        if not barged.is_set():
+            voice.barge_in()
+            barged.set()
+    assert turn.status == "interrupted"
+    assert heard_after == [], "no sentence of the old answer after the barge-in"
+
+
+def test_own_voice_from_the_speakers_does_not_interrupt(voice, corpus):
+    """The assistant's own words, coming back through speakers at -6 dB and 120 ms late."""
+    from bench.vad_noise import espeak
+
+    conversation = voice.conversation
+    turn = conversation.add(conversation.prepare("Tell me about the sea."))
+    voice.answering(turn.generation)
+    own = espeak("The sea covers most of our planet and holds countless forms of life.", "en")
+    voice.played(own, 16000)
+    delay = int(0.12 * 16000)
+    echo = np.zeros(len(own) + delay, dtype=np.float32)
+    echo[delay:] = 0.5 * own
+    events = _feed(voice, echo)
+    assert not [e for e in events if e.kind == "barge_in"]
+    assert voice.barge_ins == 0
