@@ -27,7 +27,6 @@ ASSETS = next(
 )
 # Re-render the chat at most this often while streaming: smooth, without flooding the socket.
 STREAM_INTERVAL_S = 0.04
-# Stop also silences what the browser has already buffered.
 # The microphone starts only from its own Record button (setting recording=True from the server
 # shows a recorder that sends no chunks), so the voice button presses it, once it is on screen.
 START_MIC_JS = """() => {
@@ -47,6 +46,7 @@ STOP_MIC_JS = """() => {
 }"""
 # Microphone chunks in voice mode: short enough for a quick barge-in, long enough to stay cheap.
 MIC_CHUNK_S = 0.25
+# Stop and barge-in also silence what the browser has already buffered.
 PAUSE_AUDIO_JS = "() => { document.querySelectorAll('audio').forEach((a) => { a.pause(); }); }"
 
 
