@@ -28,10 +28,10 @@ MEDIA_PROBE_JS = """
 (() => {
   window.__media = [];
   const mine = (el) => el && el.closest && el.closest('#answer-audio');
-  for (const kind of ['play', 'playing', 'pause', 'ended', 'emptied', 'timeupdate']) {
+  for (const kind of ['play', 'playing', 'pause', 'ended', 'emptied']) {
     document.addEventListener(kind, (e) => {
       if (mine(e.target)) {
-        window.__media.push({kind, t: performance.now(), time: e.target.currentTime});
+        window.__media.push({kind, t: performance.now(), time: e.target.currentTime, ended: e.target.ended});
       }
     }, true);
   }

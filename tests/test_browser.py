@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not bh.have_chromium(), reason=f"chromium not in
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 QUESTION_FR = "Bonjour ! Pouvez-vous m'expliquer comment fonctionne la photosynthèse ?"
-MAX_NEW_TOKENS = 2500
+MAX_NEW_TOKENS = 3500  # the tiny model never ends by itself; stays inside its 4096 context
 
 
 def _free_port() -> int:
@@ -177,17 +177,23 @@ def test_recorded_question_becomes_a_turn_with_its_audio_and_an_answer(page):
 
 
 def test_voice_mode_answer_is_cut_off_by_the_user(playwright, app_url, tmp_path, corpus):
-    """Question, pause, then the user talks again while the answer is being spoken."""
-    wav = bh.mic_wav(tmp_path / "barge.wav", [0.3, corpus / "speech" / "sr_french.aiff", 4.5,
-                                             corpus / "speech" / "sr_english.wav", 30.0])
+    """A question, then the user talks again while the answer is being spoken.
+
+    The answer's start time depends on the machine (Whisper, the model, the speech), so the user
+    talks again after pauses of growing length; every later utterance barges into the answer then
+    running. The test waits for an answer that was heard and then cut off."""
+    speech = corpus / "speech"
+    wav = bh.mic_wav(tmp_path / "barge.wav", [0.3, speech / "sr_french.aiff", 4.0, speech / "sr_english.wav", 6.0,
+                                             speech / "sr_english.wav", 9.0, speech / "sr_english.wav", 40.0])
     browser = bh.launch_browser(playwright, wav)
     try:
         page = bh.open_page(browser, app_url)
         bh.choose_language(page, "français (French)")  # the tiny Whisper hears random languages
         page.click("#voice-toggle")
         states: list[str] = []
-        paused_at_interrupt = None
-        deadline = time.monotonic() + 90
+        seen_interrupted = 0
+        paused_after_cut: list[bool] = []
+        deadline = time.monotonic() + 100
         while time.monotonic() < deadline:
             state = page.inner_text("#voice-state")
             for word in ("Listening", "Thinking", "Speaking"):
@@ -195,27 +201,25 @@ def test_voice_mode_answer_is_cut_off_by_the_user(playwright, app_url, tmp_path,
                     states.append(word)
             bots = bh.bot_texts(page)
             interrupted = [t for t in bots if "Interrupted." in t]
-            if interrupted and paused_at_interrupt is None:
-                paused_at_interrupt = (bh.answer_audio(page) or {}).get("paused")
-            if interrupted and len(_user_turns(page)) >= 2:
+            if len(interrupted) > seen_interrupted:  # a barge-in just landed: the page must be silent
+                seen_interrupted = len(interrupted)
+                paused_after_cut.append(bool((bh.answer_audio(page) or {"paused": True})["paused"]))
+            events = bh.media_events(page)
+            heard = any(e["kind"] == "playing" for e in events)
+            cut = any(e["kind"] == "pause" and not e["ended"] for e in events)
+            started = [t for t in interrupted if t.split("Interrupted.")[0].strip()]
+            if heard and cut and started and len(_user_turns(page)) > len(interrupted):
                 break
             time.sleep(0.1)
         else:
-            raise AssertionError(f"no interrupted answer followed by a new turn; states {states}, chat {bots}")
+            raise AssertionError(f"no spoken answer was cut off; states {states}, media {bh.media_events(page)}, "
+                                 f"chat {bh.bot_texts(page)}")
 
         assert states[0] == "Listening"
         assert "Thinking" in states or "Speaking" in states, states
-        assert states.index("Listening", 1) > 0, "not listening again after the barge-in"
-        cut = interrupted[0]
-        answer_part = cut.split("Interrupted.")[0].strip()
-        assert answer_part, "the answer was interrupted before it started"
-        assert len(_user_turns(page)) >= 2
-        assert page.query_selector("#chat [data-testid='user'] audio, #chat .user-row audio") is not None
-        # The page stopped what it was playing: a play before the barge-in, a pause after it.
-        events = bh.media_events(page)
-        assert any(e["kind"] in ("play", "playing") for e in events), events
-        assert any(e["kind"] == "pause" for e in events), events
-        assert paused_at_interrupt is True
+        assert "Listening" in states[1:], "not listening again after the barge-in"
+        assert all(paused_after_cut), f"the page kept playing after a barge-in: {paused_after_cut}"
+        assert page.query_selector("#chat [data-testid='user'] audio") is not None, "recordings not playable"
         page.click("#voice-toggle")
         page.context.close()
     finally:
