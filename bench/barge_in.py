@@ -1,0 +1,533 @@
+"""Barge-in bench: how fast a user can cut in, what falsely cuts in, and how fast a reply starts.
+
+Everything runs through the code path of the web UI's voice mode: microphone chunks of
+48 kHz int16 go into ``VoiceSession.hear`` (resampler, echo guard, silero VAD, turn state);
+answers stream from the tiny random Gemma 4 (built offline into a temporary folder) through
+``answer_aloud(..., speak=True)`` with espeak-ng, and every audio chunk handed out goes to
+``VoiceSession.played`` as the UI does before the browser plays it.
+
+Method
+------
+P1 (onset of user speech -> old answer stopped and its audio dropped) runs in real time. An
+answer is started and spoken; once its first audio chunk is out, a mic stream is fed at the
+pace of a real microphone, one chunk every ``--chunk-s`` seconds, each handed over when its
+last sample would have been recorded. The stream holds low noise, the assistant's own voice
+coming back (what ``played`` registered, through a simulated room, -6 dB, 30-200 ms late),
+then a piece of a real recording. With ``w0`` the wall time of stream time 0, the onset
+happens at ``w0 + onset`` (onset from the recording's energy, independent of the VAD).
+"Stopped" is the later of: the barge-in event returned by ``hear`` (the conversation's
+generation moved on: the turn is interrupted and stale audio is dropped by AnswerSpeaker),
+and ``answer_aloud`` returning (which happens only after the engine's generate() thread was
+joined). P1 = stopped - (w0 + onset). Audio chunks of the old generation that still come
+out after the barge-in are counted (``p1_stale_chunks``; must be 0).
+
+P2 (false barge-ins, detection) and P3 are fed faster than real time: the VAD's decisions
+depend only on the samples, never on wall time. For P2 the session is put in the speaking
+state (an answer is playing), so any confirmed speech start is a barge-in. Noise: the files
+of ``--noise`` (5 s slices, or the whole file), else generated white, pink, tone, click,
+chord, typing, hum, door... clips of 3 s at three levels. Echo: espeak-ng speaking answers in
+several languages, registered with ``played`` and mixed back at -6 dB with 30-200 ms delay.
+Utterances: pieces >= 0.5 s of the ``--speech`` recordings over low noise, half of them over
+the assistant's echo; "detected" means a barge-in near the piece's onset.
+
+P3 (end of user speech -> first audio chunk out) feeds an utterance on the stream clock: the
+silence wait is the stream time from the true end of speech (energy) to the end of the chunk
+in which the VAD gave up waiting, plus the wall time of that ``hear`` call. From there all is
+wall time, through the UI's steps: save the utterance, prepare and add the turn, answer aloud
+until the first audio chunk. It is split into ASR (``turn.asr_s``), time to first token
+(``stats.first_token_s``: prompt, prefill, first decode), first sentence (first token -> the
+first sentence is complete in the text, measured with the same sentence splitter; this
+includes the detokenizer holding back incomplete words), first TTS (sentence complete ->
+its audio synthesized, ``SpokenChunk.ready_at``) and overhead: the rest, i.e. saving and
+decoding the utterance, building the prompt, and the wait between a chunk being ready and
+``answer_aloud`` handing it out.
+
+Prints one JSON object. ``--quick`` runs a small version (under a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from bench.vad_noise import (  # noqa: E402
+    ASSISTANT_LINES, AUDIO_EXT, NOISE_KINDS, echo_path, make_noise, onset_of, rms, speech_pieces,
+)
+from backend import media  # noqa: E402
+from backend.vad import VadConfig  # noqa: E402
+
+SR = 16000
+MIC_SR = 48000
+QUESTIONS = [
+    "Bonjour ! Pouvez-vous m'expliquer comment fonctionne la photosynthèse ?",
+    "Hello, how are you today? Tell me about the weather in London.",
+    "Pourquoi le ciel est-il bleu ? Expliquez simplement, s'il vous plaît.",
+    "Je voudrais apprendre le français. Par où commencer ?",
+]
+
+
+def corpus_speech() -> Path:
+    env = os.environ.get("OMNILINGO_CORPUS")
+    return (Path(env) if env else ROOT.parent / "shared" / "corpus") / "speech"
+
+
+def audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXT)
+
+
+def load(path: Path) -> np.ndarray:
+    limits = media.MediaLimits(max_audio_seconds=3600.0)
+    return media.load_audio(path, limits).samples.astype(np.float32)
+
+
+def offset_of(x: np.ndarray) -> float:
+    """Seconds to the end of the last 10 ms frame within 30 dB of the piece's loud level."""
+    return len(x) / SR - onset_of(x[::-1].copy())
+
+
+def to_mic(x16: np.ndarray) -> np.ndarray:
+    import soxr
+
+    x48 = soxr.resample(x16.astype(np.float32), SR, MIC_SR)
+    return (np.clip(x48, -1, 1) * 32767).astype(np.int16)
+
+
+def stats(xs: list[float]) -> dict | None:
+    if not xs:
+        return None
+    return {"median": round(float(np.median(xs)), 1), "p95": round(float(np.percentile(xs, 95)), 1),
+            "n": len(xs)}
+
+
+def med(xs: list[float]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return round(float(np.median(xs)), 1) if xs else None
+
+
+class Speakers:
+    """The assistant's playback on the mic clock and its echo as the mic hears it."""
+
+    def __init__(self, rng: np.random.Generator, delay_s: float, gain_db: float = -6.0) -> None:
+        self.ir = echo_path(rng) * 10 ** (gain_db / 20)
+        self.delay = int(delay_s * SR)
+        self.echo = np.zeros(SR * 120, np.float32)
+        self.play_end = 0
+        self.lock = threading.Lock()
+
+    def play(self, samples: np.ndarray, sample_rate: int, now: int) -> None:
+        import soxr
+
+        x = samples.astype(np.float32)
+        if sample_rate != SR:
+            x = soxr.resample(x, sample_rate, SR).astype(np.float32)
+        with self.lock:
+            start = max(now, self.play_end) + self.delay
+            self.play_end = max(now, self.play_end) + len(x)
+            e = np.convolve(x, self.ir).astype(np.float32)
+            end = min(len(self.echo), start + len(e))
+            if end > start:
+                self.echo[start:end] += e[: end - start]
+
+    def heard(self, a: int, b: int) -> np.ndarray:
+        with self.lock:
+            return self.echo[a:b].copy()
+
+
+class TimedEngine:
+    """The engine as the conversation sees it, noting when each answer's stream() is called."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self.stream_called: float | None = None
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def stream(self, *args, **kwargs):
+        self.stream_called = time.perf_counter()
+        return self._engine.stream(*args, **kwargs)
+
+
+def build_engine(folder: Path | None):
+    import torch
+
+    from backend.engine import LocalEngine
+    from tests import tiny_models
+
+    torch.set_num_threads(1)  # a tiny model: threads only fight the VAD and TTS for the cores
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="omnilingo-bench-tiny-"))
+    for name in ("gemma4", "whisper"):
+        if not (folder / name / "config.json").exists():
+            tiny_models.build_all(folder, [name])
+    engine = LocalEngine(str(folder / "gemma4"), device="cpu")
+    engine.load()
+    from backend.asr import SpeechRecognizer
+
+    asr = SpeechRecognizer(str(folder / "whisper"), device="cpu")
+    asr.load()
+    return TimedEngine(engine), asr
+
+
+# -- P1 -------------------------------------------------------------------------------------
+
+
+def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_tokens) -> dict:
+    from backend.speaker import answer_aloud
+    from backend.turns import Conversation
+    from backend.voice import VoiceSession
+
+    conversation = Conversation(engine, max_new_tokens=max_new_tokens)
+    voice = VoiceSession(conversation, config)
+    voice.start()
+    turn = conversation.add(conversation.prepare(question))
+    voice.answering(turn.generation)
+    speakers = Speakers(rng, rng.uniform(0.03, 0.2))
+    clock = {"w0": None}
+    out = {"first_audio": threading.Event(), "done_at": None, "audio_at": [], "error": None}
+
+    def mic_now() -> int:
+        w0 = clock["w0"]
+        return 0 if w0 is None else max(0, int((time.perf_counter() - w0) * SR))
+
+    def consume() -> None:
+        try:
+            for event in answer_aloud(conversation, turn, router, True):
+                if event.kind == "audio":
+                    audio = event.chunk.audio
+                    out["audio_at"].append(time.perf_counter())
+                    voice.played(audio.samples, audio.sample_rate)
+                    speakers.play(audio.samples, audio.sample_rate, mic_now())
+                    out["first_audio"].set()
+        except Exception as err:  # reported in the JSON
+            out["error"] = repr(err)
+        finally:
+            out["done_at"] = time.perf_counter()
+            out["first_audio"].set()
+
+    worker = threading.Thread(target=consume, daemon=True)
+    worker.start()
+    out["first_audio"].wait(60)
+    if out["done_at"] is not None:
+        return {"skipped": "the answer ended before it was spoken"}
+
+    lead = rng.uniform(0.6, 1.2)
+    user = piece / (rms(piece) + 1e-12) * 0.08
+    total = int((lead + len(piece) / SR + 0.5) * SR)
+    onset = lead + onset_of(piece)
+    mic = make_noise("pink", total / SR + 0.01, 0.003, seed=int(rng.integers(1 << 30)))[:total]
+    s = int(lead * SR)
+    mic[s : s + len(user)] += user
+    step = int(chunk_s * SR)
+    barge_at = None
+    clock["w0"] = w0 = time.perf_counter()
+    for a in range(0, total, step):
+        b = min(total, a + step)
+        wait = w0 + b / SR - time.perf_counter()  # the chunk leaves the browser when it is recorded
+        if wait > 0:
+            time.sleep(wait)
+        chunk = mic[a:b] + speakers.heard(a, b)
+        events = voice.hear(to_mic(chunk), MIC_SR)
+        if any(e.kind == "barge_in" for e in events):
+            barge_at = time.perf_counter()
+            break
+    worker.join(30)
+    if barge_at is None:
+        conversation.interrupt()
+        worker.join(30)
+        return {"missed": True}
+    stopped = max(barge_at, out["done_at"] or time.perf_counter())
+    stale = sum(1 for t in out["audio_at"] if t > barge_at)
+    return {
+        "p1_ms": (stopped - (w0 + onset)) * 1000,
+        "detect_ms": (barge_at - (w0 + onset)) * 1000,
+        "stop_after_barge_ms": (stopped - barge_at) * 1000,
+        "stale_chunks": stale,
+        "status": turn.status,
+        "error": out["error"],
+    }
+
+
+# -- P2 -------------------------------------------------------------------------------------
+
+
+def feed(voice, x16: np.ndarray, chunk_s: float) -> list:
+    """Feed a 16 kHz signal as 48 kHz int16 mic chunks; returns [(event, stream time of chunk end)]."""
+    pcm = to_mic(x16)
+    step = int(chunk_s * MIC_SR)
+    out = []
+    for i in range(0, len(pcm), step):
+        for event in voice.hear(pcm[i : i + step], MIC_SR):
+            out.append((event, min(len(pcm), i + step) / MIC_SR))
+    return out
+
+
+def speaking_session(config, assistant: np.ndarray | None):
+    """A voice session whose answer is playing ``assistant`` (or merely being thought about)."""
+    from backend.turns import Conversation
+    from backend.voice import VoiceSession
+
+    conversation = Conversation(engine=None, session_dir=Path(tempfile.mkdtemp(prefix="omnilingo-bench-")))
+    voice = VoiceSession(conversation, config)
+    voice.start()
+    voice.answering(conversation.generation)
+    if assistant is not None:
+        voice.played(assistant, SR)
+    return voice, conversation
+
+
+def echo_mix(voice_audio: np.ndarray, delay_s: float, rng, total: int) -> np.ndarray:
+    out = np.zeros(total, np.float32)
+    e = np.convolve(voice_audio, echo_path(rng) * 10 ** (-6 / 20))[: total]
+    d = int(delay_s * SR)
+    n = min(len(e), total - d)
+    out[d : d + n] = e[:n]
+    return out
+
+
+def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
+    import shutil
+
+    result = {"noise_trials": 0, "noise_false": 0, "echo_trials": 0, "echo_false": 0,
+              "utterances": 0, "detected": 0, "utterances_over_echo": 0, "detected_over_echo": 0}
+    false_kinds: dict[str, int] = {}
+
+    def run(mic, assistant):
+        voice, conversation = speaking_session(config, assistant)
+        try:
+            return feed(voice, mic, chunk_s)
+        finally:
+            shutil.rmtree(conversation.session_dir, ignore_errors=True)
+
+    for name, noise in noises:
+        result["noise_trials"] += 1
+        if any(e.kind == "barge_in" for e, _ in run(noise, None)):
+            result["noise_false"] += 1
+            false_kinds[name] = false_kinds.get(name, 0) + 1
+    delays = [0.03, 0.06, 0.1, 0.15, 0.2]
+    for k in range(max(30, len(voices))):
+        v = voices[k % len(voices)]
+        total = len(v) + SR
+        mic = echo_mix(v, delays[k % len(delays)], rng, total)
+        mic += make_noise("pink", total / SR + 0.01, 0.002, seed=1000 + k)[:total]
+        result["echo_trials"] += 1
+        result["echo_false"] += any(e.kind == "barge_in" for e, _ in run(mic, v))
+    kinds = ["white", "pink", "hum", "typing", "chords"]
+    for k, piece in enumerate(pieces):
+        lead = rng.uniform(1.0, 1.5)
+        total = int((lead + len(piece) / SR + 1.0) * SR)
+        mic = make_noise(kinds[k % len(kinds)], total / SR + 0.01, 0.004, seed=2000 + k)[:total]
+        s = int(lead * SR)
+        mic[s : s + len(piece)] += piece / (rms(piece) + 1e-12) * 0.08
+        assistant = None
+        if k % 2 and voices:
+            v = voices[k % len(voices)]
+            assistant = np.concatenate([np.zeros(int(max(0.0, lead - 1.0) * SR), np.float32), v])
+            mic += echo_mix(assistant, delays[k % len(delays)], rng, total)
+        onset = lead + onset_of(piece)
+        hit = any(e.kind == "barge_in" and onset - 0.3 <= e.t <= lead + len(piece) / SR for e, _ in run(mic, assistant))
+        result["utterances"] += 1
+        result["detected"] += hit
+        result["utterances_over_echo"] += assistant is not None
+        result["detected_over_echo"] += hit and assistant is not None
+    result["noise_false_by_kind"] = false_kinds
+    return result
+
+
+# -- P3 -------------------------------------------------------------------------------------
+
+
+def p3_trial(engine, asr, router, config, chunk_s, piece, rng, max_new_tokens) -> dict:
+    from backend.sentences import SentenceStream
+    from backend.speaker import answer_aloud
+    from backend.turns import Conversation
+    from backend.voice import VoiceSession
+
+    engine.stream_called = None
+    conversation = Conversation(engine, max_new_tokens=max_new_tokens, asr=asr)
+    voice = VoiceSession(conversation, config)
+    voice.start()
+    lead = rng.uniform(0.5, 1.0)
+    total = int((lead + len(piece) / SR + 1.5) * SR)
+    mic = make_noise("pink", total / SR + 0.01, 0.002, seed=int(rng.integers(1 << 30)))[:total]
+    s = int(lead * SR)
+    mic[s : s + len(piece)] += piece / (rms(piece) + 1e-12) * 0.08
+    speech_end = lead + offset_of(piece)
+    pcm = to_mic(mic)
+    step = int(chunk_s * MIC_SR)
+    utterance = None
+    for i in range(0, len(pcm), step):
+        t0 = time.perf_counter()
+        events = voice.hear(pcm[i : i + step], MIC_SR)
+        utterance = next((e for e in events if e.kind == "utterance"), None)
+        if utterance is not None:
+            handed = time.perf_counter()
+            silence_wait = (min(len(pcm), i + step) / MIC_SR - speech_end) * 1000 + (handed - t0) * 1000
+            break
+    if utterance is None:
+        conversation.close()
+        return {"missed": True}
+    # What the UI does with an utterance (on_mic, then stream_answer).
+    path = voice.save_utterance(utterance.audio, conversation.session_dir)
+    # The tiny Whisper hears random languages: the answer language is set so that a voice exists.
+    turn = conversation.add(conversation.prepare("", [str(path)], "en"))
+    voice.answering(turn.generation)
+    sentences = SentenceStream("en")
+    first_sentence_at = first_audio_at = ready_at = None
+    answer_called = time.perf_counter()
+    for event in answer_aloud(conversation, turn, router, True):
+        if event.kind == "text" and first_sentence_at is None and sentences.feed(event.text):
+            first_sentence_at = time.perf_counter()
+        if event.kind == "audio":
+            first_audio_at, ready_at = time.perf_counter(), event.chunk.ready_at
+            voice.played(event.chunk.audio.samples, event.chunk.audio.sample_rate)
+            conversation.interrupt()  # the first chunk is all this trial needs
+    if first_audio_at is None or first_sentence_at is None or engine.stream_called is None:
+        conversation.close()
+        return {"missed": True, "status": turn.status}
+    asr_ms = (turn.asr_s or 0.0) * 1000
+    first_token = (turn.stats.first_token_s or 0.0) * 1000
+    first_token_at = engine.stream_called + first_token / 1000
+    sentence_ms = (first_sentence_at - first_token_at) * 1000
+    tts_ms = (ready_at - first_sentence_at) * 1000
+    prep = (engine.stream_called - handed) * 1000 - asr_ms
+    handoff = (first_audio_at - ready_at) * 1000
+    overhead = prep + handoff
+    after = (first_audio_at - handed) * 1000
+    conversation.close()
+    return {"silence_wait": silence_wait, "asr": asr_ms, "first_token": first_token, "first_sentence": sentence_ms,
+            "first_tts": tts_ms, "overhead": overhead, "total": silence_wait + after,
+            "overhead_prep": prep, "overhead_handoff": handoff,
+            "speech_end_to_vad_ms": (utterance.t - speech_end) * 1000}
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--speech", type=Path, default=corpus_speech(), help="recordings of people talking (any format)")
+    ap.add_argument("--noise", type=Path, default=None, help="noise recordings (any format); default: generated")
+    ap.add_argument("--quick", action="store_true", help="a small run (under a minute)")
+    ap.add_argument("--trials", type=int, default=None, help="P1 trials (default 60, quick 8)")
+    ap.add_argument("--p3-trials", type=int, default=None, help="P3 trials (default 20, quick 4)")
+    ap.add_argument("--chunk-s", type=float, default=0.25, help="microphone chunk length, seconds")
+    ap.add_argument("--min-speech-ms", type=int, default=None)
+    ap.add_argument("--start-threshold", type=float, default=None)
+    ap.add_argument("--end-silence-ms", type=int, default=None)
+    ap.add_argument("--max-gap-ms", type=int, default=None)
+    ap.add_argument("--max-new-tokens", type=int, default=3000)
+    ap.add_argument("--models", type=Path, default=None, help="folder for the tiny models (built if missing)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["p1", "p2", "p3"])
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    overrides = {k: v for k, v in {
+        "min_speech_ms": args.min_speech_ms, "start_threshold": args.start_threshold,
+        "end_silence_ms": args.end_silence_ms, "max_gap_ms": args.max_gap_ms,
+    }.items() if v is not None}
+    base = VadConfig()
+    if "start_threshold" in overrides and overrides["start_threshold"] < base.end_threshold:
+        overrides["end_threshold"] = overrides["start_threshold"]
+    config = VadConfig(**overrides)
+    trials = args.trials if args.trials is not None else (8 if args.quick else 60)
+    p3_trials = args.p3_trials if args.p3_trials is not None else (4 if args.quick else 20)
+
+    from backend.tts import SpeechRouter
+
+    router = SpeechRouter(preferred_engine="espeak")
+    recordings = [load(p) for p in audio_files(args.speech)]
+    recordings = [x for x in recordings if len(x) >= SR // 2]
+    if not recordings:
+        raise SystemExit(f"no audio files in {args.speech}")
+    pieces = [p for x in recordings for p in speech_pieces(x)]
+    if args.quick:
+        pieces = pieces[::3]
+    rng.shuffle(pieces)
+
+    voices = []
+    for lang, text in ASSISTANT_LINES[: 3 if args.quick else None]:
+        chunks = list(router.speak(text, lang))
+        if chunks:
+            import soxr
+
+            audio = np.concatenate([soxr.resample(c.samples, c.sample_rate, SR) for c in chunks]).astype(np.float32)
+            voices.append(audio)
+
+    noises: list[tuple[str, np.ndarray]] = []
+    if args.noise:
+        for p in audio_files(args.noise):
+            x = load(p)
+            for i in range(0, max(1, len(x) - 2 * SR + 1), 5 * SR):
+                seg = x[i : i + 5 * SR]
+                if len(seg) >= 2 * SR or i == 0:
+                    noises.append((p.name, seg))
+    else:
+        levels = ((0, 0.01), (1, 0.05), (2, 0.2))[: 2 if args.quick else None]
+        for kind in NOISE_KINDS:
+            for seed, level in levels:
+                noises.append((kind, make_noise(kind, 3.0, level, seed=args.seed * 100 + seed)))
+
+    result: dict = {}
+    t_start = time.perf_counter()
+    if "p2" not in args.skip:
+        result["p2"] = p2(config, args.chunk_s, noises, voices, pieces, rng)
+
+    need_model = "p1" not in args.skip or "p3" not in args.skip
+    engine = asr = None
+    if need_model:
+        engine, asr = build_engine(args.models)
+
+    if "p1" not in args.skip:
+        runs = []
+        for k in range(trials):
+            runs.append(p1_trial(engine, router, config, args.chunk_s, pieces[k % len(pieces)],
+                                 QUESTIONS[k % len(QUESTIONS)], rng, args.max_new_tokens))
+        ok = [r for r in runs if "p1_ms" in r]
+        result["p1_ms"] = stats([r["p1_ms"] for r in ok])
+        result["p1_detail"] = {
+            "trials": len(runs), "measured": len(ok), "missed": sum(1 for r in runs if r.get("missed")),
+            "skipped": sum(1 for r in runs if r.get("skipped")),
+            "onset_to_barge_in_ms": stats([r["detect_ms"] for r in ok]),
+            "barge_in_to_generation_stopped_ms": stats([r["stop_after_barge_ms"] for r in ok]),
+            "stale_chunks_after_barge_in": sum(r["stale_chunks"] for r in ok),
+            "turn_status": sorted({r["status"] for r in ok}),
+            "errors": [r["error"] for r in ok if r["error"]][:3],
+        }
+    if "p3" not in args.skip:
+        runs = [p3_trial(engine, asr, router, config, args.chunk_s, pieces[k % len(pieces)], rng, args.max_new_tokens)
+                for k in range(p3_trials)]
+        ok = [r for r in runs if "total" in r]
+        keys = ("silence_wait", "asr", "first_token", "first_sentence", "first_tts", "overhead", "total")
+        result["p3_ms"] = {k: med([r[k] for r in ok]) for k in keys}
+        result["p3_detail"] = {"trials": len(runs), "measured": len(ok),
+                               "total_p95": stats([r["total"] for r in ok]),
+                               "overhead_p95": stats([r["overhead"] for r in ok]),
+                               "overhead_prep_ms": med([r["overhead_prep"] for r in ok]),
+                               "overhead_chunk_ready_to_handed_out_ms": med([r["overhead_handoff"] for r in ok]),
+                               "vad_end_minus_true_end_ms": med([r["speech_end_to_vad_ms"] for r in ok])}
+    result["config"] = {k: v for k, v in config.__dict__.items() if k != "model_path"} | {"chunk_s": args.chunk_s}
+    result["setup"] = {"speech_pieces": len(pieces), "recordings": len(recordings), "assistant_voices": len(voices),
+                       "model": "tiny random Gemma 4 (CPU, 1 thread)", "asr": "tiny random Whisper",
+                       "tts": "espeak-ng", "seconds": round(time.perf_counter() - t_start, 1)}
+    print(json.dumps(result))
+    if engine is not None:
+        engine.close()
+    return result
+
+
+if __name__ == "__main__":
+    main()
