@@ -63,11 +63,18 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from bench.vad_noise import (  # noqa: E402
-    ASSISTANT_LINES, AUDIO_EXT, NOISE_KINDS, echo_path, make_noise, onset_of, rms, speech_pieces,
-)
 from backend import media  # noqa: E402
 from backend.vad import VadConfig  # noqa: E402
+from bench.vad_noise import (  # noqa: E402
+    ASSISTANT_LINES,
+    AUDIO_EXT,
+    NOISE_KINDS,
+    echo_path,
+    make_noise,
+    onset_of,
+    rms,
+    speech_pieces,
+)
 
 SR = 16000
 MIC_SR = 48000
