@@ -394,7 +394,6 @@ def p3_trial(engine, asr, router, config, chunk_s, piece, rng, max_new_tokens) -
     voice.answering(turn.generation)
     sentences = SentenceStream("en")
     first_sentence_at = first_audio_at = ready_at = None
-    answer_called = time.perf_counter()
     for event in answer_aloud(conversation, turn, router, True):
         if event.kind == "text" and first_sentence_at is None and sentences.feed(event.text):
             first_sentence_at = time.perf_counter()
