@@ -290,3 +290,37 @@ def test_end_to_end_language_detected_on_real_paragraph(tag: str) -> None:
     # "or its macrolanguage": Bosnian, Croatian and Serbian share one (sh), as do id and ms.
     accepted = sum(n for answer, n in answers.items() if languages._same_macrolanguage(answer, tag))
     assert accepted * 2 > len(paragraphs), f"{tag}: {dict(answers)}"
+
+
+# --------------------------------------------------------------------------- close neighbours
+
+# Everyday sentences (not the corpus's wording) carrying each standard's own markers.
+@pytest.mark.parametrize(("text", "gold"), [
+    ("Gde je reka? Dete je videlo čoveka kod mleka, a posle toga je otišlo.", "sr"),
+    ("Gdje je rijeka? Dijete je vidjelo čovjeka, a poslije toga tko zna što je bilo.", "hr"),
+    ("Gdje je rijeka? Ko zna šta je bilo, historija je lahko zaboravljena.", "bs"),
+    ("Свако дете треба да види свет и да буде слободно.", "sr"),
+    ("Секој човек има право на живот, а тоа што се случува во градот не е важно.", "mk"),
+    ("Всеки човек има право на живот и това е важно за обществото.", "bg"),
+    ("Kerajaan berkata bahawa rakyat boleh membuat aduan kerana perkhidmatan awam sahaja.", "ms"),
+    ("Pemerintah mengatakan bahwa rakyat bisa mengadu karena layanan umum saja yang buruk.", "id"),
+    ("Hva skal vi gjøre med alle de gamle bøkene etter flyttingen? Jeg vet ikke.", "no"),
+    ("Hvad skal vi gøre med alle de gamle bøger efter flytningen? Jeg ved det ikke.", "da"),
+    ("Eg veit ikkje kva me skal gjere med dei gamle bøkene etter flyttinga.", "nn"),
+    ("Ek weet nie wat hulle wil hê nie, maar die mense is baie gelukkig.", "af"),
+    ("Ik weet niet wat zij willen, maar de mensen zijn heel gelukkig.", "nl"),
+])
+def test_close_neighbours_follow_their_markers(text: str, gold: str) -> None:
+    assert detect(text).tag == gold
+
+
+def test_malay_in_jawi_is_malay() -> None:
+    assert detect("ساي ماهو ڤرݢي كسكوله دڠن كاون٢ ساي").tag == "ms"
+    assert detect("أريد أن أذهب إلى المدرسة مع أصدقائي").tag == "ar"  # Arabic letters only: not Jawi
+
+
+def test_markers_without_clear_evidence_leave_the_detectors_answer() -> None:
+    # One marker on each side is no evidence: the rule keeps the answer it was given.
+    assert languages._clear({"no": 2, "da": 2}, "da", languages._MARGIN) == "da"
+    assert languages._clear({"no": 4, "da": 2}, "da", languages._MARGIN) == "no"
+    assert languages._neighbour("Guten Tag", "Latn", "de") == "de"
