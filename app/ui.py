@@ -44,8 +44,9 @@ STOP_MIC_JS = """() => {
   });
   document.querySelectorAll('audio').forEach((a) => { a.pause(); });
 }"""
-# Microphone chunks in voice mode: short enough for a quick barge-in, long enough to stay cheap.
-MIC_CHUNK_S = 0.25
+# Microphone chunks in voice mode: 0.1 s brings a barge-in about 200 ms sooner than 0.25 s
+# (bench/barge_in.py), at ten small requests a second.
+MIC_CHUNK_S = 0.1
 # Stop and barge-in also silence what the browser has already buffered.
 PAUSE_AUDIO_JS = "() => { document.querySelectorAll('audio').forEach((a) => { a.pause(); }); }"
 

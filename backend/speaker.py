@@ -152,31 +152,72 @@ class TurnEvent:
     chunk: SpokenChunk | None = None
 
 
+# How often a spoken answer looks for finished sentences while the model is between words.
+AUDIO_POLL_S = 0.02
+
+
 def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -> Iterator[TurnEvent]:
     """Stream a turn's answer as text events and, when ``speak``, audio events of its sentences.
 
-    Speech never holds the text back: audio is handed out whenever it is ready, and once the
-    text is complete the remaining sentences are waited for (unless the turn was stopped)."""
-    speaker = None
-    try:
+    Speech never holds the text back, and text never holds speech back: the answer is read on
+    a worker thread, so a sentence's audio is handed out as soon as it is ready, not at the
+    next word. Once the text is complete the remaining sentences are waited for (unless the
+    turn was stopped or interrupted)."""
+    if not speak or router is None:
         for delta in conversation.answer(turn):
             yield TurnEvent("text", text=delta)
-            if speaker is None and speak and router is not None:
-                # Made at the first words: for speech input the language is known only after hearing.
-                speaker = AnswerSpeaker(router, turn.answer_language, turn.generation, lambda: conversation.generation)
-            if speaker is not None:
+        return
+
+    deltas: queue.Queue = queue.Queue()
+    failure: list[BaseException] = []
+
+    def read_answer() -> None:
+        try:
+            for delta in conversation.answer(turn):
+                deltas.put(delta)
+        except BaseException as err:  # handed to the consumer below
+            failure.append(err)
+        finally:
+            deltas.put(_END)
+
+    reader = threading.Thread(target=read_answer, name="omnilingo-answer", daemon=True)
+    reader.start()
+    speaker: AnswerSpeaker | None = None
+    complete = False
+    try:
+        while True:
+            try:
+                delta = deltas.get(timeout=AUDIO_POLL_S)
+            except queue.Empty:
+                delta = None
+            if delta is _END:
+                break
+            if delta is not None:
+                yield TurnEvent("text", text=delta)
+                if speaker is None:
+                    # Made at the first words: for speech input the language is known only after hearing.
+                    speaker = AnswerSpeaker(router, turn.answer_language, turn.generation,
+                                            lambda: conversation.generation)
                 speaker.feed(delta)
+            if speaker is not None:
                 for chunk in speaker.ready():
                     yield TurnEvent("audio", chunk=chunk)
+        reader.join()
+        if failure:
+            raise failure[0]
+        complete = True
         if speaker is None:
             return
         speaker.finish()
         while not speaker.done and turn.status == "done" and turn.generation == conversation.generation:
-            speaker.wait(0.05)
+            speaker.wait(AUDIO_POLL_S)
             for chunk in speaker.ready():
                 yield TurnEvent("audio", chunk=chunk)
         if speaker.note is not None and speaker.note.key not in turn.notes:
             turn.notes.append(speaker.note.key)
     finally:
+        if not complete:
+            conversation.stop_turn(turn)  # the consumer left early: the model must not run on
+            reader.join()
         if speaker is not None and not speaker.done:
             speaker.cancel()

@@ -301,6 +301,12 @@ class Conversation:
         """The Stop button: end the answer in progress within one decode step."""
         self._stop.set()
 
+    def stop_turn(self, turn: Turn) -> None:
+        """Stop ``turn``'s answer if it is still the one running (never a newer one)."""
+        with self._lock:
+            if turn.generation == self.generation:
+                self._stop.set()
+
     def interrupt(self) -> int:
         """A barge-in: stop the answer, mark it interrupted, and start a new generation."""
         with self._lock:

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 LISTENING, THINKING, SPEAKING, OFF = "listening", "thinking", "speaking", "off"
 ECHO_MAX_DELAY_MS = 1500
+# Measured with bench/barge_in.py: 160 ms of speech confirms a barge-in 214 ms sooner (median)
+# than 250 ms, with no more false starts on noise or on the assistant's own voice.
+VOICE_VAD = VadConfig(min_speech_ms=160)
 
 
 @dataclass
@@ -44,7 +47,7 @@ class VoiceSession:
         # The page plays streamed audio through a short buffer, so its sound reaches the
         # microphone later than on a phone call: search echoes up to 1.5 s behind what was sent.
         self.echo = EchoGuard(max_delay_ms=ECHO_MAX_DELAY_MS)
-        self.vad = VoiceActivityDetector(config or VadConfig(), echo_guard=self.echo)
+        self.vad = VoiceActivityDetector(config or VOICE_VAD, echo_guard=self.echo)
         self.state = OFF
         self.barge_ins = 0
         self.utterances = 0
