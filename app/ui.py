@@ -16,6 +16,7 @@ from backend.errors import UserFacingError
 from backend.runtime import Runtime
 from backend.speaker import answer_aloud
 from backend.turns import Conversation
+from backend.voice import MIC_CHUNK_S
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,6 @@ STOP_MIC_JS = """() => {
   });
   document.querySelectorAll('audio').forEach((a) => { a.pause(); });
 }"""
-# Microphone chunks in voice mode: 0.1 s brings a barge-in about 200 ms sooner than 0.25 s
-# (bench/barge_in.py), at ten small requests a second.
-MIC_CHUNK_S = 0.1
 # Stop and barge-in also silence what the browser has already buffered.
 PAUSE_AUDIO_JS = "() => { document.querySelectorAll('audio').forEach((a) => { a.pause(); }); }"
 

@@ -48,6 +48,7 @@ Prints one JSON object. ``--quick`` runs a small version (under a minute).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -64,7 +65,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from backend import media  # noqa: E402
-from backend.vad import VadConfig  # noqa: E402
+from backend.voice import MIC_CHUNK_S, VOICE_VAD  # noqa: E402
 from bench.vad_noise import (  # noqa: E402
     ASSISTANT_LINES,
     AUDIO_EXT,
@@ -430,7 +431,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="a small run (under a minute)")
     ap.add_argument("--trials", type=int, default=None, help="P1 trials (default 60, quick 8)")
     ap.add_argument("--p3-trials", type=int, default=None, help="P3 trials (default 20, quick 4)")
-    ap.add_argument("--chunk-s", type=float, default=0.25, help="microphone chunk length, seconds")
+    ap.add_argument("--chunk-s", type=float, default=MIC_CHUNK_S, help="microphone chunk length, seconds")
     ap.add_argument("--min-speech-ms", type=int, default=None)
     ap.add_argument("--start-threshold", type=float, default=None)
     ap.add_argument("--end-silence-ms", type=int, default=None)
@@ -445,10 +446,10 @@ def main(argv: list[str] | None = None) -> dict:
         "min_speech_ms": args.min_speech_ms, "start_threshold": args.start_threshold,
         "end_silence_ms": args.end_silence_ms, "max_gap_ms": args.max_gap_ms,
     }.items() if v is not None}
-    base = VadConfig()
+    base = VOICE_VAD  # the app's own voice-mode settings, unless overridden
     if "start_threshold" in overrides and overrides["start_threshold"] < base.end_threshold:
         overrides["end_threshold"] = overrides["start_threshold"]
-    config = VadConfig(**overrides)
+    config = dataclasses.replace(base, **overrides)
     trials = args.trials if args.trials is not None else (8 if args.quick else 60)
     p3_trials = args.p3_trials if args.p3_trials is not None else (4 if args.quick else 20)
 
