@@ -20,6 +20,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "language.label": "Answer language",
         "language.auto": "Auto (detect)",
         "button.new": "New conversation",
+        "button.download": "Download",
         "button.stop": "Stop",
         "button.retry": "Answer again in {language}",
         "button.listen": "🔊 Listen",

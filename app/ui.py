@@ -11,9 +11,10 @@ import gradio as gr
 
 from app import render
 from app.i18n import STRINGS, translate, translate_error
-from backend import languages
+from backend import languages, transcript
 from backend.errors import UserFacingError
 from backend.runtime import Runtime
+from backend.settings import state_secret
 from backend.speaker import answer_aloud
 from backend.turns import Conversation
 from backend.voice import MIC_CHUNK_S
@@ -138,6 +139,10 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                                 interactive=runtime.tts is not None)
             stop = gr.Button(_t("button.stop"), elem_id="stop", variant="stop", scale=1)
             new = gr.Button(_t("button.new"), elem_id="new-conversation", scale=1)
+            download = gr.DownloadButton(_t("button.download"), elem_id="download", scale=1, interactive=False)
+        # The conversation also lives in the browser: a reload or a server restart restores it.
+        saved = gr.BrowserState(None, storage_key="omnilingo-conversation",
+                                secret=state_secret(runtime.settings))
         with gr.Row(equal_height=True):
             voice_toggle = gr.Button(_t("voice.start"), elem_id="voice-toggle", variant="primary", scale=1,
                                      interactive=runtime.tts is not None)
@@ -248,6 +253,28 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             _session(runtime, request).clear()
             return [], gr.MultimodalTextbox(value=None, interactive=True)
 
+        def save_conversation(request: gr.Request):
+            """After each answer: the copy kept in the browser, and the download (Markdown+pictures zip)."""
+            conversation = _session(runtime, request)
+            if not conversation.turns:
+                return None, gr.DownloadButton(value=None, interactive=False)
+            zipped, _ = transcript.write_downloads(conversation)
+            return transcript.for_browser(conversation), gr.DownloadButton(value=str(zipped), interactive=True)
+
+        def restore_conversation(saved_value, request: gr.Request):
+            """A reloaded page: the conversation comes back from the browser's copy."""
+            conversation = _session(runtime, request)
+            if saved_value and not conversation.turns:
+                try:
+                    transcript.restore(conversation, saved_value)
+                except UserFacingError as err:
+                    gr.Warning(err.message)
+            download_value = None
+            if conversation.turns:
+                download_value = str(transcript.write_downloads(conversation)[0])
+            return view(conversation, request), gr.DownloadButton(value=download_value,
+                                                                  interactive=download_value is not None)
+
         def choose_option(event: gr.SelectData, request: gr.Request):
             """Options under an answer: "answer again in <language>" and "listen"."""
             conversation = _session(runtime, request)
@@ -284,16 +311,17 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             stream_answer, [speak], [chatbot, box, answer_audio], api_name="stream_answer", api_visibility="undocumented",
             concurrency_id="model",
             concurrency_limit=runtime.model_concurrency,
-        )
+        ).then(save_conversation, None, [saved, download], api_visibility="private", queue=False)
         box.stop(stop_answer, None, None, api_visibility="private", queue=False, js=PAUSE_AUDIO_JS)
         stop.click(stop_answer, None, None, api_name="stop", api_visibility="undocumented", queue=False,
                    js=PAUSE_AUDIO_JS)
         new.click(new_conversation, None, [chatbot, box], api_name="new_conversation",
-                  api_visibility="undocumented", queue=False)
+                  api_visibility="undocumented", queue=False).then(
+            save_conversation, None, [saved, download], api_visibility="private", queue=False)
         chatbot.option_select(choose_option, None, [chatbot, answer_audio], api_visibility="private").then(
             stream_answer, [speak], [chatbot, box, answer_audio], api_visibility="private", concurrency_id="model",
             concurrency_limit=runtime.model_concurrency,
-        )
+        ).then(save_conversation, None, [saved, download], api_visibility="private", queue=False)
 
         voice_toggle.click(
             toggle_voice, None, [voice_toggle, mic, voice_state], api_visibility="private", queue=False,
@@ -310,11 +338,12 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         ).then(
             stream_answer, [speak], [chatbot, box, answer_audio], api_visibility="private",
             concurrency_id="model", concurrency_limit=runtime.model_concurrency,
-        )
+        ).then(save_conversation, None, [saved, download], api_visibility="private", queue=False)
 
         timer = gr.Timer(1.0, active=runtime.status().state == "loading")
         timer.tick(refresh_status, None, [model_status, timer], api_visibility="private", queue=False)
         demo.load(refresh_status, None, [model_status, timer], api_visibility="private", queue=False)
+        demo.load(restore_conversation, [saved], [chatbot, download], api_visibility="private", queue=False)
 
         # -- the API endpoint --------------------------------------------------------------
         api_message = gr.Textbox(visible=False)

@@ -231,10 +231,13 @@ class LanguageGuess:
         return self.tag != UNKNOWN
 
 
-_URL_RE = re.compile(r"(?:https?://|ftp://|www\.)\S+|\b[\w.+-]+@[\w-]+\.[\w.-]+\b|\S+\.(?:com|org|net|io|dev)\S*",
+# Bounded repeats: an unbounded ``\S+\.`` backtracks quadratically over a long run without spaces.
+_URL_RE = re.compile(r"(?:https?://|ftp://|www\.)\S+|\b[\w.+-]{1,64}@[\w-]{1,63}\.[\w.-]{1,253}\b"
+                     r"|\S{1,253}\.(?:com|org|net|io|dev)\S*",
                      re.IGNORECASE)
 # Characters that are rare in prose and common in source code or markup.
 _CODE_CHARS = set("{}[]()<>=;:_$#\\|`^~*/+&%")
+MAX_DETECT_CHARS = 20_000  # longer messages are judged by their beginning
 _MIN_LETTERS = 3          # below this, alphabetic text says nothing about its language
 _LOGOGRAPHIC = {"Hani", "Kana", "Hang", "Yiii"}
 
@@ -721,7 +724,8 @@ def detect_dominant(text: str) -> LanguageGuess:
     Mixed input (a Hindi question with English technical words) gets the language of
     the majority of its letters, not of its first word.
     """
-    prepared = _prepare(text)
+    # The first pages tell the language as well as a whole book, at a bounded cost.
+    prepared = _prepare(text[:MAX_DETECT_CHARS])
     if isinstance(prepared, LanguageGuess):
         return prepared
     text, script, share = prepared

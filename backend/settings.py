@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 
@@ -96,6 +97,34 @@ class Settings:
                 value = "***"
             out[f.name] = value
         return out
+
+
+def state_secret(settings: Settings) -> str:
+    """The key that signs the conversation kept in the browser.
+
+    Set OMNILINGO_STATE_SECRET on servers; otherwise a random key is made once and kept in the
+    user's cache folder, so a reload and a restart of the app on this machine both find the
+    saved conversation again."""
+    if settings.state_secret:
+        return settings.state_secret
+    import secrets
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "omnilingo"
+    path = folder / "state-secret"
+    try:
+        return path.read_text().strip() or _new_secret(path, secrets.token_hex(32))
+    except OSError:
+        return _new_secret(path, secrets.token_hex(32))
+
+
+def _new_secret(path: Path, value: str) -> str:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value)
+        path.chmod(0o600)
+    except OSError:  # a read-only home: the key then lasts as long as the process
+        pass
+    return value
 
 
 def _convert(type_name: Any, raw: str) -> Any:

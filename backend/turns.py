@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -31,6 +32,39 @@ MAX_IMAGES_IN_CONTEXT = 4
 # Below this many letters an answer's language cannot be told reliably.
 MIN_LETTERS_TO_JUDGE_LANGUAGE = 24
 MIN_CONFIDENCE_TO_SWITCH = 0.5
+
+
+# Far beyond any model's context; longer pastes are refused before any work is done on them.
+MAX_MESSAGE_CHARS = 100_000
+# C0/C1 control characters other than tab and newlines, and lone UTF-16 surrogates (a browser can
+# send them; they cannot be encoded as UTF-8 and would break the tokenizer and the page).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+# Names people give recordings; a file that is neither an image nor audio gets the reason its
+# name suggests (empty, a text file...), never more than that from the name.
+_AUDIO_SUFFIXES = {".wav", ".wave", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm", ".aif",
+                   ".aiff", ".wma", ".amr", ".3gp", ".caf"}
+
+
+def clean_text(text: str | None) -> str:
+    """The user's text without control characters or lone surrogates, stripped."""
+    text = _SURROGATE_RE.sub("\ufffd", text or "")
+    return _CONTROL_RE.sub("", text.replace("\r\n", "\n")).strip()
+
+
+def unusable_file(path: str, limits: media.MediaLimits) -> MediaError:
+    """The most specific reason a file is neither an image nor a recording we can read."""
+    try:
+        if Path(path).suffix.lower() in _AUDIO_SUFFIXES:
+            media.load_audio(path, limits)
+        else:
+            media.load_image(path, limits)
+    except MediaError as err:
+        if err.key not in {"media.not_an_image", "media.image_corrupt"}:
+            return err
+    return MediaError(
+        "This file is neither an image nor a recording Omnilingo can read.", key="media.unsupported_file",
+    )
 
 
 def system_prompt(language: str, firm: bool = False) -> str:
@@ -156,7 +190,12 @@ class Conversation:
 
     def prepare(self, text: str, files: list[str] | None = None, language: str = "auto") -> Turn:
         """Check a new message and its files; raise UserFacingError and change nothing if they are unusable."""
-        text = (text or "").strip()
+        text = clean_text(text)
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise UserFacingError(
+                "This message is too long for the model: shorten it or split it into parts.",
+                key="error.too_long", tokens=None, limit=MAX_MESSAGE_CHARS,
+            )
         images: list[str] = []
         audio: list[str] = []
         for path in files or []:
@@ -165,10 +204,7 @@ class Conversation:
             elif media.is_audio_file(path):
                 audio.append(path)
             else:
-                raise MediaError(
-                    "This file is neither an image nor a recording Omnilingo can read.",
-                    key="media.unsupported_file",
-                )
+                raise unusable_file(path, self.limits)
         if not text and not images and not audio:
             raise UserFacingError("Type a message, or add an image or a recording.", key="error.empty_message")
         if len(audio) > 1:
