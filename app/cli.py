@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--api-key", "api_key", "API key for --engine openai (never logged)", metavar="KEY")
     add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input", metavar="ID_OR_PATH")
     add("--tts", "tts_engine", "voice engine: auto, espeak, mms, off")
+    parser.add_argument("--allow-noncommercial-voices", dest="allow_noncommercial_voices", action="store_const",
+                        const=True, default=None,
+                        help="also use MMS-TTS voices (1,100+ languages; CC-BY-NC: not for commercial use) "
+                        f"[env {env['allow_noncommercial_voices']}]")
     add("--host", "host", "address to listen on; 0.0.0.0 makes the app reachable from other machines")
     add("--port", "port", "port to listen on", type=int)
     parser.add_argument("--share", dest="share", action="store_const", const=True, default=None,
