@@ -156,21 +156,20 @@ class Conversation:
         self._lock = threading.RLock()
 
     # -- preparing a turn ------------------------------------------------------------
-    def _keep_file(self, source: str | Path, kind: str) -> str:
-        """Keep an upload in this session's folder under a name of our own (never the user's).
-
-        Recordings are kept as the 16 kHz WAV the pipeline hears, so the chat can play them
-        back whatever the browser recorded; images keep their real format's extension."""
-        number = next(self._file_ids)
-        if kind == "audio":
-            import soundfile as sf
-
-            clip = media.load_audio(source, self.limits)
-            target = self.session_dir / f"audio-{number:04d}.wav"
-            sf.write(target, clip.samples, clip.sample_rate, subtype="PCM_16")
-            return str(target)
-        target = self.session_dir / f"image-{number:04d}{media.image_suffix(source)}"
+    def _keep_image(self, source: str | Path) -> str:
+        """Keep an uploaded image in this session's folder under a name of our own (never the user's),
+        with its real format's extension."""
+        target = self.session_dir / f"image-{next(self._file_ids):04d}{media.image_suffix(source)}"
         shutil.copyfile(source, target)
+        return str(target)
+
+    def _keep_recording(self, clip: media.AudioClip) -> str:
+        """Keep a recording as the 16 kHz WAV the pipeline hears, so the chat can play it back
+        whatever the browser recorded."""
+        import soundfile as sf
+
+        target = self.session_dir / f"audio-{next(self._file_ids):04d}.wav"
+        sf.write(target, clip.samples, clip.sample_rate, subtype="PCM_16")
         return str(target)
 
     def _current_language(self) -> str:
@@ -211,8 +210,7 @@ class Conversation:
             raise MediaError("Send one recording at a time.", key="media.too_many_recordings")
         # Decode everything before keeping anything: a bad file loses nothing.
         media.load_images(images, self.limits)
-        if audio:
-            media.load_audio(audio[0], self.limits)
+        clip = media.load_audio(audio[0], self.limits) if audio else None
         guess = languages.detect(text)
         with self._lock:
             turn = Turn(
@@ -221,8 +219,8 @@ class Conversation:
                 language=guess,
                 answer_language=self.choose_language(guess, language),
                 language_override=language or "auto",
-                image_paths=[self._keep_file(p, "image") for p in images],
-                audio_path=self._keep_file(audio[0], "audio") if audio else None,
+                image_paths=[self._keep_image(p) for p in images],
+                audio_path=self._keep_recording(clip) if clip is not None else None,
             )
         return turn
 
