@@ -725,7 +725,7 @@ def detect_dominant(text: str) -> LanguageGuess:
     the majority of its letters, not of its first word.
     """
     # The first pages tell the language as well as a whole book, at a bounded cost.
-    prepared = _prepare(text[:MAX_DETECT_CHARS])
+    prepared = _prepare(text[:MAX_DETECT_CHARS] if isinstance(text, str) else text)
     if isinstance(prepared, LanguageGuess):
         return prepared
     text, script, share = prepared
