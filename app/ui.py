@@ -38,7 +38,7 @@ START_MIC_JS = """() => {
     if (record) { record.click(); return; }
     if (tries > 0) { setTimeout(() => press(tries - 1), 100); }
   };
-  setTimeout(() => press(40), 50);
+  setTimeout(() => press(150), 50);  // up to 15 s: a busy machine renders the recorder late
 }"""
 STOP_MIC_JS = """() => {
   document.querySelectorAll('#voice-mic button').forEach((b) => {
