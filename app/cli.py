@@ -15,7 +15,7 @@ log = logging.getLogger("omnilingo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env = Settings.ENV
+    env = {f.name: Settings.env_name(f.name) for f in fields(Settings)}
     parser = argparse.ArgumentParser(
         prog="omnilingo",
         description="Omnilingo: an assistant you can type, show pictures or talk to, in your own language. "

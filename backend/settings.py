@@ -14,7 +14,7 @@ def _env_bool(value: str) -> bool:
 
 @dataclass
 class Settings:
-    """Every knob a user can turn. ``ENV`` names the environment variable of each field."""
+    """Every knob a user can turn; ``env_name`` gives the environment variable of each field."""
 
     model: str | None = None  # hub id or local folder; None = the default for the device
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -42,44 +42,21 @@ class Settings:
     auto_retry_language: bool = False
     trust_remote_code: bool = False
 
-    ENV = {
-        "model": "OMNILINGO_MODEL",
-        "device": "OMNILINGO_DEVICE",
-        "quantization": "OMNILINGO_QUANTIZATION",
-        "dtype": "OMNILINGO_DTYPE",
-        "engine": "OMNILINGO_ENGINE",
-        "base_url": "OMNILINGO_BASE_URL",
-        "api_key": "OMNILINGO_API_KEY",
-        "asr_model": "OMNILINGO_ASR_MODEL",
-        "tts_engine": "OMNILINGO_TTS",
-        "allow_noncommercial_voices": "OMNILINGO_ALLOW_NONCOMMERCIAL_VOICES",
-        "host": "OMNILINGO_HOST",
-        "port": "OMNILINGO_PORT",
-        "share": "OMNILINGO_SHARE",
-        "inbrowser": "OMNILINGO_INBROWSER",
-        "window": "OMNILINGO_WINDOW",
-        "auth": "OMNILINGO_AUTH",
-        "max_upload_mb": "OMNILINGO_MAX_UPLOAD_MB",
-        "max_images_per_turn": "OMNILINGO_MAX_IMAGES",
-        "max_image_megapixels": "OMNILINGO_MAX_IMAGE_MEGAPIXELS",
-        "max_audio_seconds": "OMNILINGO_MAX_AUDIO_SECONDS",
-        "max_new_tokens": "OMNILINGO_MAX_NEW_TOKENS",
-        "concurrency": "OMNILINGO_CONCURRENCY",
-        "state_secret": "OMNILINGO_STATE_SECRET",  # the name of a variable, not a secret  # nosec B105
-        "auto_retry_language": "OMNILINGO_AUTO_RETRY_LANGUAGE",
-        "trust_remote_code": "OMNILINGO_TRUST_REMOTE_CODE",
-    }
+    # Each field's environment variable: OMNILINGO_<FIELD>, but for these shorter names.
+    ENV_SHORT = {"tts_engine": "OMNILINGO_TTS", "max_images_per_turn": "OMNILINGO_MAX_IMAGES"}
     # Names that hosting platforms already set (Gradio's own variables).
     ENV_ALIASES = {"host": "GRADIO_SERVER_NAME", "port": "GRADIO_SERVER_PORT"}
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        return cls.ENV_SHORT.get(field_name, f"OMNILINGO_{field_name.upper()}")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         environ = dict(os.environ if environ is None else environ)
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name not in cls.ENV:
-                continue
-            raw = environ.get(cls.ENV[f.name])
+            raw = environ.get(cls.env_name(f.name))
             if raw is None and f.name in cls.ENV_ALIASES:
                 raw = environ.get(cls.ENV_ALIASES[f.name])
             if raw is None or raw == "":
