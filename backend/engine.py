@@ -7,6 +7,7 @@ transformers (4-bit nf4 through bitsandbytes on CUDA, fp32/bf16 on CPU) and
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -403,7 +404,7 @@ class LocalEngine:
             messages, stats.truncated_history = self.fit_to_context(messages, max_new_tokens)
             inputs = self.encode(messages)
             stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
-            streamer = _CountingStreamer(
+            streamer = _counting_streamer(
                 self.processor.tokenizer, stats, started, skip_prompt=True, skip_special_tokens=True, timeout=600.0
             )
             failure: list[BaseException] = []
@@ -444,6 +445,7 @@ class LocalEngine:
             stats.stopped = stats.stopped or stop.is_set() or not finished
 
 
+@functools.lru_cache(maxsize=1)
 def _counting_streamer_class():
     from transformers import TextIteratorStreamer
 
@@ -468,7 +470,8 @@ def _counting_streamer_class():
     return CountingStreamer
 
 
-def _CountingStreamer(tokenizer, stats: GenerationStats, started: float, **kwargs):
+def _counting_streamer(tokenizer, stats: GenerationStats, started: float, **kwargs):
+    # The class is made on first use so that importing the engine does not import transformers.
     return _counting_streamer_class()(tokenizer, stats, started, **kwargs)
 
 
