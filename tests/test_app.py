@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
 from backend.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import free_port
 
 
 def _launch(model: str, **overrides):
@@ -21,7 +15,7 @@ def _launch(model: str, **overrides):
     from app.ui import launch_kwargs
 
     options = {"max_new_tokens": 24, **overrides}
-    settings = Settings(model=model, device="cpu", port=_free_port(), inbrowser=False, **options)
+    settings = Settings(model=model, device="cpu", port=free_port(), inbrowser=False, **options)
     demo, runtime = create_app(settings)
     kwargs = launch_kwargs(runtime)
     demo.launch(**kwargs, prevent_thread_lock=True, quiet=True)

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import zlib
@@ -33,6 +32,7 @@ import soundfile as sf
 from PIL import Image
 
 from backend.settings import Settings
+from tests.support import free_port, png_bomb
 
 SEED_TEXT = "Hello! Please tell me something about the sea."
 NEXT_TEXT = "Thank you. And what about the mountains?"
@@ -42,11 +42,6 @@ TRACEBACK_SIGNS = ("Traceback", 'File "', "Error:", "Exception")
 # --------------------------------------------------------------------------- the app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def app(tiny_dir):
@@ -54,7 +49,7 @@ def app(tiny_dir):
     from app.ui import launch_kwargs
 
     settings = Settings(
-        model=str(tiny_dir / "gemma4"), asr_model=str(tiny_dir / "whisper"), device="cpu", port=_free_port(),
+        model=str(tiny_dir / "gemma4"), asr_model=str(tiny_dir / "whisper"), device="cpu", port=free_port(),
         inbrowser=False, max_new_tokens=8, tts_engine="espeak",
     )
     demo, runtime = create_app(settings)
@@ -167,16 +162,7 @@ def _truncated(tmp: Path, fmt: str) -> list[str]:
 
 
 def _png_bomb(tmp: Path, side: int = 30_000) -> list[str]:
-    """A 1-bit PNG of side×side pixels: about 100 KB on disk, 2.7 GB once decoded to RGB."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    row = b"\x00" * (1 + (side + 7) // 8)
-    comp = zlib.compressobj(9)
-    idat = b"".join(comp.compress(row * 1000) for _ in range(side // 1000)) + comp.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    path = tmp / "bomb.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path = png_bomb(tmp / "bomb.png", side)
     assert path.stat().st_size < 1_000_000
     return [str(path)]
 

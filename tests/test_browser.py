@@ -8,12 +8,12 @@ bytes, long enough (max_new_tokens) to still be running when the test stops or i
 from __future__ import annotations
 
 import re
-import socket
 import time
 
 import pytest
 
 from tests import browser_helpers as bh
+from tests.support import free_port
 
 pytestmark = pytest.mark.skipif(not bh.have_chromium(), reason=f"chromium not installed at {bh.CHROMIUM}")
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -21,11 +21,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 QUESTION_FR = "Bonjour ! Pouvez-vous m'expliquer comment fonctionne la photosynthèse ?"
 MAX_NEW_TOKENS = 3500  # the tiny model never ends by itself; stays inside its 4096 context
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +36,7 @@ def app_url(tiny_dir):
     torch.set_num_threads(1)
     settings = Settings(
         model=str(tiny_dir / "gemma4"), asr_model=str(tiny_dir / "whisper"), device="cpu",
-        port=_free_port(), inbrowser=False, max_new_tokens=MAX_NEW_TOKENS, tts_engine="espeak",
+        port=free_port(), inbrowser=False, max_new_tokens=MAX_NEW_TOKENS, tts_engine="espeak",
     )
     demo, runtime = create_app(settings)
     demo.launch(**launch_kwargs(runtime), prevent_thread_lock=True, quiet=True)

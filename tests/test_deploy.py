@@ -6,7 +6,6 @@ import os
 import pickle
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,14 +17,10 @@ import numpy as np
 import pytest
 
 from backend.settings import Settings
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def front_matter() -> dict[str, str]:
@@ -113,7 +108,7 @@ def _app_env(tiny_gemma: Path, port: int, home: Path) -> dict[str, str]:
 
 def test_space_command_serves_the_app(tiny_gemma, tmp_path):
     """Exactly what a Space runs: `python app.py` in the repository root, with the Space's variables."""
-    port = _free_port()
+    port = free_port()
     env = _app_env(tiny_gemma, port, tmp_path / "hf")
     # SPACE_ID and SYSTEM are what Spaces set; the app would listen on 0.0.0.0 there, loopback is enough here.
     env.update({"SPACE_ID": "omnilingo/omnilingo", "SYSTEM": "spaces", "GRADIO_SERVER_NAME": "127.0.0.1"})
@@ -146,7 +141,7 @@ def test_space_command_serves_the_app(tiny_gemma, tmp_path):
 
 
 def test_ctrl_c_stops_the_laptop_app_cleanly(tiny_gemma, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = _app_env(tiny_gemma, port, tmp_path / "hf")
     log = tmp_path / "laptop.log"
     process = subprocess.Popen([sys.executable, "-m", "app", "--no-browser", "--host", "127.0.0.1"], cwd=REPO,

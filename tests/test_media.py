@@ -6,7 +6,6 @@ import os
 import shutil
 import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from backend.media import (
     load_image,
     load_images,
 )
+from tests.support import png_bomb
 
 CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 SPEECH = CORPUS / "speech"
@@ -248,21 +248,9 @@ def test_every_corpus_image_loads_as_rgb(path):
     assert not is_audio_file(path)
 
 
-def _png_bomb(path: Path, side: int = 30_000) -> None:
-    """A 1-bit PNG of side×side zero pixels: about 100 KB on disk, 2.7 GB as RGB."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    row = b"\x00" * (1 + (side + 7) // 8)
-    comp = zlib.compressobj(9)
-    idat = b"".join(comp.compress(row * 1000) for _ in range(side // 1000)) + comp.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-
-
 def test_decompression_bomb_is_refused_from_its_header(tmp_path):
     path = tmp_path / "bomb.png"
-    _png_bomb(path)
+    png_bomb(path)
     assert path.stat().st_size < 1_000_000
     with pytest.raises(MediaError) as err:
         load_image(path)
@@ -272,7 +260,7 @@ def test_decompression_bomb_is_refused_from_its_header(tmp_path):
 
 def test_bomb_below_pillows_own_limit_is_refused_by_ours(tmp_path):
     path = tmp_path / "bomb.png"
-    _png_bomb(path, side=9_000)  # 81 MP: over our 40 MP default, under Pillow's hard stop
+    png_bomb(path, side=9_000)  # 81 MP: over our 40 MP default, under Pillow's hard stop
     with pytest.raises(MediaError) as err:
         load_image(path)
     assert err.value.key == "media.image_too_large"

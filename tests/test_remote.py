@@ -13,7 +13,6 @@ import base64
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import pytest
 from backend.engine import GenerationStats, PromptMessage
 from backend.errors import GenerationError, ModelUnavailableError
 from backend.remote import RemoteEngine, image_data_url, normalize_base_url
+from tests.support import free_port
 
 pytest.importorskip("openai", reason="transformers serve needs the openai package (requirements-dev.txt)")
 
@@ -35,11 +35,6 @@ WORDS = (
     "hola gracias sí el y es en con para gato perro casa sol agua pan"
 ).split()
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_tiny_text_model(out: Path) -> Path:
@@ -78,7 +73,7 @@ class Server:
 
     def __init__(self, model: Path | None, home: Path) -> None:
         self.model = str(model) if model else None
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         (home / "hub").mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_HUB_OFFLINE": "1",
@@ -191,7 +186,7 @@ def test_unknown_model_is_a_clear_4xx_message(server):
 
 
 def test_connection_refused_is_a_clear_message():
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     engine = RemoteEngine(url, model="any")
     with pytest.raises(ModelUnavailableError) as caught:
         engine.load()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import stat
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image
 
 from app import cli
 from backend.settings import Settings
+from tests.support import free_port
 
 SECRET = "sk-omnilingo-test-0123456789abcdef"
 
@@ -118,11 +118,6 @@ def test_uploads_are_kept_under_names_of_our_own(tmp_path, name):
 # --------------------------------------------------------------------------- serving
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_launch_serves_only_what_it_must(tmp_path):
     import httpx
@@ -131,7 +126,7 @@ def test_launch_serves_only_what_it_must(tmp_path):
     from app.ui import ASSETS, launch_kwargs
     from backend.runtime import Runtime
 
-    settings = Settings(model="unused", port=_free_port(), inbrowser=False, asr_model="off", tts_engine="off")
+    settings = Settings(model="unused", port=free_port(), inbrowser=False, asr_model="off", tts_engine="off")
     runtime = Runtime(settings, engine=_NoEngine())
     runtime._ready.set()
     demo, runtime = create_app(settings, runtime)

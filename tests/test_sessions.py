@@ -7,7 +7,6 @@ waits, and what happens to a session's resources when its tab goes away.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ import pytest
 from PIL import Image
 
 from backend.settings import Settings
+from tests.support import free_port
 
 TURNS = 20
 SESSIONS = {
@@ -33,18 +33,13 @@ COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130
           (70, 240, 240), (240, 50, 230)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def app(tiny_gemma):
     from app.server import create_app
     from app.ui import launch_kwargs
 
-    settings = Settings(model=str(tiny_gemma), device="cpu", port=_free_port(), inbrowser=False, max_new_tokens=6,
+    settings = Settings(model=str(tiny_gemma), device="cpu", port=free_port(), inbrowser=False, max_new_tokens=6,
                         tts_engine="off", asr_model="off")
     demo, runtime = create_app(settings)
     demo.launch(**launch_kwargs(runtime), prevent_thread_lock=True, quiet=True)

@@ -1,0 +1,29 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def png_bomb(path: Path, side: int = 30_000) -> Path:
+    """A 1-bit PNG of side×side zero pixels: about 100 KB on disk, 2.7 GB once decoded to RGB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (side + 7) // 8)
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row * 1000) for _ in range(side // 1000)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
