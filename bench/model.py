@@ -122,25 +122,11 @@ def build_gemma_processor(proc_cfg: dict):
         Gemma4ImageProcessor,
         Gemma4Processor,
         Gemma4VideoProcessor,
-        GemmaTokenizer,
     )
 
-    from tests.tiny_models import GEMMA_TEMPLATE
+    from tests.tiny_models import GEMMA_TEMPLATE, gemma4_tokenizer
 
-    mm_tokens = {
-        "image_token": "<|image|>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-        "audio_token": "<|audio|>", "boa_token": "<start_of_audio>", "eoa_token": "<end_of_audio>",
-    }
-    turn_tokens = ["<start_of_turn>", "<end_of_turn>", "<|video|>"]
-    vocab: dict[str, int] = {}
-    for tok in ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *mm_tokens.values(), *turn_tokens]:
-        vocab[tok] = len(vocab)
-    for b in range(256):
-        vocab[f"<0x{b:02X}>"] = len(vocab)
-    for ch in "▁abcdefghijklmnopqrstuvwxyz":
-        vocab.setdefault(ch, len(vocab))
-    tokenizer = GemmaTokenizer(vocab=vocab, merges=[], extra_special_tokens=mm_tokens)
-    tokenizer.add_special_tokens({"additional_special_tokens": turn_tokens})
+    tokenizer, _ = gemma4_tokenizer()
 
     image_kwargs = {k: v for k, v in proc_cfg["image_processor"].items() if k != "image_processor_type"}
     audio_kwargs = {k: v for k, v in proc_cfg["feature_extractor"].items() if k != "feature_extractor_type"}

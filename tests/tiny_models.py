@@ -65,16 +65,9 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def build_gemma4(out: Path) -> Path:
-    from transformers import (
-        Gemma4AudioFeatureExtractor,
-        Gemma4Config,
-        Gemma4ForConditionalGeneration,
-        Gemma4ImageProcessor,
-        Gemma4Processor,
-        Gemma4VideoProcessor,
-        GemmaTokenizer,
-    )
+def gemma4_tokenizer():
+    """A byte-fallback Gemma tokenizer with Gemma 4's image, audio and turn tokens; (tokenizer, vocab)."""
+    from transformers import GemmaTokenizer
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
     mm_tokens = {
@@ -95,6 +88,20 @@ def build_gemma4(out: Path) -> Path:
         vocab.setdefault(ch, len(vocab))
     tokenizer = GemmaTokenizer(vocab=vocab, merges=[], extra_special_tokens=mm_tokens)
     tokenizer.add_special_tokens({"additional_special_tokens": turn_tokens})
+    return tokenizer, vocab
+
+
+def build_gemma4(out: Path) -> Path:
+    from transformers import (
+        Gemma4AudioFeatureExtractor,
+        Gemma4Config,
+        Gemma4ForConditionalGeneration,
+        Gemma4ImageProcessor,
+        Gemma4Processor,
+        Gemma4VideoProcessor,
+    )
+
+    tokenizer, vocab = gemma4_tokenizer()
     vocab_size = len(tokenizer)
 
     config = Gemma4Config(
