@@ -161,8 +161,9 @@ def _espeak_table(binary: str) -> tuple[tuple[Voice, ...], dict[str, tuple[int, 
     return tuple(voices), index
 
 
-# Region subtags that mean another spoken language than espeak's default for the base tag.
-_ESPEAK_SPECIAL = {"zh-hk": "yue", "zh-mo": "yue", "zh-yue": "yue", "iw": "he", "in": "id", "no": "nb"}
+# Region subtags that mean another spoken language than espeak's default for the base tag;
+# Nynorsk is read by the Norwegian voice (espeak-ng has one for both written standards).
+_ESPEAK_SPECIAL = {"zh-hk": "yue", "zh-mo": "yue", "zh-yue": "yue", "iw": "he", "in": "id", "no": "nb", "nn": "nb"}
 
 
 class EspeakEngine:
@@ -201,11 +202,15 @@ class EspeakEngine:
         return [Voice(ESPEAK, voice.voice_id, tag, voice.label)]
 
     def synthesize(self, text: str, voice: Voice) -> AudioChunk:
+        samples, rate = self._synthesize(text, voice.voice_id)
+        return AudioChunk(samples=samples, sample_rate=rate, text=text)
+
+    def _synthesize(self, text: str, voice_id: str) -> tuple[np.ndarray, int]:
         import soundfile as sf
 
         try:
             proc = subprocess.run(
-                [self.binary, "-v", voice.voice_id, "-b", "1", "--stdout", "--stdin"],
+                [self.binary, "-v", voice_id, "-b", "1", "--stdout", "--stdin"],
                 input=text.encode("utf-8"),
                 capture_output=True,
                 timeout=SYNTH_TIMEOUT_S,
@@ -213,13 +218,21 @@ class EspeakEngine:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise _engine_failed(self.name, str(exc)) from exc
+        words = text.split()
+        if proc.returncode < 0 and len(words) > 1:
+            # espeak-ng 1.51 aborts ("buffer overflow") on some long clauses without
+            # punctuation (Burmese UDHR text, from about 60 characters): say the halves.
+            half = len(words) // 2
+            first, rate = self._synthesize(" ".join(words[:half]), voice_id)
+            second, _ = self._synthesize(" ".join(words[half:]), voice_id)
+            return np.concatenate([first, second]), rate
         if proc.returncode != 0 or len(proc.stdout) <= 44:
             raise _engine_failed(self.name, proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}")
         try:
             samples, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
         except Exception as exc:  # noqa: BLE001 - unreadable output is an engine failure
             raise _engine_failed(self.name, f"unreadable audio: {exc}") from exc
-        return AudioChunk(samples=np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32), sample_rate=int(rate), text=text)
+        return np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32), int(rate)
 
 
 def _engine_failed(engine: str, detail: str) -> UserFacingError:

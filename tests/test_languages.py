@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import csv
 import os
 import subprocess
@@ -238,9 +237,9 @@ def test_table_rows_are_consistent() -> None:
 
 @pytest.mark.skipif(not languages.espeak_voices(), reason="espeak-ng is not installed")
 def test_many_languages_end_to_end() -> None:
-    # 89 here: the detector knows ~160 languages, this machine's espeak-ng speaks ~110,
-    # and they overlap on 89 (issue 7 asks for 100; see the language table in README).
-    assert len(languages.end_to_end_languages()) >= 85
+    # 101 with Debian's espeak-ng 1.51: detected (CLD2, fastText, letters and markers for the
+    # languages they miss) and spoken. A newer espeak-ng speaks more.
+    assert len(languages.end_to_end_languages()) >= 100
 
 
 def test_espeak_listing_parser() -> None:
@@ -275,9 +274,22 @@ def _end_to_end_tags() -> list[str]:
 _CORPUS_TAGS = {normalize_tag(row["bcp47"]) for row in ROWS}
 
 
+@pytest.fixture(scope="module")
+def speech_router():
+    from backend.tts import SpeechRouter
+
+    return SpeechRouter()
+
+
 @needs_corpus
 @pytest.mark.parametrize("tag", _end_to_end_tags())
-def test_end_to_end_language_detected_on_real_paragraph(tag: str) -> None:
+def test_end_to_end_language_from_real_paragraph_to_voice(tag: str, speech_router, tmp_path) -> None:
+    """UDHR paragraph -> detected -> the prompt asks for that language by name -> a voice speaks it."""
+    import numpy as np
+
+    from backend.sentences import split_sentences
+    from backend.turns import Conversation
+
     if tag not in _CORPUS_TAGS:
         pytest.skip(f"no UDHR text for {tag}")
     main_script = (languages.primary_scripts(tag) or (None,))[0]
@@ -286,10 +298,22 @@ def test_end_to_end_language_detected_on_real_paragraph(tag: str) -> None:
                   in {main_script, "Hani", "Kana", "Hang"} | {main_script}][:3]
     if not paragraphs:
         pytest.skip(f"no UDHR paragraph in the main script of {tag}")
-    answers = collections.Counter(detect(p).tag for p in paragraphs)
+    conversation = Conversation(engine=None, session_dir=tmp_path)  # no model: nothing here generates
+    turns = [conversation.prepare(p) for p in paragraphs]
     # "or its macrolanguage": Bosnian, Croatian and Serbian share one (sh), as do id and ms.
-    accepted = sum(n for answer, n in answers.items() if languages._same_macrolanguage(answer, tag))
-    assert accepted * 2 > len(paragraphs), f"{tag}: {dict(answers)}"
+    accepted = [t for t in turns if languages._same_macrolanguage(t.answer_language, tag)]
+    assert len(accepted) * 2 > len(turns), f"{tag}: {[t.answer_language for t in turns]}"
+    turn = accepted[0]
+    system = conversation.prompt_for(turn)[0]
+    assert system.role == "system" and f"Answer in {languages.language_name(turn.answer_language)}" in system.text
+
+    voice = speech_router.voice_for(turn.answer_language)
+    assert voice is not None, f"{tag}: the table says a voice speaks it"
+    sentence = (split_sentences(turn.text, turn.answer_language) or [turn.text])[0]
+    chunk = speech_router.say(sentence[:200], turn.answer_language, voice)
+    samples = np.asarray(chunk.samples, dtype=np.float32)
+    assert chunk.duration_s > 0.3, f"{tag}: {chunk.duration_s:.2f} s of audio"
+    assert float(np.sqrt(np.mean(samples**2))) > 0.01, f"{tag}: silent audio from {voice.voice_id}"
 
 
 # --------------------------------------------------------------------------- close neighbours
@@ -312,6 +336,47 @@ def test_end_to_end_language_detected_on_real_paragraph(tag: str) -> None:
 ])
 def test_close_neighbours_follow_their_markers(text: str, gold: str) -> None:
     assert detect(text).tag == gold
+
+
+# --------------------------------------------------------------------------- beyond the two detectors
+
+# Everyday sentences for languages the n-gram profiles and CLD2 cannot name (or split
+# poorly from a big neighbour), each beside that neighbour.
+@pytest.mark.parametrize(("text", "gold"), [
+    ("Ez dixwazim sibê biçim bajêr û pirtûkekê bikirim.", "ku"),  # fastText
+    ("မႂ်ႇသုင်ၶႃႈ ၸဝ်ႈၵဝ်ႇ ယူႇလီယူႇ", "shn"),  # Shan's own letters
+    ("မင်္ဂလာပါ ခင်ဗျား နေကောင်းလား", "my"),
+    ("Эпӗ паян шкула каймастӑп, мӗншӗн тесен чирлерӗм.", "cv"),  # Chuvash ӑ ӗ
+    ("Я сегодня не пойду в школу, потому что заболел.", "ru"),
+    ("Мән бу ҝүн евдә галаҹағам, чүнки хәстәјәм.", "az"),  # Azerbaijani Cyrillic ҝ ҹ, ә with ј
+    ("Мен бүгін үйде боламын, өйткені ауырып тұрмын.", "kk"),
+    ("佢哋喺度食緊飯，你嚟唔嚟呀？", "yue"),  # written Cantonese
+    ("他们正在吃饭，你来不来？", "zh"),
+    ("𠊎个阿爸唔在屋家，佢去街上买东西了。", "hak"),  # Hakka: 个 where Mandarin writes 的
+    ("这个人不是我的朋友，他在一个大学工作。", "zh"),
+    ("Me esas felica ke omna homi povas lernar ica linguo kun ni.", "io"),
+    ("Mi estas feliĉa, ke ĉiuj homoj povas lerni ĉi tiun lingvon kun ni.", "eo"),
+    ("Mi ta bai cas awe, pasobra tur hende mester sosega un rato.", "pap"),
+    ("Me voy a casa hoy porque todas las personas deben descansar un rato.", "es"),
+    ("Ri winaq xuquje' ri ak'alab' k'o pa ri tinamit.", "quc"),
+    ("A'm gaun hame noo, an A'll see ye the morn wi the bairns.", "sco"),
+    ("I am going home now and I will see you tomorrow with the children.", "en"),
+    ("Le homines de iste citate ha un grande interesse in le libertate.", "ia"),
+    ("Gli uomini di questa città hanno un grande interesse per la libertà.", "it"),
+    ("Abana bose bafise uburenganzira bwo kwiga canke gukina, ivyo vyose ni vyiza.", "rn"),
+    ("Abana bose bafite uburenganzira bwo kwiga cyangwa gukina, ibyo byose ni byiza.", "rw"),
+])
+def test_languages_beyond_the_detectors_and_their_neighbours(text: str, gold: str) -> None:
+    assert detect(text).tag == gold
+
+
+def test_fasttext_is_trusted_only_with_languages_it_recognised() -> None:
+    claimed = languages.detector_languages()
+    assert {"ku", "kok", "an"} <= claimed
+    # lid.176 lists these but missed them on UDHR text, or names them for unrelated text
+    assert not {"vec", "wa", "sc", "jbo", "min"} & claimed
+    # the model ships inside the installed package: nothing is downloaded
+    assert languages._fasttext() is not None and "ku" in languages._fasttext().labels
 
 
 def test_malay_in_jawi_is_malay() -> None:
