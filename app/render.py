@@ -15,10 +15,12 @@ def language_badge(turn: Turn, locale: str = "en") -> str:
     guess = turn.language
     if not guess.known:
         return translate("turn.unknown_language", locale)
-    # The language's own name: a reader recognises "français" or "日本語" whatever the UI language.
-    name = guess.autonym or guess.name
-    if guess.autonym and guess.autonym.casefold() != guess.name.casefold():
-        name = f"{guess.autonym} ({guess.name})"
+    # The language's own name: a reader recognises "français" or "日本語" whatever the UI
+    # language; then its name in the UI's language ("français (Französisch)").
+    own, local = guess.autonym, languages.display_name(guess.tag, locale)
+    name = own or local
+    if own and own.casefold() != local.casefold():
+        name = f"{own} ({local})"
     return translate(
         "turn.detected", locale, name=name, tag=guess.tag, confidence=round(guess.confidence * 100)
     )
@@ -78,9 +80,10 @@ def assistant_message(turn: Turn, locale: str = "en", can_speak: bool = False) -
         notes.append(translate("turn.history_shortened", locale))
     options = []
     if turn.status == "done" and turn.language_mismatch and turn.answer_guess is not None:
-        wanted = languages.language_name(turn.answer_language)
+        wanted = languages.display_name(turn.answer_language, locale)
         notes.append(translate(
-            "turn.mismatch", locale, answer_language=turn.answer_guess.name, language=wanted
+            "turn.mismatch", locale, answer_language=languages.display_name(turn.answer_guess.tag, locale),
+            language=wanted,
         ))
         options.append({"value": f"retry:{turn.id}", "label": translate("button.retry", locale, language=wanted)})
     if can_speak and turn.answer and turn.status in {"done", "stopped", "interrupted"}:

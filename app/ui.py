@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -52,6 +53,25 @@ PAUSE_AUDIO_JS = "() => { document.querySelectorAll('audio').forEach((a) => { a.
 
 # Labels are translated in the browser, by the visitor's locale (English fallback).
 I18N = gr.I18n(**STRINGS)
+
+# The page's language and writing direction follow the UI language the browser picks (its
+# first preferred language that Omnilingo speaks, as gr.I18n chooses): an Arabic UI reads
+# right to left. Gradio itself leaves <html> left to right.
+PAGE_LANGUAGE_JS = """() => {
+  const known = KNOWN_LOCALES;
+  const rtl = RTL_LOCALES;
+  for (const wanted of navigator.languages || [navigator.language || "en"]) {
+    const code = wanted.toLowerCase();
+    const hit = known.find((k) => k.toLowerCase() === code)
+      || known.find((k) => k.toLowerCase() === code.split("-")[0]);
+    if (hit) {
+      document.documentElement.lang = hit;
+      document.documentElement.dir = rtl.includes(hit) ? "rtl" : "ltr";
+      return;
+    }
+  }
+}""".replace("KNOWN_LOCALES", json.dumps(sorted(STRINGS))).replace(
+    "RTL_LOCALES", json.dumps(sorted(code for code in STRINGS if languages.is_rtl(code))))
 
 
 def _t(key: str) -> Any:
@@ -411,6 +431,7 @@ def launch_kwargs(runtime: Runtime) -> dict[str, Any]:
         "share": settings.share,
         "max_file_size": f"{settings.max_upload_mb}mb",
         "i18n": I18N,
+        "js": PAGE_LANGUAGE_JS,
         "css_paths": [ASSETS / "omnilingo.css"],
         "theme": gr.themes.Soft(),
         "favicon_path": ASSETS / "favicon.svg",

@@ -50,6 +50,7 @@ __all__ = [
     "detect_dominant",
     "normalize_tag",
     "language_name",
+    "display_name",
     "autonym",
     "is_rtl",
     "get",
@@ -928,6 +929,23 @@ def language_name(tag: str) -> str:
     if tag == UNKNOWN:
         return "Unknown"
     return langcodes.Language.get(tag).display_name("en")
+
+
+@functools.lru_cache(maxsize=8192)
+def display_name(tag: str, locale: str | None = "en") -> str:
+    """The language's name in the reader's language (``"fr"``, ``"de"`` -> ``"Französisch"``).
+
+    CLDR names by locale; a locale CLDR lacks gives the English name.
+    """
+    tag = normalize_tag(tag)
+    if tag == UNKNOWN:
+        return "Unknown"
+    try:
+        # zh-TW -> zh-Hant-TW: CLDR files Traditional Chinese names under the script
+        reader = str(langcodes.Language.get(locale or "en").maximize())
+    except (langcodes.tag_parser.LanguageTagError, ValueError):
+        reader = "en"
+    return langcodes.Language.get(tag).display_name(reader)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -77,9 +77,10 @@ def launch_browser(playwright, microphone_wav: Path | None = None):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
 
 
-def open_page(browser, url: str):
-    """A fresh tab (its own Gradio session) with the microphone allowed and English labels."""
-    context = browser.new_context(permissions=["microphone"], locale="en-US")
+def open_page(browser, url: str, locale: str = "en-US"):
+    """A fresh tab (its own Gradio session) with the microphone allowed and labels in ``locale``."""
+    context = browser.new_context(permissions=["microphone"], locale=locale,
+                                  extra_http_headers={"Accept-Language": locale})
     page = context.new_page()
     page.add_init_script(MEDIA_PROBE_JS)
     page.dialogs = []
@@ -88,7 +89,9 @@ def open_page(browser, url: str):
     page.on("console", lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None)
     page.goto(url)
     page.wait_for_selector("#message textarea")
-    page.wait_for_function("() => document.querySelector('#model-status')?.innerText.includes('ready')",
+    # "Model ready: …" in the page's language: no loading hourglass, no warning sign
+    page.wait_for_function("() => { const t = document.querySelector('#model-status')?.innerText || '';"
+                           " return t.trim() !== '' && !t.includes('⏳') && !t.includes('⚠'); }",
                            timeout=60_000)
     return page
 

@@ -85,9 +85,9 @@ def _user_turns(page) -> list[str]:
     return [t for t in bh.user_texts(page) if " · " in t]
 
 
-def _stop_and_settle(page) -> None:
+def _stop_and_settle(page, stopped: str = "Stopped.") -> None:
     page.click("#stop")
-    bh.wait_for(lambda: any("Stopped." in t for t in bh.bot_texts(page)), 30, what="the answer marked Stopped.")
+    bh.wait_for(lambda: any(stopped in t for t in bh.bot_texts(page)), 30, what=f"the answer marked {stopped}")
 
 
 def test_text_turn_streams_stops_and_clears(page):
@@ -107,6 +107,23 @@ def test_text_turn_streams_stops_and_clears(page):
     page.click("#new-conversation")
     bh.wait_for(lambda: not bh.user_texts(page) and not bh.bot_texts(page), 10, what="an empty chat")
     assert "Ask in any language" in page.inner_text("#chat")
+
+
+def test_arabic_ui_reads_right_to_left(browser, app_url):
+    from app.i18n import translate
+
+    page = bh.open_page(browser, app_url, locale="ar-EG")
+    try:
+        assert page.evaluate("() => [document.documentElement.dir, document.documentElement.lang]") == ["rtl", "ar"]
+        assert page.get_by_text(translate("language.label", "ar")).first.is_visible()
+        _send(page, "مرحبا، كيف حالك اليوم؟")
+        bh.wait_for(lambda: _answer_length(page) > 0, what="an answer")
+        # the user's Arabic message keeps its own direction, and the badge names it in Arabic
+        assert page.locator("#chat [dir=rtl]").count() >= 1
+        assert "العربية" in " ".join(bh.user_texts(page))
+        _stop_and_settle(page, translate("turn.stopped", "ar"))
+    finally:
+        page.context.close()
 
 
 def test_markup_typed_by_the_user_is_shown_as_text(page):

@@ -309,3 +309,28 @@ def script_counts(table: dict[str, str]) -> Counter:
 def dominant_script(table: dict[str, str]) -> str:
     return script_counts(table).most_common(1)[0][0]
 
+
+
+# --------------------------------------------------------------------------- language names in the reader's language
+
+
+def test_language_names_follow_the_ui_language():
+    from app import render
+    from backend import languages
+    from backend.turns import Turn
+
+    asked = languages.detect("Quelle est la capitale du Portugal, et combien d'habitants y vivent ?")
+    answer = "Die Hauptstadt von Portugal ist Lissabon, dort leben ungefähr fünfhunderttausend Menschen."
+    turn = Turn(id=1, text="Quelle est la capitale du Portugal ?", language=asked, answer_language="fr",
+                answer=answer, status="done", answer_guess=languages.detect(answer))
+    assert turn.language_mismatch
+    # own name first (what the writer recognises), then the name in the UI's language
+    assert render.language_badge(turn, "de").startswith("français (Französisch)")
+    assert render.language_badge(turn, "ja").startswith("français (フランス語)")
+    assert render.language_badge(turn, "en").startswith("français (French)")
+    german = render.assistant_message(turn, "de")
+    assert "Französisch" in german["content"] and "Deutsch" in german["content"]
+    assert german["options"][0]["label"] == i18n.translate("button.retry", "de", language="Französisch")
+    # Traditional Chinese names come from CLDR's zh-Hant data
+    assert languages.display_name("fr", "zh-TW") == "法文"
+    assert languages.display_name("fr", "not a locale") == "French"
