@@ -113,7 +113,8 @@ def locale_of(request: gr.Request | None) -> str:
 def status_markdown(runtime: Runtime, locale: str = "en") -> str:
     status = runtime.status()
     if status.state == "ready":
-        return translate("status.ready", locale, model=runtime.engine.name)
+        # isolated (FSI…PDI): a model path keeps its own direction inside an Arabic sentence
+        return translate("status.ready", locale, model=f"\u2068{runtime.engine.name}\u2069")
     if status.state == "failed":
         return "⚠️ " + translate("status.failed", locale, detail=status.message)
     return "⏳ " + translate("status.loading", locale, detail=status.message, seconds=int(status.elapsed_s))
