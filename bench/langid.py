@@ -157,11 +157,64 @@ def probe_startup_and_memory(samples: list[str]) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _baseline_detectors() -> dict[str, object]:
+    """Other detectors, where installed, each as text -> folded tag: what the README compares."""
+    found: dict[str, object] = {}
+    model = languages._fasttext()
+    if model is not None:
+        found["fasttext_lid176"] = lambda text: (model.predict(text, k=1) or [("und", 0.0)])[0][0]
+    try:
+        import py3langid
+    except ImportError:
+        pass
+    else:
+        found["py3langid"] = lambda text: languages.normalize_tag(py3langid.classify(text)[0])
+    try:
+        from lingua import Language, LanguageDetectorBuilder
+    except ImportError:
+        pass
+    else:
+        for name, builder in (("lingua_low_accuracy", lambda b: b.with_low_accuracy_mode()), ("lingua", lambda b: b)):
+            lingua = builder(LanguageDetectorBuilder.from_all_languages()).with_preloaded_language_models().build()
+
+            def guess(text: str, lingua=lingua) -> str:
+                found_language = lingua.detect_language_of(text)
+                return languages.normalize_tag(found_language.iso_code_639_1.name.lower()) if found_language else "und"
+
+            found[name] = guess
+            found[name].languages = {languages.normalize_tag(x.iso_code_639_1.name.lower()) for x in Language.all()}
+    return found
+
+
+def baselines(sentences, shorts, ld54: list[str]) -> dict[str, dict]:
+    """Each other detector alone on the 54 langdetect languages (plain rows, NFC text)."""
+    import unicodedata
+
+    out: dict[str, dict] = {}
+    for name, detect in _baseline_detectors().items():
+        supported = getattr(detect, "languages", None)
+        results = {"sentence": collections.defaultdict(list), "short": collections.defaultdict(list)}
+        count, started = 0, time.perf_counter()
+        for kind, data in (("sentence", sentences), ("short", shorts)):
+            for gold in ld54:
+                for snippet, variant in data.get(gold, []):
+                    if not variant and (supported is None or gold in supported):
+                        results[kind][gold].append(detect(unicodedata.normalize("NFC", snippet)) == gold)
+                        count += 1
+        tags = [t for t in ld54 if results["sentence"].get(t)]
+        out[name] = {"languages": len(tags), "sentence_acc": accuracy(results["sentence"], tags),
+                     "short_acc": accuracy(results["short"], tags),
+                     "snippets_per_s": round(count / (time.perf_counter() - started))}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="TSV: bcp47, iso6393, name, article, text")
     parser.add_argument("--quick", action="store_true", help="8 snippets of each kind a language instead of 40")
     parser.add_argument("--errors", type=Path, help="write per-language accuracies and confusions here (JSON)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also measure fastText, py3langid and lingua alone where installed (plain rows of the 54)")
     parser.add_argument("--articles", default="all",
                         help='UDHR articles to use: "all" (default), "8-15" (held out from tuning), "0-7"')
     args = parser.parse_args(argv)
@@ -229,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         "articles": args.articles,
         "quick": args.quick,
     }
+    if args.baselines:
+        report["baselines_langdetect54_plain"] = baselines(sentences, shorts, ld_tags)
     if args.errors:
         per_language = {t: {k: round(sum(results[k][t]) / len(results[k][t]), 3)
                             for k in results if results[k].get(t)} for t in sorted(results["sentence"])}
