@@ -295,7 +295,7 @@ def test_end_to_end_language_from_real_paragraph_to_voice(tag: str, speech_route
     main_script = (languages.primary_scripts(tag) or (None,))[0]
     paragraphs = [p for p in _paragraphs(tag, limit=60, min_len=30)
                   if main_script is None or languages.script_counts(p).most_common(1)[0][0]
-                  in {main_script, "Hani", "Kana", "Hang"} | {main_script}][:3]
+                  in {main_script, "Hani", "Kana", "Hang"}][:3]
     if not paragraphs:
         pytest.skip(f"no UDHR paragraph in the main script of {tag}")
     conversation = Conversation(engine=None, session_dir=tmp_path)  # no model: nothing here generates
