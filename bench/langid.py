@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,32 +158,35 @@ def probe_startup_and_memory(samples: list[str]) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _baseline_detectors() -> dict[str, object]:
-    """Other detectors, where installed, each as text -> folded tag: what the README compares."""
-    found: dict[str, object] = {}
+Baseline = tuple[Callable[[str], str], set[str] | None]  # (text -> folded tag, languages it knows)
+
+
+def _baseline_detectors() -> dict[str, Baseline]:
+    """Other detectors, where installed: what the README compares ours with."""
+    found: dict[str, Baseline] = {}
     model = languages._fasttext()
     if model is not None:
-        found["fasttext_lid176"] = lambda text: (model.predict(text, k=1) or [("und", 0.0)])[0][0]
+        found["fasttext_lid176"] = (lambda text: (model.predict(text, k=1) or [("und", 0.0)])[0][0], None)
     try:
         import py3langid
     except ImportError:
         pass
     else:
-        found["py3langid"] = lambda text: languages.normalize_tag(py3langid.classify(text)[0])
+        found["py3langid"] = (lambda text: languages.normalize_tag(py3langid.classify(text)[0]), None)
     try:
         from lingua import Language, LanguageDetectorBuilder
     except ImportError:
-        pass
-    else:
-        for name, builder in (("lingua_low_accuracy", lambda b: b.with_low_accuracy_mode()), ("lingua", lambda b: b)):
-            lingua = builder(LanguageDetectorBuilder.from_all_languages()).with_preloaded_language_models().build()
+        return found
+    known = {languages.normalize_tag(x.iso_code_639_1.name.lower()) for x in Language.all()}
+    for name, low_accuracy in (("lingua_low_accuracy", True), ("lingua", False)):
+        builder = LanguageDetectorBuilder.from_all_languages()
+        lingua = (builder.with_low_accuracy_mode() if low_accuracy else builder).with_preloaded_language_models().build()
 
-            def guess(text: str, lingua=lingua) -> str:
-                found_language = lingua.detect_language_of(text)
-                return languages.normalize_tag(found_language.iso_code_639_1.name.lower()) if found_language else "und"
+        def guess(text: str, lingua=lingua) -> str:
+            answer = lingua.detect_language_of(text)
+            return languages.normalize_tag(answer.iso_code_639_1.name.lower()) if answer else "und"
 
-            found[name] = guess
-            found[name].languages = {languages.normalize_tag(x.iso_code_639_1.name.lower()) for x in Language.all()}
+        found[name] = (guess, known)
     return found
 
 
@@ -191,8 +195,7 @@ def baselines(sentences, shorts, ld54: list[str]) -> dict[str, dict]:
     import unicodedata
 
     out: dict[str, dict] = {}
-    for name, detect in _baseline_detectors().items():
-        supported = getattr(detect, "languages", None)
+    for name, (detect, supported) in _baseline_detectors().items():
         results = {"sentence": collections.defaultdict(list), "short": collections.defaultdict(list)}
         count, started = 0, time.perf_counter()
         for kind, data in (("sentence", sentences), ("short", shorts)):
