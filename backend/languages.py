@@ -402,7 +402,8 @@ class _FastText:
         labels, probs = self._model.predict(" ".join(text.split()), k=k)
         out: list[tuple[str, float]] = []
         for label, prob in zip(labels, probs, strict=True):
-            tag = normalize_tag(_DETECTOR_ALIASES.get(label.removeprefix("__label__"), label.removeprefix("__label__")))
+            code = label.removeprefix("__label__")
+            tag = normalize_tag(_DETECTOR_ALIASES.get(code, code))
             if tag != UNKNOWN:
                 out.append((tag, float(prob)))
         return out

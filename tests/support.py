@@ -27,3 +27,24 @@ def png_bomb(path: Path, side: int = 30_000) -> Path:
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
     return path
+
+
+def message_text(message: dict) -> str:
+    """The text of a chat message as Gradio sends it: a string, or blocks with text."""
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return " ".join(str(b.get("text") or "") if isinstance(b, dict) else str(b) for b in content)
+
+
+def message_files(message: dict) -> list[str]:
+    """The file paths a chat message shows (images, recordings)."""
+    content = message["content"]
+    if isinstance(content, str):
+        return []
+    paths = []
+    for block in content:
+        if isinstance(block, dict) and block.get("type") == "file":
+            inner = block.get("file")
+            paths.append(inner.get("path") if isinstance(inner, dict) else block.get("path") or inner)
+    return [p for p in paths if p]

@@ -32,7 +32,7 @@ import soundfile as sf
 from PIL import Image
 
 from backend.settings import Settings
-from tests.support import free_port, png_bomb
+from tests.support import free_port, message_files, message_text, png_bomb
 
 SEED_TEXT = "Hello! Please tell me something about the sea."
 NEXT_TEXT = "Thank you. And what about the mountains?"
@@ -94,31 +94,6 @@ def _send(client, text: str, files: list[str] = (), language: str = "auto", spea
     return job.outputs()[-1][0]
 
 
-def _text_of(message: dict) -> str:
-    content = message["content"]
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content:
-        if isinstance(block, dict):
-            parts.append(str(block.get("text") or ""))
-        else:
-            parts.append(str(block))
-    return " ".join(parts)
-
-
-def _files_in(message: dict) -> list[str]:
-    content = message["content"]
-    if isinstance(content, str):
-        return []
-    paths = []
-    for block in content:
-        if isinstance(block, dict) and block.get("type") == "file":
-            inner = block.get("file")
-            paths.append(inner.get("path") if isinstance(inner, dict) else block.get("path") or inner)
-    return [p for p in paths if p]
-
-
 def _snapshot(conversation) -> tuple:
     turns = [(t.id, t.text, tuple(t.image_paths), t.audio_path, t.answer, t.status) for t in conversation.turns]
     return turns, sorted(p.name for p in conversation.session_dir.iterdir())
@@ -128,7 +103,7 @@ def _assert_still_answers(session: Session) -> list:
     history = _send(session.client, NEXT_TEXT)
     # the seed turn, exactly as the page showed it before the bad input
     assert history[: len(session.history)] == session.history
-    assert NEXT_TEXT in _text_of(history[-2])
+    assert NEXT_TEXT in message_text(history[-2])
     last = session.conversation.last()
     assert last.text == NEXT_TEXT and last.status == "done" and last.answer
     return history
@@ -326,7 +301,7 @@ def _check_upright(turn, history):
 def _check_kept_as(suffix: str):
     def check(turn, history):
         assert len(turn.image_paths) == 1 and turn.image_paths[0].endswith(suffix)
-        assert _files_in(history[-2])  # the picture is shown in the chat
+        assert message_files(history[-2])  # the picture is shown in the chat
     return check
 
 
@@ -407,12 +382,12 @@ def test_bad_file(session, tmp_path, corpus, case):
         turn = session.conversation.last()
         assert turn.id not in {t[0] for t in before[0]}
         if case.expect == "noted":
-            assert case.message in _text_of(history[-1])
+            assert case.message in message_text(history[-1])
             assert turn.status != "error"
         else:
             assert turn.status in {"done", "no_speech"}, (turn.status, turn.error)
             case.check(turn, history)
-        _assert_plain(_text_of(history[-1]))
+        _assert_plain(message_text(history[-1]))
         for path in turn.image_paths + ([turn.audio_path] if turn.audio_path else []):
             assert Path(path).parent == session.conversation.session_dir  # kept under a name of our own
             assert not any(Path(path).name == Path(f).name for f in files)
@@ -469,9 +444,9 @@ def test_odd_text_is_answered_and_shown_inert(session, name):
     assert history[: len(session.history)] == session.history
     turn = session.conversation.last()
     assert turn.status == "done", (turn.status, turn.error)
-    shown = _text_of(history[-2])
+    shown = message_text(history[-2])
     assert check(turn, shown), shown
-    _assert_plain(_text_of(history[-1]))
+    _assert_plain(message_text(history[-1]))
     session.history = history
     _assert_still_answers(session)
 
@@ -525,11 +500,11 @@ def test_long_history_is_shortened_and_the_user_told(session):
             history = _send(session.client, paragraph)
         turn = session.conversation.last()
         assert turn.status == "done" and "history_shortened" in turn.notes, (turn.status, turn.error)
-        assert "Older messages were left out" in _text_of(history[-1])
+        assert "Older messages were left out" in message_text(history[-1])
         assert history[: len(session.history)] == session.history  # shortened for the model, not on screen
         # one message longer than the whole context: refused with a plain note, history kept
         history = _send(session.client, "word " * 400)
-        assert "too long for the model" in _text_of(history[-1])
+        assert "too long for the model" in message_text(history[-1])
         assert session.conversation.last().status == "error"
     finally:
         engine.max_context_tokens = saved
@@ -557,7 +532,7 @@ def test_language_without_a_voice_still_answers_in_text(session):
     turn = session.conversation.last()
     assert turn.answer_language == tag and turn.status == "done" and turn.answer
     assert "tts.no_voice" in turn.notes
-    assert "no voice for" in _text_of(history[-1])
+    assert "no voice for" in message_text(history[-1])
     session.history = history
     _assert_still_answers(session)
 
@@ -572,7 +547,7 @@ def test_language_whisper_cannot_hear_still_answers(session, tmp_path, corpus):
     turn = session.conversation.last()
     assert turn.answer_language == tag
     assert turn.status in {"done", "no_speech"}, (turn.status, turn.error)
-    _assert_plain(_text_of(history[-1]))
+    _assert_plain(message_text(history[-1]))
     session.history = history
     _assert_still_answers(session)
 
@@ -585,7 +560,7 @@ def test_nonsense_language_value(session, value):
     except Exception as err:  # refused is fine, as long as it is plain
         _assert_plain(str(err))
     else:
-        _assert_plain(_text_of(history[-1]))
-        assert "<script>" not in _text_of(history[-1])
+        _assert_plain(message_text(history[-1]))
+        assert "<script>" not in message_text(history[-1])
         session.history = history
     _assert_still_answers(session)

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from backend.settings import Settings
-from tests.support import free_port
+from tests.support import free_port, message_files, message_text
 
 TURNS = 20
 SESSIONS = {
@@ -47,25 +47,6 @@ def app(tiny_gemma):
     yield runtime, f"http://127.0.0.1:{settings.port}/"
     demo.close()
     runtime.close()
-
-
-def _texts(message: dict) -> str:
-    content = message["content"]
-    if isinstance(content, str):
-        return content
-    return " ".join(str(b.get("text") or "") if isinstance(b, dict) else str(b) for b in content)
-
-
-def _files(message: dict) -> list[str]:
-    content = message["content"]
-    if isinstance(content, str):
-        return []
-    out = []
-    for block in content:
-        if isinstance(block, dict) and block.get("type") == "file":
-            inner = block.get("file")
-            out.append(inner.get("path") if isinstance(inner, dict) else inner or block.get("path"))
-    return [p for p in out if p]
 
 
 def _chat(client, text: str, files=(), language: str = "auto") -> list:
@@ -108,7 +89,7 @@ def test_eight_sessions_twenty_turns_stay_apart(app, tmp_path):
         users = [m for m in history if m["role"] == "user"]
         assert len(users) == TURNS and len(history) == 2 * TURNS
         for turn, message in enumerate(users, start=1):
-            shown = _texts(message)
+            shown = message_text(message)
             assert f"({tag}-{turn})" in shown
             others = [other for other in SESSIONS if other != tag and f"({other}-" in shown]
             assert not others, (tag, others)
@@ -121,7 +102,7 @@ def test_eight_sessions_twenty_turns_stay_apart(app, tmp_path):
         for path in images:
             assert Path(path).parent == conversation.session_dir
             assert Image.open(path).convert("RGB").getpixel((3, 3)) == COLORS[index]
-        shown_files = [f for m in users for f in _files(m)]
+        shown_files = [f for m in users for f in message_files(m)]
         assert len(shown_files) == 4
         # the page shows the session's own copies, under names of ours
         assert {Path(f).name for f in shown_files} == {Path(p).name for p in images}
