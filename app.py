@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from backend import zerogpu
+from backend.models import zerogpu
 
 # ZeroGPU: `spaces` must be imported before anything initializes CUDA.
 zerogpu.prepare()

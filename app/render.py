@@ -7,8 +7,8 @@ import re
 
 from app.i18n import translate, translate_error
 from backend import languages
+from backend.conversation.turns import Conversation, Turn
 from backend.errors import UserFacingError
-from backend.turns import Conversation, Turn
 
 
 def language_badge(turn: Turn, locale: str = "en") -> str:

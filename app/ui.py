@@ -12,13 +12,14 @@ import gradio as gr
 
 from app import render
 from app.i18n import STRINGS, translate, translate_error
-from backend import languages, transcript
+from backend import languages
+from backend.conversation import transcript
+from backend.conversation.speaker import answer_aloud
+from backend.conversation.turns import Conversation
+from backend.conversation.voice import MIC_CHUNK_S
 from backend.errors import UserFacingError
 from backend.runtime import Runtime
 from backend.settings import state_secret
-from backend.speaker import answer_aloud
-from backend.turns import Conversation
-from backend.voice import MIC_CHUNK_S
 
 log = logging.getLogger(__name__)
 

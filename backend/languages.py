@@ -1074,7 +1074,7 @@ def parse_espeak_voices(listing: str) -> dict[str, tuple[str, ...]]:
 def _voices_for(tag: str) -> tuple[tuple[str, str], ...]:
     """Voices from the TTS stage when it offers ``voices_for``; else espeak-ng's list."""
     try:
-        from backend import tts  # noqa: PLC0415 (optional stage)
+        from backend.models import tts  # noqa: PLC0415 (optional stage)
         voices_for = getattr(tts, "voices_for", None)
     except Exception:  # the TTS stage may be missing or unable to import here
         voices_for = None
@@ -1082,7 +1082,7 @@ def _voices_for(tag: str) -> tuple[tuple[str, str], ...]:
         try:
             return tuple((str(engine), str(voice)) for engine, voice in voices_for(tag))
         except Exception:  # noqa: BLE001 - a broken TTS stage must not break the table
-            log.warning("backend.tts.voices_for(%r) failed; using espeak-ng's list", tag, exc_info=True)
+            log.warning("backend.models.tts.voices_for(%r) failed; using espeak-ng's list", tag, exc_info=True)
     return tuple(("espeak-ng", voice) for voice in espeak_voices().get(tag, ()))
 
 

@@ -9,13 +9,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend import media, zerogpu
-from backend.asr import SpeechRecognizer, default_asr_model
-from backend.engine import Engine, LocalEngine, resolve_device
+from backend import media
+from backend.conversation.turns import Conversation, SessionRegistry
+from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
+from backend.models import zerogpu
+from backend.models.asr import SpeechRecognizer, default_asr_model
+from backend.models.engine import Engine, LocalEngine, resolve_device
 from backend.settings import Settings
-from backend.turns import Conversation, SessionRegistry
-from backend.voice import VoiceSession
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class LoadStatus:
 
 def build_engine(settings: Settings) -> Engine:
     if settings.engine == "openai":
-        from backend.remote import RemoteEngine
+        from backend.models.remote import RemoteEngine
 
         return RemoteEngine(base_url=settings.base_url, model=settings.model, api_key=settings.api_key)
     # On a ZeroGPU Space each answer runs in a lent GPU worker; elsewhere this is the engine itself.
@@ -84,7 +85,7 @@ class Runtime:
     def _build_tts(settings: Settings):
         if settings.tts_engine == "off":
             return None
-        from backend.tts import SpeechRouter
+        from backend.models.tts import SpeechRouter
 
         preferred = None if settings.tts_engine == "auto" else settings.tts_engine
         return SpeechRouter(preferred_engine=preferred, allow_noncommercial=settings.allow_noncommercial_voices)

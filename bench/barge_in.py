@@ -65,7 +65,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from backend import media  # noqa: E402
-from backend.voice import MIC_CHUNK_S, VOICE_VAD  # noqa: E402
+from backend.conversation.voice import MIC_CHUNK_S, VOICE_VAD  # noqa: E402
 from bench.vad_noise import (  # noqa: E402
     ASSISTANT_LINES,
     AUDIO_EXT,
@@ -172,7 +172,7 @@ class TimedEngine:
 def build_engine(folder: Path | None):
     import torch
 
-    from backend.engine import LocalEngine
+    from backend.models.engine import LocalEngine
     from tests import tiny_models
 
     torch.set_num_threads(1)  # a tiny model: threads only fight the VAD and TTS for the cores
@@ -183,7 +183,7 @@ def build_engine(folder: Path | None):
             tiny_models.build_all(folder, [name])
     engine = LocalEngine(str(folder / "gemma4"), device="cpu")
     engine.load()
-    from backend.asr import SpeechRecognizer
+    from backend.models.asr import SpeechRecognizer
 
     asr = SpeechRecognizer(str(folder / "whisper"), device="cpu")
     asr.load()
@@ -194,9 +194,9 @@ def build_engine(folder: Path | None):
 
 
 def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_tokens) -> dict:
-    from backend.speaker import answer_aloud
-    from backend.turns import Conversation
-    from backend.voice import VoiceSession
+    from backend.conversation.speaker import answer_aloud
+    from backend.conversation.turns import Conversation
+    from backend.conversation.voice import VoiceSession
 
     conversation = Conversation(engine, max_new_tokens=max_new_tokens)
     voice = VoiceSession(conversation, config)
@@ -285,8 +285,8 @@ def feed(voice, x16: np.ndarray, chunk_s: float) -> list:
 
 def speaking_session(config, assistant: np.ndarray | None):
     """A voice session whose answer is playing ``assistant`` (or merely being thought about)."""
-    from backend.turns import Conversation
-    from backend.voice import VoiceSession
+    from backend.conversation.turns import Conversation
+    from backend.conversation.voice import VoiceSession
 
     conversation = Conversation(engine=None, session_dir=Path(tempfile.mkdtemp(prefix="omnilingo-bench-")))
     voice = VoiceSession(conversation, config)
@@ -359,10 +359,10 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
 
 
 def p3_trial(engine, asr, router, config, chunk_s, piece, rng, max_new_tokens) -> dict:
-    from backend.sentences import SentenceStream
-    from backend.speaker import answer_aloud
-    from backend.turns import Conversation
-    from backend.voice import VoiceSession
+    from backend.conversation.speaker import answer_aloud
+    from backend.conversation.turns import Conversation
+    from backend.conversation.voice import VoiceSession
+    from backend.language.sentences import SentenceStream
 
     engine.stream_called = None
     conversation = Conversation(engine, max_new_tokens=max_new_tokens, asr=asr)
@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> dict:
     trials = args.trials if args.trials is not None else (8 if args.quick else 60)
     p3_trials = args.p3_trials if args.p3_trials is not None else (4 if args.quick else 20)
 
-    from backend.tts import SpeechRouter
+    from backend.models.tts import SpeechRouter
 
     router = SpeechRouter(preferred_engine="espeak")
     recordings = [load(p) for p in audio_files(args.speech)]

@@ -217,7 +217,7 @@ def quantize_nf4(model, family: str, device: str) -> int:
     import bitsandbytes as bnb
     from transformers.quantizers.quantizers_utils import should_convert_module
 
-    from backend.engine import bnb_config
+    from backend.models.engine import bnb_config
 
     qconfig = bnb_config(family)
     skip = list(qconfig.llm_int8_skip_modules)
@@ -319,7 +319,7 @@ def sync(device: str) -> None:
 def run_once(engine, messages, max_new_tokens: int, stop_after: int | None = None):
     """One streamed answer through the app's engine. With ``stop_after``, a watcher sets the
     stop event once that many tokens came out and the time until stream() returns is measured."""
-    from backend.engine import GenerationStats
+    from backend.models.engine import GenerationStats
 
     stats = GenerationStats()
     stop = threading.Event()
@@ -361,7 +361,7 @@ def median(values: list[float]) -> float | None:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoConfig
 
-    from backend.engine import LocalEngine, PromptMessage
+    from backend.models.engine import LocalEngine, PromptMessage
 
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():

@@ -33,7 +33,7 @@ LANGUAGES = ["en", "fr", "de", "es", "ru", "ar", "hi", "zh", "ja", "ko", "sw", "
 
 
 def udhr_sentences(limit: int) -> list[tuple[str, str]]:
-    from backend.sentences import split_sentences
+    from backend.language.sentences import split_sentences
 
     found: dict[str, str] = {}
     with (CORPUS / "text" / "udhr_dev.tsv").open(encoding="utf-8") as fh:
@@ -70,8 +70,8 @@ def bench_router(router, sentences: list[tuple[str, str]]) -> dict:
 
 
 def bench_asr(model: str, device: str, files: list[Path]) -> dict:
-    from backend.asr import SpeechRecognizer
     from backend.media import load_audio
+    from backend.models.asr import SpeechRecognizer
 
     rec = SpeechRecognizer(model, device=device)
     t0 = time.perf_counter()
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from backend.asr import DEFAULT_ASR_MODEL
-    from backend.tts import MMS, EspeakEngine, SpeechRouter, VitsEngine
+    from backend.models.asr import DEFAULT_ASR_MODEL
+    from backend.models.tts import MMS, EspeakEngine, SpeechRouter, VitsEngine
     from tests import tiny_models
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
-from backend.engine import GenerationStats, LocalEngine, PromptMessage  # noqa: E402
+from backend.models.engine import GenerationStats, LocalEngine, PromptMessage  # noqa: E402
 
 CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 
@@ -77,9 +77,9 @@ def measure(model_dir: Path, runs: int, decode_tokens: int) -> dict:
 
 def speech_overhead(model_dir: Path, runs: int, decode_tokens: int = 200) -> dict:
     """Text throughput of a whole turn with the answer spoken (espeak-ng) vs not: speech must not slow text."""
-    from backend.speaker import answer_aloud
-    from backend.tts import SpeechRouter, espeak_available
-    from backend.turns import Conversation
+    from backend.conversation.speaker import answer_aloud
+    from backend.conversation.turns import Conversation
+    from backend.models.tts import SpeechRouter, espeak_available
 
     if not espeak_available():
         return {"skipped": "espeak-ng is not installed"}

@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backend.echo import EchoGuard  # noqa: E402
-from backend.vad import VadConfig, VoiceActivityDetector  # noqa: E402
+from backend.audio.echo import EchoGuard  # noqa: E402
+from backend.audio.vad import VadConfig, VoiceActivityDetector  # noqa: E402
 
 SR = 16000
 MIC_SR = 48000

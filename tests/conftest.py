@@ -57,7 +57,7 @@ def tiny_qwen(tiny_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def gemma_engine(tiny_gemma):
-    from backend.engine import LocalEngine
+    from backend.models.engine import LocalEngine
 
     engine = LocalEngine(str(tiny_gemma), device="cpu")
     engine.load()

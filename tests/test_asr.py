@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.asr import (
+from backend.errors import ModelUnavailableError
+from backend.language.sentences import split_sentences
+from backend.media import AudioClip, audio_from_array, load_audio
+from backend.models.asr import (
     DEFAULT_ASR_MODEL,
     SpeechRecognizer,
     Transcript,
@@ -19,9 +22,6 @@ from backend.asr import (
     speech_seconds,
     split_windows,
 )
-from backend.errors import ModelUnavailableError
-from backend.media import AudioClip, audio_from_array, load_audio
-from backend.sentences import split_sentences
 
 CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 SPEECH_FILES = sorted((CORPUS / "speech").glob("*")) if (CORPUS / "speech").is_dir() else []
@@ -176,7 +176,7 @@ ROUND_TRIP = ["en", "fr", "de", "es", "ru", "ar", "hi", "zh", "ja", "ko", "sw", 
 
 @needs_espeak
 def test_espeak_round_trip_through_decoding_and_asr(recognizer, whisper_languages, tmp_path):
-    from backend.tts import SpeechRouter
+    from backend.models.tts import SpeechRouter
 
     udhr = CORPUS / "text" / "udhr_dev.tsv"
     if not udhr.exists():

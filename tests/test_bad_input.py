@@ -473,7 +473,7 @@ def test_invalid_surrogates_are_replaced_not_crashing(app):
 def test_answer_with_html_renders_inert():
     from app import render
     from backend import languages
-    from backend.turns import Turn
+    from backend.conversation.turns import Turn
 
     turn = Turn(id=1, text="hi", language=languages.detect("hello there friend"), answer_language="en",
                 answer="Sure: <script>steal()</script> <iframe src=//evil></iframe> **done**", status="done")
@@ -488,8 +488,8 @@ def test_long_history_is_shortened_and_the_user_told(session):
     engine = session.runtime.engine
     saved = engine.max_context_tokens
     paragraph = "Tell me about rivers, lakes and the sea. " * 3
-    from backend.engine import PromptMessage
-    from backend.turns import system_prompt
+    from backend.conversation.turns import system_prompt
+    from backend.models.engine import PromptMessage
 
     one_turn = int(engine.encode([PromptMessage("system", system_prompt("en")), PromptMessage("user", paragraph)])
                    ["input_ids"].shape[-1])
@@ -517,7 +517,7 @@ def test_long_history_is_shortened_and_the_user_told(session):
 
 def _voice_language_without_voice() -> str:
     from backend import languages
-    from backend.tts import voices_for
+    from backend.models.tts import voices_for
 
     for _, tag in languages.choices():
         if tag != "auto" and not voices_for(tag):
@@ -538,7 +538,7 @@ def test_language_without_a_voice_still_answers_in_text(session):
 
 
 def test_language_whisper_cannot_hear_still_answers(session, tmp_path, corpus):
-    from backend.asr import bcp47_to_whisper
+    from backend.models.asr import bcp47_to_whisper
 
     runtime = session.runtime
     known = set(runtime.asr._lang_ids)

@@ -189,7 +189,7 @@ def test_dockerfile_mirrors_the_install_steps():
 
 def test_packages_txt_lists_the_programs_the_app_runs():
     packages = [line.strip() for line in (REPO / "packages.txt").read_text().splitlines() if line.strip()]
-    assert "espeak-ng" in packages  # the voice for every language (backend/tts.py)
+    assert "espeak-ng" in packages  # the voice for every language (backend/models/tts.py)
     assert all(re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", p) for p in packages), packages
 
 
@@ -203,7 +203,7 @@ def test_dockerignore_keeps_secrets_and_caches_out_but_the_app_in():
 
 # -- ZeroGPU ------------------------------------------------------------------------------------
 def test_zerogpu_detection_and_no_op_elsewhere():
-    from backend import zerogpu
+    from backend.models import zerogpu
 
     assert zerogpu.enabled({"SPACES_ZERO_GPU": "true"}) and zerogpu.enabled({"SPACES_ZERO_GPU": "1"})
     assert not zerogpu.enabled({}) and not zerogpu.enabled({"SPACES_ZERO_GPU": "false"})
@@ -219,8 +219,8 @@ def test_zerogpu_engine_streams_the_same_answer_and_stops(gemma_engine, corpus):
     """Off ZeroGPU the worker is a plain generator: same answer, stats carried back, stop honoured."""
     from PIL import Image
 
-    from backend.engine import GenerationStats, PromptMessage
-    from backend.zerogpu import ZeroGPUEngine, wrap
+    from backend.models.engine import GenerationStats, PromptMessage
+    from backend.models.zerogpu import ZeroGPUEngine, wrap
 
     assert wrap(gemma_engine) is gemma_engine  # not on ZeroGPU: unchanged
     image = Image.open(corpus / "images" / "easy_korean.png").convert("RGB")

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.echo import EchoGuard
-from backend.vad import SAMPLE_RATE, VoiceActivityDetector
+from backend.audio.echo import EchoGuard
+from backend.audio.pcm import SAMPLE_RATE
+from backend.audio.vad import VoiceActivityDetector
 from bench.vad_noise import echo_of, espeak, load_audio_16k, make_noise, rms, to_mic_chunks
 
 CORPUS = Path(os.environ.get("OMNILINGO_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.engine import (
+from backend.errors import ModelUnavailableError
+from backend.models.engine import (
     SKIP_MODULES,
     GenerationStats,
     LocalEngine,
@@ -19,7 +20,6 @@ from backend.engine import (
     cpu_has_fast_bf16,
     default_model,
 )
-from backend.errors import ModelUnavailableError
 
 
 def _image(corpus, name="easy_french.jpg"):

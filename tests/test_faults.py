@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 
 from app import render
+from backend.conversation.speaker import answer_aloud
+from backend.conversation.turns import Conversation
 from backend.errors import UserFacingError
 from backend.runtime import Runtime
 from backend.settings import Settings
-from backend.speaker import answer_aloud
-from backend.turns import Conversation
 
 HELLO = "Hello! Could you tell me something interesting about the moon?"
 
@@ -131,12 +131,12 @@ def test_broken_asr_folder_leaves_typing_working(gemma_engine, tmp_path):
 
 
 def test_asr_crash_is_a_plain_message(gemma_engine, tiny_dir, tmp_path, monkeypatch):
-    from backend.asr import SpeechRecognizer
+    from backend.models.asr import SpeechRecognizer
 
     asr = SpeechRecognizer(str(tiny_dir / "whisper"))
     asr.load()
     monkeypatch.setattr(asr._model, "generate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("kaboom")))
-    monkeypatch.setattr("backend.asr.speech_seconds", lambda *a, **k: 2.0)
+    monkeypatch.setattr("backend.models.asr.speech_seconds", lambda *a, **k: 2.0)
     conversation = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=6, asr=asr)
     try:
         spoken = _answer(conversation, "", [_recording(tmp_path / "q.wav")])
@@ -178,7 +178,7 @@ def _spoken_turn(conversation, router):
 
 def test_missing_espeak_still_delivers_the_text(speaking):
     conversation = speaking
-    from backend.tts import EspeakEngine, SpeechRouter
+    from backend.models.tts import EspeakEngine, SpeechRouter
 
     router = SpeechRouter(engines=[EspeakEngine(binary="/nonexistent/espeak-ng")])
     turn, texts, audio = _spoken_turn(conversation, router)
@@ -191,7 +191,7 @@ def test_missing_espeak_still_delivers_the_text(speaking):
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_crashing_voice_still_delivers_the_text(speaking, monkeypatch):
     conversation = speaking
-    from backend.tts import EspeakEngine, SpeechRouter
+    from backend.models.tts import EspeakEngine, SpeechRouter
 
     monkeypatch.setattr(EspeakEngine, "synthesize", lambda self, text, voice: 1 / 0)
     router = SpeechRouter(engines=[EspeakEngine()])
@@ -206,7 +206,7 @@ def test_crashing_voice_still_delivers_the_text(speaking, monkeypatch):
 
 
 def test_unreachable_remote_engine_is_a_plain_message(tmp_path):
-    pytest.importorskip("backend.remote", reason="the remote engine is not in this tree")
+    pytest.importorskip("backend.models.remote", reason="the remote engine is not in this tree")
     runtime = Runtime(Settings(engine="openai", base_url="http://127.0.0.1:9/v1", model="some-model",
                                asr_model="off", tts_engine="off"))
     try:

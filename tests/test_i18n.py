@@ -317,7 +317,7 @@ def dominant_script(table: dict[str, str]) -> str:
 def test_language_names_follow_the_ui_language():
     from app import render
     from backend import languages
-    from backend.turns import Turn
+    from backend.conversation.turns import Turn
 
     asked = languages.detect("Quelle est la capitale du Portugal, et combien d'habitants y vivent ?")
     answer = "Die Hauptstadt von Portugal ist Lissabon, dort leben ungefähr fünfhunderttausend Menschen."

@@ -276,7 +276,7 @@ _CORPUS_TAGS = {normalize_tag(row["bcp47"]) for row in ROWS}
 
 @pytest.fixture(scope="module")
 def speech_router():
-    from backend.tts import SpeechRouter
+    from backend.models.tts import SpeechRouter
 
     return SpeechRouter()
 
@@ -287,8 +287,8 @@ def test_end_to_end_language_from_real_paragraph_to_voice(tag: str, speech_route
     """UDHR paragraph -> detected -> the prompt asks for that language by name -> a voice speaks it."""
     import numpy as np
 
-    from backend.sentences import split_sentences
-    from backend.turns import Conversation
+    from backend.conversation.turns import Conversation
+    from backend.language.sentences import split_sentences
 
     if tag not in _CORPUS_TAGS:
         pytest.skip(f"no UDHR text for {tag}")

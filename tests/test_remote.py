@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.engine import GenerationStats, PromptMessage
 from backend.errors import GenerationError, ModelUnavailableError
-from backend.remote import RemoteEngine, image_data_url, normalize_base_url
+from backend.models.engine import GenerationStats, PromptMessage
+from backend.models.remote import RemoteEngine, image_data_url, normalize_base_url
 from tests.support import free_port
 
 pytest.importorskip("openai", reason="transformers serve needs the openai package (requirements-dev.txt)")

@@ -25,7 +25,7 @@ def _recorded_load(monkeypatch, **engine_kwargs) -> dict:
     """Load a LocalEngine with transformers' loaders replaced by a recorder that stops the load."""
     import transformers
 
-    from backend.engine import LocalEngine
+    from backend.models.engine import LocalEngine
 
     seen: dict = {}
 
@@ -190,7 +190,7 @@ def test_auth_flag_and_variable_reach_launch(monkeypatch):
 
 
 def test_api_key_never_reaches_logs_or_messages(caplog, monkeypatch):
-    pytest.importorskip("backend.remote", reason="the remote engine is not in this tree")
+    pytest.importorskip("backend.models.remote", reason="the remote engine is not in this tree")
     from backend.runtime import Runtime
 
     monkeypatch.setenv("OMNILINGO_API_KEY", SECRET)

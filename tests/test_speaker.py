@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from backend.speaker import AnswerSpeaker, answer_aloud
-from backend.tts import SpeechRouter, espeak_available
-from backend.turns import Conversation
+from backend.conversation.speaker import AnswerSpeaker, answer_aloud
+from backend.conversation.turns import Conversation
+from backend.models.tts import SpeechRouter, espeak_available
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 

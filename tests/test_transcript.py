@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from backend import transcript
+from backend.conversation import transcript
+from backend.conversation.turns import Conversation
 from backend.errors import UserFacingError
-from backend.turns import Conversation
 
 
 class _NoEngine:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from backend.errors import UserFacingError
-from backend.sentences import SentenceStream, split_sentences
-from backend.tts import (
+from backend.language.sentences import SentenceStream, split_sentences
+from backend.models.tts import (
     ESPEAK,
     MMS,
     AudioChunk,

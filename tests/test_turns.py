@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
+from backend.conversation.turns import Conversation, system_prompt
 from backend.errors import MediaError, UserFacingError
-from backend.turns import Conversation, system_prompt
 
 
 @pytest.fixture()

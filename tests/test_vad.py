@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.vad import SAMPLE_RATE, VadConfig, VadEvent, VoiceActivityDetector, speech_segments
+from backend.audio.pcm import SAMPLE_RATE
+from backend.audio.vad import VadConfig, VadEvent, VoiceActivityDetector, speech_segments
 from bench.vad_noise import NOISE_KINDS, load_audio_16k, make_noise, to_mic_chunks
 
 CORPUS = Path(os.environ.get("OMNILINGO_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus")

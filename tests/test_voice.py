@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from backend import media
-from backend.speaker import answer_aloud
-from backend.tts import SpeechRouter, espeak_available
-from backend.turns import Conversation
-from backend.voice import LISTENING, OFF, SPEAKING, THINKING, VoiceSession
+from backend.conversation.speaker import answer_aloud
+from backend.conversation.turns import Conversation
+from backend.conversation.voice import LISTENING, OFF, SPEAKING, THINKING, VoiceSession
+from backend.models.tts import SpeechRouter, espeak_available
 
 CHUNK_S = 0.25
 

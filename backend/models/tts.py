@@ -34,7 +34,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from backend.errors import UserFacingError
-from backend.sentences import split_sentences
+from backend.language.sentences import split_sentences
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from backend import languages, media
-from backend.engine import Engine, GenerationStats, PromptMessage
 from backend.errors import MediaError, ModelUnavailableError, UserFacingError
+from backend.models.engine import Engine, GenerationStats, PromptMessage
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class Conversation:
         asr=None,
     ) -> None:
         self.engine = engine
-        self.asr = asr  # backend.asr.SpeechRecognizer, or None when speech input is off
+        self.asr = asr  # backend.models.asr.SpeechRecognizer, or None when speech input is off
         self.limits = limits or media.MediaLimits()
         self.max_new_tokens = max_new_tokens
         self.session_dir = Path(session_dir or tempfile.mkdtemp(prefix="omnilingo-session-"))

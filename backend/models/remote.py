@@ -1,6 +1,6 @@
 """The omni model on an OpenAI-compatible server (vLLM, transformers serve, ...).
 
-``RemoteEngine`` has the same interface as ``backend.engine.LocalEngine``: language
+``RemoteEngine`` has the same interface as ``backend.models.engine.LocalEngine``: language
 detection, speech recognition, voices and barge-in stay in Omnilingo; only the
 answer is generated remotely, streamed over server-sent events. Images travel as
 base64 data URLs. Setting the stop event ends the answer at once for the user and
@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from backend.engine import GenerationStats, PromptMessage
 from backend.errors import GenerationError, ModelUnavailableError
+from backend.models.engine import GenerationStats, PromptMessage
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
-from backend.engine import GenerationStats, PromptMessage
+from backend.models.engine import GenerationStats, PromptMessage
 
 # Seconds of GPU asked for one answer: a fixed part (worker start, prefill) plus decoding.
 BASE_SECONDS = 20
@@ -136,7 +136,7 @@ class ZeroGPUEngine:
 
 def wrap(engine: Any) -> Any:
     """The engine to use: wrapped for ZeroGPU when on ZeroGPU and running locally, unchanged otherwise."""
-    from backend.engine import LocalEngine
+    from backend.models.engine import LocalEngine
 
     if enabled() and isinstance(engine, LocalEngine):
         return ZeroGPUEngine(engine)

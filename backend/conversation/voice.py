@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.echo import EchoGuard
-from backend.turns import Conversation
-from backend.vad import SAMPLE_RATE, VadConfig, VoiceActivityDetector
+from backend.audio.echo import EchoGuard
+from backend.audio.pcm import SAMPLE_RATE
+from backend.audio.vad import VadConfig, VoiceActivityDetector
+from backend.conversation.turns import Conversation
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.vad import SAMPLE_RATE, to_float_mono
+from backend.audio.pcm import SAMPLE_RATE, to_float_mono
 
 _EPS = 1e-10
 

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-if TYPE_CHECKING:  # only for annotations; echo.py imports from here at run time
-    from backend.echo import EchoGuard
+from backend.audio.pcm import SAMPLE_RATE, StreamResampler
 
-SAMPLE_RATE = 16000
+if TYPE_CHECKING:
+    from backend.audio.echo import EchoGuard
+
 FRAME = 512  # samples per model call at 16 kHz (32 ms), fixed by silero v5
 CONTEXT = 64  # samples of the previous frame that silero v5 expects in front
 FRAME_S = FRAME / SAMPLE_RATE
@@ -114,70 +115,6 @@ def _session(path: Path):
             opts.log_severity_level = 3
             _sessions[key] = ort.InferenceSession(key, sess_options=opts, providers=["CPUExecutionProvider"])
         return _sessions[key]
-
-
-def to_float_mono(samples: np.ndarray) -> np.ndarray:
-    """Any PCM array (int16/int32/uint8/float, mono or (n, channels)) as float32 mono in [-1, 1]."""
-    x = np.asarray(samples)
-    if x.dtype == np.int16:
-        x = x.astype(np.float32) / 32768.0
-    elif x.dtype == np.int32:
-        x = x.astype(np.float32) / 2147483648.0
-    elif x.dtype == np.uint8:
-        x = (x.astype(np.float32) - 128.0) / 128.0
-    else:
-        x = x.astype(np.float32, copy=False)
-    if x.ndim == 2:
-        # (n, channels) as soundfile and Gradio give it; (channels, n) when clearly wider than tall
-        x = x.mean(axis=1) if x.shape[1] <= x.shape[0] else x.mean(axis=0)
-    elif x.ndim != 1:
-        raise ValueError(f"audio must be 1-D or 2-D, got shape {x.shape}")
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-class StreamResampler:
-    """Chunk-by-chunk resampling to 16 kHz mono float32, continuous across calls.
-
-    soxr's ResampleStream keeps filter state between chunks, so cutting a stream into
-    arbitrary pieces gives the same samples (up to float rounding) as one long call.
-    """
-
-    def __init__(self, out_rate: int = SAMPLE_RATE) -> None:
-        self.out_rate = out_rate
-        self._in_rate: int | None = None
-        self._stream = None
-
-    def __call__(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
-        x = to_float_mono(samples)
-        sample_rate = int(sample_rate)
-        if sample_rate <= 0:
-            raise ValueError("sample_rate must be positive")
-        pieces = []
-        if sample_rate != self._in_rate:
-            pieces.append(self.flush())
-            self._in_rate = sample_rate
-            if sample_rate != self.out_rate:
-                import soxr
-
-                self._stream = soxr.ResampleStream(sample_rate, self.out_rate, 1, dtype="float32")
-        if self._stream is None:
-            pieces.append(x)
-        else:
-            pieces.append(self._stream.resample_chunk(x))
-        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-
-    def flush(self) -> np.ndarray:
-        """Samples still inside the filter (end of stream, or the input rate changes)."""
-        out = np.zeros(0, np.float32)
-        if self._stream is not None:
-            out = self._stream.resample_chunk(np.zeros(0, np.float32), last=True)
-        self._stream = None
-        self._in_rate = None
-        return out
-
-    def reset(self) -> None:
-        self._stream = None
-        self._in_rate = None
 
 
 _IDLE, _CANDIDATE, _SPEECH = 0, 1, 2

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from backend import languages, media
+from backend.conversation.turns import Conversation, Turn
 from backend.errors import MediaError, UserFacingError
-from backend.turns import Conversation, Turn
 
 log = logging.getLogger(__name__)
 

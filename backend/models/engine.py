@@ -2,7 +2,7 @@
 
 One engine interface, two kinds behind it: ``LocalEngine`` runs a model with
 transformers (4-bit nf4 through bitsandbytes on CUDA, fp32/bf16 on CPU) and
-``backend.remote.RemoteEngine`` talks to an OpenAI-compatible server.
+``backend.models.remote.RemoteEngine`` talks to an OpenAI-compatible server.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.errors import UserFacingError
-from backend.sentences import SentenceStream
-from backend.tts import AudioChunk, SpeechRouter, Voice, speakable
+from backend.language.sentences import SentenceStream
+from backend.models.tts import AudioChunk, SpeechRouter, Voice, speakable
 
 log = logging.getLogger(__name__)
 
