@@ -12,12 +12,12 @@ import gradio as gr
 
 from app import render
 from app.i18n import STRINGS, translate, translate_error
-from backend import languages
 from backend.conversation import transcript
 from backend.conversation.speaker import answer_aloud
 from backend.conversation.turns import Conversation
 from backend.conversation.voice import MIC_CHUNK_S
 from backend.errors import UserFacingError
+from backend.language import scripts, table
 from backend.runtime import Runtime
 from backend.settings import state_secret
 
@@ -72,7 +72,7 @@ PAGE_LANGUAGE_JS = """() => {
     }
   }
 }""".replace("KNOWN_LOCALES", json.dumps(sorted(STRINGS))).replace(
-    "RTL_LOCALES", json.dumps(sorted(code for code in STRINGS if languages.is_rtl(code))))
+    "RTL_LOCALES", json.dumps(sorted(code for code in STRINGS if scripts.is_rtl(code))))
 
 
 def _t(key: str) -> Any:
@@ -123,7 +123,7 @@ def status_markdown(runtime: Runtime, locale: str = "en") -> str:
 
 def build_ui(runtime: Runtime) -> gr.Blocks:
     language_choices = [(_t("language.auto"), "auto")] + [
-        (label, tag) for label, tag in languages.choices() if tag != "auto"
+        (label, tag) for label, tag in table.choices() if tag != "auto"
     ]
 
     with gr.Blocks(title="Omnilingo", fill_height=True, analytics_enabled=False) as demo:

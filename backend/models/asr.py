@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import ModelUnavailableError, UserFacingError
+from backend.language.tags import normalize_tag
 from backend.media import AudioClip
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,8 @@ ABSOLUTE_FLOOR = 10 ** (-50 / 20)  # -50 dBFS
 RISE_OVER_FLOOR = 2.0  # +6 dB over the 10th percentile frame
 MIN_DYNAMIC_RANGE = 2.0  # 95th/10th percentile RMS; white noise is about 1.1
 
-# Whisper's codes that differ from BCP 47, and BCP 47 tags Whisper knows by another code.
-_WHISPER_TO_BCP47 = {"jw": "jv"}
-_BCP47_TO_WHISPER = {
-    "jv": "jw", "iw": "he", "nb": "no", "cmn": "zh", "fil": "tl", "zsm": "ms", "arb": "ar",
-    "pes": "fa", "prs": "fa", "swh": "sw", "ekk": "et", "lvs": "lv", "yue": "yue", "zh-yue": "yue",
-    "khk": "mn", "uzn": "uz", "azj": "az", "npi": "ne", "ory": "or", "plt": "mg", "sh": "sr",
-}
+# Whisper's one language code that is not the folded BCP 47 tag (Javanese).
+_WHISPER_CODES = {"jv": "jw"}
 # Scripts written without spaces between words: window texts are joined without one.
 _NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "km", "yue", "bo"}
 
@@ -72,44 +68,19 @@ class Transcript:
 # --------------------------------------------------------------------------- language codes
 
 
-def _normalize_tag(tag: str) -> str:
-    """BCP 47 through the language table when it is there (backend.languages), else as is."""
-    try:
-        from backend.languages import normalize_tag  # type: ignore[attr-defined]
-    except ImportError:
-        return tag
-    try:
-        return normalize_tag(tag) or tag
-    except Exception:  # noqa: BLE001 - the table must never break a transcript
-        log.debug("normalize_tag(%r) failed", tag, exc_info=True)
-        return tag
-
-
 def whisper_to_bcp47(code: str) -> str:
-    return _normalize_tag(_WHISPER_TO_BCP47.get(code, code))
+    return normalize_tag(code)
 
 
 def bcp47_to_whisper(tag: str, known: set[str] | None = None) -> str | None:
     """The Whisper language code for a BCP 47 tag, or None when Whisper has no token for it."""
-    if not tag:
-        return None
     if known is None:
         from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
         known = set(LANGUAGES)
-    tag = tag.strip().replace("_", "-").lower()
-    candidates = [tag, tag.split("-")[0]]
-    try:
-        import langcodes
-
-        candidates.append(langcodes.standardize_tag(tag, macro=True).lower().split("-")[0])
-    except Exception:  # noqa: BLE001 - langcodes is optional and strict about bad tags
-        log.debug("langcodes could not read %r", tag)
-    for cand in candidates:
-        code = _BCP47_TO_WHISPER.get(cand, cand)
-        if code in known:
-            return code
-    return None
+    folded = normalize_tag(tag)
+    code = _WHISPER_CODES.get(folded, folded)
+    return code if code in known else None
 
 
 # --------------------------------------------------------------------------- speech energy
