@@ -215,9 +215,9 @@ def test_choices_list_autonyms_with_auto_first() -> None:
     assert labels["fr"] == "français (French)"
     assert labels["de"] == "Deutsch (German)"
     assert labels["en"] == "English"
-    tags = [tag for _, tag in options]
-    assert len(tags) == len(set(tags)) > 100
-    english_names = [tags.language_name(t).casefold() for t in tags[1:]]
+    codes = [tag for _, tag in options]
+    assert len(codes) == len(set(codes)) > 100
+    english_names = [tags.language_name(t).casefold() for t in codes[1:]]
     assert english_names == sorted(english_names)
 
 
@@ -229,7 +229,7 @@ def test_table_rows_are_consistent() -> None:
     assert table.get("fr") is rows["fr"]
     french = rows["fr"]
     assert french.detector_knows and french.whisper_hears and french.model_tier == "strong"
-    assert french.direction == "ltr" and rows["ar"].direction == "rtl"
+    assert not french.rtl and rows["ar"].rtl
     assert table.get("arb") is rows["ar"] and table.get("xx-nonsense") is None
     for info in rows.values():
         assert info.tag == normalize_tag(info.tag) and info.name and info.autonym

@@ -41,14 +41,6 @@ class LanguageInfo:
     model_tier: str = "limited"
 
     @property
-    def script(self) -> str:
-        return self.scripts[0] if self.scripts else ""
-
-    @property
-    def direction(self) -> str:
-        return "rtl" if self.rtl else "ltr"
-
-    @property
     def speaks(self) -> bool:
         return bool(self.tts_voices)
 

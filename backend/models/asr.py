@@ -42,7 +42,8 @@ ABSOLUTE_FLOOR = 10 ** (-50 / 20)  # -50 dBFS
 RISE_OVER_FLOOR = 2.0  # +6 dB over the 10th percentile frame
 MIN_DYNAMIC_RANGE = 2.0  # 95th/10th percentile RMS; white noise is about 1.1
 
-# Whisper's one language code that is not the folded BCP 47 tag (Javanese).
+# Whisper's one language code that is not the folded BCP 47 tag (Javanese); normalize_tag
+# reads Whisper's codes, jw included.
 _WHISPER_CODES = {"jv": "jw"}
 # Scripts written without spaces between words: window texts are joined without one.
 _NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "km", "yue", "bo"}
@@ -66,10 +67,6 @@ class Transcript:
 
 
 # --------------------------------------------------------------------------- language codes
-
-
-def whisper_to_bcp47(code: str) -> str:
-    return normalize_tag(code)
 
 
 def bcp47_to_whisper(tag: str, known: set[str] | None = None) -> str | None:
@@ -236,20 +233,6 @@ class SpeechRecognizer:
 
     # ------------------------------------------------------------------ languages
 
-    def supported_languages(self) -> list[str]:
-        """BCP 47 tags of every language the model can transcribe."""
-        if self._lang_ids:
-            codes = list(self._lang_ids)
-        else:
-            from transformers.models.whisper.tokenization_whisper import LANGUAGES
-
-            codes = list(LANGUAGES)
-        return [whisper_to_bcp47(c) for c in codes]
-
-    def supports_language(self, tag: str) -> bool:
-        known = set(self._lang_ids) if self._lang_ids else None
-        return bcp47_to_whisper(tag, known) is not None
-
     # ------------------------------------------------------------------ inference
 
     def _features(self, samples: np.ndarray):
@@ -287,7 +270,7 @@ class SpeechRecognizer:
         with self._lock, torch.inference_mode():
             enc = self._model.get_encoder()(self._features(clip.samples[start:end]))
             ranked, _ = self._first_step(enc)
-        return [(whisper_to_bcp47(code), p) for code, p in ranked]
+        return [(normalize_tag(code), p) for code, p in ranked]
 
     @staticmethod
     def _speechiest(samples: np.ndarray, spans: list[tuple[int, int]]) -> tuple[int, int]:
@@ -310,7 +293,7 @@ class SpeechRecognizer:
         speech = speech_seconds(samples, clip.sample_rate)
         if speech < MIN_SPEECH_S:
             return Transcript(
-                text="", language=whisper_to_bcp47(forced) if forced else "und", language_probability=0.0,
+                text="", language=normalize_tag(forced) if forced else "und", language_probability=0.0,
                 duration_s=duration, no_speech=True, speech_s=speech,
                 timings={"total": time.perf_counter() - t0},
             )
@@ -339,7 +322,7 @@ class SpeechRecognizer:
                             lang_prob = dict(ranked).get(forced, 0.0)
                 if no_speech_prob > NO_SPEECH_THRESHOLD and len(spans) == 1:
                     return Transcript(
-                        text="", language=whisper_to_bcp47(lang_code), language_probability=lang_prob,
+                        text="", language=normalize_tag(lang_code), language_probability=lang_prob,
                         duration_s=duration, no_speech=True, no_speech_probability=no_speech_prob,
                         speech_s=speech, windows=1, timings={**timings, "total": time.perf_counter() - t0},
                     )
@@ -364,7 +347,7 @@ class SpeechRecognizer:
         timings["total"] = time.perf_counter() - t0
         return Transcript(
             text=text,
-            language=whisper_to_bcp47(lang_code),
+            language=normalize_tag(lang_code),
             language_probability=float(lang_prob),
             duration_s=duration,
             no_speech=not text,
