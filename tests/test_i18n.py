@@ -29,7 +29,7 @@ def placeholders(text: str) -> set[tuple[str, str]]:
 
 
 def backend_error_keys() -> dict[str, list[dict]]:
-    """Every key="..." given to an error in backend/ (all its packages), with the keyword parameters of each raise."""
+    """Every key="..." given to an error in backend/ (every module), with the keyword parameters of each raise."""
     sites: dict[str, list[dict]] = {}
     for path in sorted((REPO / "backend").rglob("*.py")):
         source = path.read_text(encoding="utf-8")
