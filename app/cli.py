@@ -34,8 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--quantization", "quantization", "auto (4-bit nf4 on CUDA), nf4, or none", choices=["auto", "nf4", "none"])
     add("--dtype", "dtype", "weights dtype when not quantized: auto, float32, bfloat16",
         choices=["auto", "float32", "bfloat16", "float16"])
-    add("--engine", "engine", "local (transformers) or openai (an OpenAI-compatible server such as vLLM)",
-        choices=["local", "openai"])
+    add("--engine", "engine", "local (transformers), llamacpp (GGUF weights with llama.cpp: fast on a CPU; "
+        "pip install \"omnilingo[llamacpp]\") or openai (an OpenAI-compatible server such as vLLM)",
+        choices=["local", "llamacpp", "openai"])
+    add("--mmproj", "mmproj", "the projector GGUF (pictures and sound) for --engine llamacpp, when it is not "
+        "beside the model", metavar="PATH")
+    add("--threads", "threads", "CPU threads for --engine llamacpp (default: one per physical core; fewer when "
+        "other programs keep the CPU busy)", type=int)
     add("--base-url", "base_url", "URL of the OpenAI-compatible server, for --engine openai", metavar="URL")
     add("--api-key", "api_key", "API key for --engine openai (never logged)", metavar="KEY")
     add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input", metavar="ID_OR_PATH")

@@ -35,6 +35,11 @@ def build_engine(settings: Settings) -> Engine:
         from backend.models.remote import RemoteEngine
 
         return RemoteEngine(base_url=settings.base_url, model=settings.model, api_key=settings.api_key)
+    if settings.engine == "llamacpp":
+        from backend.models.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(model=settings.model, mmproj=settings.mmproj, device=settings.device,
+                              threads=settings.threads)
     # On a ZeroGPU Space each answer runs in a lent GPU worker; elsewhere this is the engine itself.
     return zerogpu.wrap(LocalEngine(
         model=settings.model,
@@ -72,6 +77,9 @@ class Runtime:
     @property
     def model_concurrency(self) -> int:
         """Answers generated at once: one per local device; a serving engine batches many."""
+        declared = getattr(self.engine, "concurrency", None)
+        if declared:
+            return int(declared)
         return 1 if isinstance(self.engine, LocalEngine) else max(1, self.settings.concurrency)
 
     @staticmethod

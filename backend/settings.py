@@ -20,7 +20,9 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     quantization: str = "auto"  # auto (nf4 on CUDA) | nf4 | none
     dtype: str = "auto"  # auto | float32 | bfloat16
-    engine: str = "local"  # local | openai
+    engine: str = "local"  # local | openai | llamacpp
+    mmproj: str | None = None  # the projector GGUF (pictures, sound) for engine=llamacpp, when not beside the model
+    threads: int | None = None  # CPU threads for engine=llamacpp; None = one per physical core
     base_url: str | None = None  # OpenAI-compatible server, for engine=openai
     api_key: str | None = field(default=None, repr=False)  # never logged or shown
     asr_model: str | None = None

@@ -1,7 +1,8 @@
 """The omni model: load it, build its prompt, stream its answer, stop it.
 
-One engine interface, two kinds behind it: ``LocalEngine`` runs a model with
-transformers (4-bit nf4 through bitsandbytes on CUDA, fp32/bf16 on CPU) and
+One engine interface, three kinds behind it: ``LocalEngine`` runs a model with
+transformers (4-bit nf4 through bitsandbytes on CUDA, fp32/bf16 on CPU),
+``backend.models.llamacpp.LlamaCppEngine`` runs GGUF weights with llama.cpp, and
 ``backend.models.remote.RemoteEngine`` talks to an OpenAI-compatible server.
 """
 
@@ -172,6 +173,46 @@ def _missing_weights_message(model: str, err: Exception) -> ModelUnavailableErro
     )
 
 
+def hub_progress(model_id: str, report: Callable[[str], None]):
+    """A tqdm class for huggingface_hub downloads that reports the bytes fetched, for the page to show."""
+    from tqdm.auto import tqdm
+
+    class Progress(tqdm):
+        def update(self, n=1):
+            shown = super().update(n)
+            if self.unit == "B" and self.total:
+                report(f"Downloading {model_id}: {self.n / 1e9:.2f} of {self.total / 1e9:.2f} GB")
+            return shown
+
+    return Progress
+
+
+def fit_to_context(
+    messages: list[PromptMessage], count_tokens: Callable[[list[PromptMessage]], int], context: int,
+    max_new_tokens: int,
+) -> tuple[list[PromptMessage], int]:
+    """Drop the oldest turns (never the system prompt or the last user message) until the prompt fits
+    ``context`` with room for the answer; returns the messages kept and how many were left out."""
+    budget = context - min(max_new_tokens, context // 2)
+    system = [m for m in messages if m.role == "system"]
+    rest = [m for m in messages if m.role != "system"]
+    dropped = 0
+    while True:
+        candidate = system + rest
+        length = count_tokens(candidate)
+        if length <= budget or len(rest) <= 1:
+            if length > budget:
+                raise GenerationError(
+                    "This message is too long for the model: shorten it or split it into parts.",
+                    key="error.too_long", tokens=length, limit=budget,
+                )
+            return candidate, dropped
+        # drop a user turn with its answer so roles keep alternating
+        cut = 2 if len(rest) > 2 and rest[1].role == "assistant" else 1
+        rest = rest[cut:]
+        dropped += cut
+
+
 # One generate() at a time per device: two at once on one GPU only thrash its memory.
 _DEVICE_LOCKS: dict[str, threading.Lock] = {}
 _DEVICE_LOCKS_GUARD = threading.Lock()
@@ -276,21 +317,12 @@ class LocalEngine:
         if Path(self.model_id).expanduser().exists() or constants.HF_HUB_OFFLINE:
             return
         from huggingface_hub import snapshot_download
-        from tqdm.auto import tqdm
 
         model_id = self.model_id
-
-        class Progress(tqdm):
-            def update(self, n=1):
-                shown = super().update(n)
-                if self.unit == "B" and self.total:
-                    report(f"Downloading {model_id}: {self.n / 1e9:.2f} of {self.total / 1e9:.2f} GB")
-                return shown
-
         report(f"Looking for {model_id} on the Hugging Face hub…")
         try:
             snapshot_download(
-                model_id, tqdm_class=Progress,
+                model_id, tqdm_class=hub_progress(model_id, report),
                 allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"],
             )
         except Exception as err:  # no network, gated repo…: from_pretrained then explains what is missing
@@ -357,26 +389,11 @@ class LocalEngine:
         return inputs.to(self.model.device)
 
     def fit_to_context(self, messages: list[PromptMessage], max_new_tokens: int) -> tuple[list[PromptMessage], int]:
-        """Drop the oldest turns (never the system prompt or the last user message) until the prompt fits."""
-        context = self.max_context_tokens or 8192
-        budget = context - min(max_new_tokens, context // 2)
-        system = [m for m in messages if m.role == "system"]
-        rest = [m for m in messages if m.role != "system"]
-        dropped = 0
-        while True:
-            candidate = system + rest
-            length = int(self.encode(candidate)["input_ids"].shape[-1])
-            if length <= budget or len(rest) <= 1:
-                if length > budget:
-                    raise GenerationError(
-                        "This message is too long for the model: shorten it or split it into parts.",
-                        key="error.too_long", tokens=length, limit=budget,
-                    )
-                return candidate, dropped
-            # drop a user turn with its answer so roles keep alternating
-            cut = 2 if len(rest) > 2 and rest[1].role == "assistant" else 1
-            rest = rest[cut:]
-            dropped += cut
+        """The messages that fit the model's context (oldest turns dropped), and how many were dropped."""
+        return fit_to_context(
+            messages, lambda candidate: int(self.encode(candidate)["input_ids"].shape[-1]),
+            self.max_context_tokens or 8192, max_new_tokens,
+        )
 
     # -- generation ----------------------------------------------------------------
     def stream(

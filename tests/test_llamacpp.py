@@ -1,0 +1,217 @@
+"""The llama.cpp engine (--engine llamacpp): picking GGUF files, the message when the package is
+missing, and a real trained model (SmolLM2-135M-Instruct, GGUF) through the launched app."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+import time
+
+import pytest
+
+from backend.models.engine import GenerationStats, PromptMessage
+from backend.models.llamacpp import _hub_reference, pick_weights
+
+HAVE_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
+needs_llama_cpp = pytest.mark.skipif(
+    not HAVE_LLAMA_CPP, reason='llama-cpp-python is not installed (pip install "omnilingo[llamacpp]")'
+)
+# One thread: llama.cpp's threads wait for each other at every step, so on CPUs shared with other
+# jobs (CI) two threads can be many times slower than one.
+THREADS = 1
+# Enough for a sentence, and short enough that an answer Stop misses is still a quick failure.
+MAX_NEW_TOKENS = 40
+
+
+# -- choosing the files ------------------------------------------------------------------
+def test_a_repository_of_quantizations_gives_the_4bit_model_and_its_projector():
+    names = [
+        "README.md", "gemma-4-E2B-it-BF16.gguf", "gemma-4-E2B-it-Q8_0.gguf", "gemma-4-E2B-it-Q4_K_M.gguf",
+        "gemma-4-E2B-it-Q4_K_S.gguf", "mmproj-BF16.gguf", "mmproj-F16.gguf", "mmproj-F32.gguf",
+    ]
+    assert pick_weights(names) == ("gemma-4-E2B-it-Q4_K_M.gguf", "mmproj-F16.gguf")
+
+
+def test_a_split_model_loads_from_its_first_shard_and_a_lone_file_is_taken_as_is():
+    shards = [f"big-Q4_K_M-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    assert pick_weights(shards) == ("big-Q4_K_M-00001-of-00003.gguf", None)
+    assert pick_weights(["SmolLM2-135M-Instruct.Q4_1.gguf", "notes.txt"]) == ("SmolLM2-135M-Instruct.Q4_1.gguf", None)
+    assert pick_weights(["mmproj-model-f16.gguf"]) == (None, "mmproj-model-f16.gguf")
+
+
+def test_hub_references_and_paths_are_told_apart():
+    assert _hub_reference("unsloth/gemma-4-E2B-it-GGUF") == ("unsloth/gemma-4-E2B-it-GGUF", None)
+    assert _hub_reference("org/repo/sub/model-Q4_K_M.gguf") == ("org/repo", "sub/model-Q4_K_M.gguf")
+    assert _hub_reference("/models/x.gguf") is None and _hub_reference("./a/b") is None
+    assert _hub_reference("model.gguf") is None and _hub_reference("org/repo/readme.md") is None
+
+
+# -- the package missing -----------------------------------------------------------------
+def test_without_llama_cpp_the_app_starts_and_says_how_to_install_it(monkeypatch, tmp_path):
+    from backend.runtime import Runtime
+    from backend.settings import Settings
+
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
+    runtime = Runtime(Settings(model=str(model), engine="llamacpp", device="cpu", asr_model="off",
+                               tts_engine="off"))
+    try:
+        status = runtime.wait_until_loaded(30)
+        assert status.state == "failed" and status.key == "model.llamacpp_missing"
+        assert 'pip install "omnilingo[llamacpp]"' in status.message and "compiler" in status.message
+    finally:
+        runtime.close()
+
+
+def test_a_missing_model_file_is_named_in_the_message(tmp_path):
+    from backend.errors import ModelUnavailableError
+    from backend.models.llamacpp import LlamaCppEngine
+
+    missing = tmp_path / "nothing-here.gguf"
+    with pytest.raises(ModelUnavailableError) as info:
+        LlamaCppEngine(str(missing)).locate(lambda _: None)
+    assert str(missing) in info.value.message and "--model" in info.value.message
+
+
+# -- a real trained model ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smollm2_gguf(tmp_path_factory):
+    from tests import real_models
+
+    try:
+        folder = real_models.assemble("smollm2-135m-instruct", tmp_path_factory.mktemp("real"))
+    except real_models.MissingPackage as err:
+        pytest.skip(f"SmolLM2 weights not installed: {err}")
+    return next(folder.glob("*.gguf"))
+
+
+@pytest.fixture(scope="module")
+def app(smollm2_gguf):
+    from tests.test_app import _launch
+
+    demo, runtime, url = _launch(str(smollm2_gguf), engine="llamacpp", threads=THREADS,
+                                 max_new_tokens=MAX_NEW_TOKENS, asr_model="off", tts_engine="off")
+    status = runtime.wait_until_loaded(300)
+    assert status.state == "ready", status.message
+    yield runtime, url
+    demo.close()
+    runtime.close()
+
+
+@pytest.fixture()
+def client(app):
+    from gradio_client import Client
+
+    return Client(app[1], verbose=False)
+
+
+def conversation_with(runtime, text: str):
+    """The session whose latest turn is the message ``text``."""
+    for conversation in list(runtime.sessions._sessions.values()):
+        if conversation.turns and conversation.turns[-1].text == text:
+            return conversation
+    raise AssertionError(f"no session asked {text!r}")
+
+
+def readable(text: str) -> bool:
+    """Words, not random bytes: mostly letters and spaces, no replacement characters."""
+    letters = sum(ch.isalpha() or ch.isspace() for ch in text)
+    return "\ufffd" not in text and len(text.split()) >= 3 and letters >= 0.8 * len(text)
+
+
+@pytest.mark.real
+@needs_llama_cpp
+def test_a_real_answer_streams_and_is_readable(app, client):
+    question = "What is the capital of France?"
+    client.predict({"text": question, "files": []}, "auto", api_name="/send_message")
+    job = client.submit(False, api_name="/stream_answer")
+    job.result()
+    turn = conversation_with(app[0], question).turns[-1]
+    assert turn.status == "done", turn.error
+    assert "Paris" in turn.answer and readable(turn.answer), turn.answer
+    assert len(job.outputs()) >= 3, "the answer arrived in one piece instead of streaming"
+    assert turn.stats.prompt_tokens > 10 and 0 < turn.stats.new_tokens <= MAX_NEW_TOKENS
+    assert turn.answer_language == "en" and not turn.language_mismatch
+    assert not app[0].engine.accepts_images and not app[0].engine.accepts_audio
+
+
+@pytest.mark.real
+@needs_llama_cpp
+@pytest.mark.parametrize("how", ["stop", "barge_in"])
+def test_stop_and_barge_in_end_a_real_answer(app, client, how):
+    question = f"Write a long story about a brave knight who meets a dragon ({how})."
+    client.predict({"text": question, "files": []}, "auto", api_name="/send_message")
+    job = client.submit(False, api_name="/stream_answer")
+    conversation = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            conversation = conversation_with(app[0], question)
+        except AssertionError:
+            conversation = None
+        if conversation is not None and conversation.turns[-1].answer:
+            break
+        time.sleep(0.01)
+    assert conversation is not None, "the answer never started"
+    turn = conversation.turns[-1]
+    if how == "stop":
+        client.predict(api_name="/stop")
+    else:
+        conversation.interrupt()
+    job.result(timeout=120)
+    stopped_at = turn.answer
+    time.sleep(0.5)
+    assert turn.answer == stopped_at, "the answer kept growing after it was stopped"
+    assert turn.status == ("stopped" if how == "stop" else "interrupted")
+    assert turn.stats.stopped and turn.stats.new_tokens < MAX_NEW_TOKENS
+    # The model is free again: the next question is answered.
+    client.predict({"text": "What is the capital of France?", "files": []}, "auto", api_name="/send_message")
+    client.submit(False, api_name="/stream_answer").result()
+    assert "Paris" in conversation.turns[-1].answer
+
+
+@pytest.mark.real
+@needs_llama_cpp
+def test_an_answer_in_another_language_is_flagged(app, client):
+    question = "フランスの首都はどこですか？"  # "What is the capital of France?"; the 135M model answers in English
+    client.predict({"text": question, "files": []}, "auto", api_name="/send_message")
+    client.submit(False, api_name="/stream_answer").result()
+    turn = conversation_with(app[0], question).turns[-1]
+    assert turn.language.tag == "ja" and turn.answer_language == "ja" and turn.status == "done"
+    assert turn.answer_guess.tag != "ja" and turn.language_mismatch, turn.answer
+
+
+@pytest.mark.real
+@needs_llama_cpp
+def test_a_long_history_is_cut_to_the_context_and_stop_is_heard_within_a_token(smollm2_gguf):
+    from backend.models.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(str(smollm2_gguf), device="cpu", max_context_tokens=512, threads=THREADS)
+    engine.load()
+    try:
+        history = [PromptMessage("system", "You are a helpful assistant.")]
+        for i in range(12):
+            history += [PromptMessage("user", f"Tell me fact number {i} about the sea, in detail please."),
+                        PromptMessage("assistant", "The sea is large, salty and deep. " * 4)]
+        history.append(PromptMessage("user", "What is the capital of France?"))
+        stats = GenerationStats()
+        answer = "".join(engine.stream(history, threading.Event(), 24, stats))
+        assert stats.truncated_history > 0 and stats.prompt_tokens <= 512 - 24
+        assert "Paris" in answer
+
+        stop = threading.Event()
+        stats = GenerationStats()
+        pieces, decoded_at_stop = [], None
+        for delta in engine.stream([PromptMessage("user", "Count from one to one hundred in words.")], stop, 200,
+                                   stats):
+            pieces.append(delta)
+            if len(pieces) == 3:
+                decoded_at_stop = stats.new_tokens
+                stop.set()
+        time.sleep(0.3)
+        assert stats.stopped and len(pieces) == 3
+        assert stats.new_tokens <= decoded_at_stop + 1, "decoding went on after Stop"
+    finally:
+        engine.close()
