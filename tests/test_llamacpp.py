@@ -215,3 +215,89 @@ def test_a_long_history_is_cut_to_the_context_and_stop_is_heard_within_a_token(s
         assert stats.new_tokens <= decoded_at_stop + 1, "decoding went on after Stop"
     finally:
         engine.close()
+
+
+# -- pictures and sound through the projector (a tiny random Gemma 4, converted by llama.cpp) ---------
+@pytest.fixture(scope="module")
+def tiny_gemma_gguf(tmp_path_factory):
+    import os
+    from pathlib import Path
+
+    from tests import tiny_models
+
+    source = Path(os.environ.get("OMNILINGO_LLAMA_CPP_SRC", "/nonexistent"))
+    if not (source / "convert_hf_to_gguf.py").is_file():
+        pytest.skip("llama.cpp's converter was not found: set OMNILINGO_LLAMA_CPP_SRC to a llama.cpp source tree "
+                    "(.ci/run unpacks the one in the llama-cpp-python sdist)")
+    return tiny_models.build_gemma4_gguf(tmp_path_factory.mktemp("tiny-gguf"), source)
+
+
+def _picture():
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8), "RGB")
+
+
+def _tone(seconds: float = 2.0):
+    import numpy as np
+
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+@needs_llama_cpp
+def test_pictures_and_sound_go_through_the_projector(tiny_gemma_gguf):
+    from backend.models.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(str(tiny_gemma_gguf), device="cpu", threads=THREADS)
+    engine.load()
+    try:
+        assert engine.accepts_images and engine.accepts_audio
+        assert engine.mmproj_path.name == "mmproj-tiny-gemma4-F16.gguf"  # found beside the model
+        text = [PromptMessage("user", "what is this")]
+        picture = [PromptMessage("user", "what is this", images=[_picture()])]
+        sound = [PromptMessage("user", "what is this", audio=[_tone()])]
+        both = [PromptMessage("user", "what is this", images=[_picture()], audio=[_tone()])]
+        counts = {name: engine.count_tokens(m) for name, m in
+                  {"text": text, "picture": picture, "sound": sound, "both": both}.items()}
+        # each picture and clip becomes the projector's embeddings between its begin and end tokens
+        assert counts["picture"] > counts["text"] + 10 and counts["sound"] > counts["text"] + 10
+        assert counts["both"] - counts["text"] == (counts["picture"] - counts["text"]) + (counts["sound"] - counts["text"])
+        for name, messages in {"picture": picture, "sound": sound, "both": both, "text": text}.items():
+            stats = GenerationStats()
+            list(engine.stream(messages, threading.Event(), 6, stats))
+            assert stats.prompt_tokens == counts[name] and stats.new_tokens >= 1, name
+    finally:
+        engine.close()
+
+
+@needs_llama_cpp
+def test_the_app_answers_a_picture_and_a_recording_with_the_gguf_model(tiny_gemma_gguf, tmp_path):
+    import soundfile as sf
+    from gradio_client import Client, handle_file
+
+    from tests.test_app import _launch
+
+    _picture().save(tmp_path / "photo.png")
+    sf.write(tmp_path / "hello.wav", _tone(), 16000)
+    demo, runtime, url = _launch(str(tiny_gemma_gguf), engine="llamacpp", threads=THREADS, max_new_tokens=6,
+                                 asr_model="off", tts_engine="off")
+    try:
+        assert runtime.wait_until_loaded(120).state == "ready"
+        client = Client(url, verbose=False)
+        result = client.predict("Τι δείχνει αυτή η εικόνα;", [handle_file(str(tmp_path / "photo.png"))], "auto",
+                                api_name="/chat")
+        assert "error" not in result, result
+        assert result["language"] == "el"
+        result = client.predict("", [handle_file(str(tmp_path / "hello.wav"))], "auto", api_name="/chat")
+        assert "error" not in result, result
+        # With no speech recognition, the model itself hears the recording through its projector.
+        conversation = runtime.new_conversation()
+        turn = conversation.add(conversation.prepare("", [str(tmp_path / "hello.wav")]))
+        list(conversation.answer(turn))
+        assert turn.status == "done" and "heard_by_model_only" in turn.notes
+        assert turn.stats.prompt_tokens > runtime.engine.count_tokens(conversation.prompt_for(turn)[:1]) + 40
+    finally:
+        demo.close()
+        runtime.close()

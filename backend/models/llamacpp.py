@@ -296,7 +296,10 @@ class LlamaCppEngine:
     def _load_projector(self, projector: Path, gpu: bool) -> None:
         import llama_cpp
         from llama_cpp import mtmd_cpp
+        from llama_cpp._logger import llama_log_callback
 
+        # The projector's library logs through the same quiet callback as llama.cpp (verbose=False).
+        mtmd_cpp.mtmd_helper_log_set(llama_log_callback, ctypes.c_void_p(0))
         params = mtmd_cpp.mtmd_context_params_default()
         params.use_gpu = gpu
         params.print_timings = False
