@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend import languages  # noqa: E402
+from tests.support import CORPUS  # noqa: E402
 
-DEFAULT_DATA = Path(os.environ.get("OMNILINGO_CORPUS", ROOT.parent / "shared" / "corpus")) / "text" / "udhr_dev.tsv"
+DEFAULT_DATA = CORPUS / "text" / "udhr_dev.tsv"
 
 SENTENCE_END = re.compile(r"(?<=[.!?;:।॥။።。！？؟۔])\s+|(?<=[。！？])")
 PAIRS = {"id/ms": ("id", "ms"), "hr/bs/sr": ("hr", "bs", "sr"), "no/da": ("no", "da"), "af/nl": ("af", "nl")}

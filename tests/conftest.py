@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny offline models and a corpus path. No test ever reaches the network."""
+"""Shared fixtures: tiny offline models, real weights from pinned packages, the vendored corpus. No test ever reaches the network."""
 
 from __future__ import annotations
 
@@ -21,14 +21,12 @@ try:
 except ImportError:  # pragma: no cover - torch is a requirement
     pass
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", REPO.parent / "shared" / "corpus"))
+from tests.support import CORPUS
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    if not CORPUS.exists():
-        pytest.fail(f"corpus not found at {CORPUS} (set OMNILINGO_CORPUS)")
+    """tests/fixtures: real speech, images and UDHR text, vendored with their licences."""
     return CORPUS
 
 

@@ -3,9 +3,7 @@ turn; a user talking over it does."""
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,14 +12,11 @@ from backend.audio.echo import EchoGuard
 from backend.audio.pcm import SAMPLE_RATE
 from backend.audio.vad import VoiceActivityDetector
 from bench.vad_noise import echo_of, espeak, load_audio_16k, make_noise, rms, to_mic_chunks
+from tests.support import CORPUS
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
 SPEECH = CORPUS / "speech"
 
-pytestmark = [
-    pytest.mark.skipif(not SPEECH.is_dir(), reason=f"speech corpus not found at {SPEECH}"),
-    pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed"),
-]
+pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed")
 
 
 @pytest.fixture(scope="module")
