@@ -214,7 +214,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 last = 0.0
                 while turn is not None:
                     for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
-                        if event.kind == "audio":
+                        if event.kind == "audio" and event.chunk is not None:
                             audio = event.chunk.audio
                             voice.played(audio.samples, audio.sample_rate)
                             yield view(conversation, request), busy, event.chunk.wav_bytes()
@@ -226,7 +226,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                     # The answer drifted to another language: ask once more, firmly, when the user wants it.
                     turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
             except UserFacingError as err:
-                turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
+                if turn is not None:
+                    turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
             runtime.voice_session(_session_id(request)).finished(conversation.generation)
             yield view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
 
@@ -248,7 +249,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 for event in voice.hear(samples, sample_rate):
                     if event.kind == "barge_in":
                         barged = voice.barge_ins
-                    elif event.kind == "utterance":
+                    elif event.kind == "utterance" and event.audio is not None:
                         conversation = runtime.sessions.get(session_id)
                         path = voice.save_utterance(event.audio, conversation.session_dir)
                         try:
@@ -385,8 +386,9 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
 
     @demo.unload
     def _drop_session(request: gr.Request = None) -> None:  # type: ignore[assignment]
-        if request is not None and getattr(request, "session_hash", None):
-            runtime.drop_session(request.session_hash)
+        session_hash = getattr(request, "session_hash", None) if request is not None else None
+        if session_hash:
+            runtime.drop_session(session_hash)
 
     return demo
 

@@ -25,6 +25,8 @@ from backend.models.asr import (
 from tests.support import CORPUS
 
 SPEECH_FILES = sorted((CORPUS / "speech").glob("*"))
+# Recordings of 10 s and more (jfk, silero_*) take several windows of decoding each.
+SPEECH_CASES = [pytest.param(p, marks=pytest.mark.slow) if p.stat().st_size > 1_000_000 else p for p in SPEECH_FILES]
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
@@ -61,7 +63,7 @@ def assert_transcript(tr: Transcript, clip: AudioClip, whisper_languages: set[st
 # --------------------------------------------------------------------------- corpus recordings
 
 
-@pytest.mark.parametrize("path", SPEECH_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SPEECH_CASES, ids=lambda p: p.name)
 def test_every_corpus_recording_runs_through_asr(recognizer, whisper_languages, path):
     clip = load_audio(path)
     tr = recognizer.transcribe(clip)
@@ -170,6 +172,7 @@ def test_default_models():
 ROUND_TRIP = ["en", "fr", "de", "es", "ru", "ar", "hi", "zh", "ja", "ko", "sw", "tr"]
 
 
+@pytest.mark.slow
 @needs_espeak
 def test_espeak_round_trip_through_decoding_and_asr(recognizer, whisper_languages, tmp_path):
     from backend.models.tts import SpeechRouter

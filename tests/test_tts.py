@@ -51,6 +51,7 @@ def rms(x: np.ndarray) -> float:
 # --------------------------------------------------------------------------- espeak-ng
 
 
+@pytest.mark.slow
 @needs_espeak
 def test_espeak_speaks_corpus_sentences_in_many_languages():
     sentences = udhr_sentences(SPOKEN)
@@ -189,6 +190,7 @@ def test_vits_is_off_unless_non_commercial_use_is_allowed(tiny_vits):
     assert all(v.engine != MMS for v in router.voices_for("en"))
 
 
+@pytest.mark.slow
 def test_vits_speaks_when_allowed_and_is_preferred(tiny_vits):
     router = SpeechRouter(allow_noncommercial=True, vits_models={"en": str(tiny_vits)})
     voice = router.voice_for("en-US")

@@ -106,7 +106,7 @@ class AnswerSpeaker:
 
     def ready(self) -> list[SpokenChunk]:
         """Chunks synthesized so far, of the current generation only."""
-        out = []
+        out: list[SpokenChunk] = []
         while True:
             try:
                 chunk = self._done.get_nowait()

@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class Transcript:
 def _normalize_tag(tag: str) -> str:
     """BCP 47 through the language table when it is there (backend.languages), else as is."""
     try:
-        from backend.languages import normalize_tag  # type: ignore[attr-defined]
+        from backend.languages import normalize_tag
     except ImportError:
         return tag
     try:
@@ -179,8 +180,8 @@ class SpeechRecognizer:
         self.model_name = str(model)
         self.device = device
         self.dtype = dtype
-        self._model = None
-        self._processor = None
+        self._model: Any = None  # loaded on first use
+        self._processor: Any = None
         self._lock = threading.Lock()  # one transcription at a time per loaded model
         self._lang_ids: dict[str, int] = {}
         self._no_speech_id: int | None = None
@@ -368,7 +369,7 @@ class SpeechRecognizer:
                             lang_prob = dict(ranked).get(forced, 0.0)
                 if no_speech_prob > NO_SPEECH_THRESHOLD and len(spans) == 1:
                     return Transcript(
-                        text="", language=whisper_to_bcp47(lang_code), language_probability=lang_prob,
+                        text="", language=whisper_to_bcp47(lang_code or "und"), language_probability=lang_prob,
                         duration_s=duration, no_speech=True, no_speech_probability=no_speech_prob,
                         speech_s=speech, windows=1, timings={**timings, "total": time.perf_counter() - t0},
                     )
@@ -393,7 +394,7 @@ class SpeechRecognizer:
         timings["total"] = time.perf_counter() - t0
         return Transcript(
             text=text,
-            language=whisper_to_bcp47(lang_code),
+            language=whisper_to_bcp47(lang_code or "und"),
             language_probability=float(lang_prob),
             duration_s=duration,
             no_speech=not text,
