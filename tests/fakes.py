@@ -40,24 +40,31 @@ def _sleep_unless(stop: Any, seconds: float) -> bool:
 
 
 class ScriptedEngine:
-    """An Engine whose answers are given: the n-th call streams ``answers[n]`` (the last one repeats).
+    """An Engine whose answers are given. The first call streams ``answer``, later calls ``next_answers``
+    in turn (the last one repeats). An answer given as a string streams word by word (``tokens``);
+    given as a list, piece by piece as listed.
 
     ``first_token_delay_s`` stands for the prefill, ``token_delay_s`` for each decode step; a stop
-    is seen within about 5 ms of either. Every prompt it was given is kept in ``prompts``."""
+    is seen within about 5 ms of either. ``before_piece(i)`` runs before piece ``i`` is written, so
+    a test can act mid-answer. Every prompt it was given is kept in ``prompts``."""
 
     name = "scripted"
 
     def __init__(
         self,
-        answers: str | Sequence[str] = "Hello. How can I help?",
+        answer: str | Sequence[str] = "Hello. How can I help?",
+        *,
+        next_answers: Sequence[str | Sequence[str]] = (),
         token_delay_s: float = 0.0,
         first_token_delay_s: float = 0.0,
-        accepts_images: bool = False,
+        before_piece: Callable[[int], None] | None = None,
+        accepts_images: bool = True,
         accepts_audio: bool = False,
     ) -> None:
-        self.answers = [answers] if isinstance(answers, str) else list(answers)
+        self.answers = [answer, *next_answers]
         self.token_delay_s = token_delay_s
         self.first_token_delay_s = first_token_delay_s
+        self.before_piece = before_piece
         self.accepts_images = accepts_images
         self.accepts_audio = accepts_audio
         self.prompts: list[list[PromptMessage]] = []
@@ -76,13 +83,16 @@ class ScriptedEngine:
         stats = stats if stats is not None else GenerationStats()
         self.prompts.append(messages)
         answer = self.answers[min(len(self.prompts), len(self.answers)) - 1]
+        pieces = tokens(answer) if isinstance(answer, str) else list(answer)
         stats.prompt_tokens = sum(len(tokens(m.text)) for m in messages)
         started = time.perf_counter()
         try:
             if _sleep_unless(stop, self.first_token_delay_s):
                 stats.stopped = True
                 return
-            for i, piece in enumerate(tokens(answer)[:max_new_tokens]):
+            for i, piece in enumerate(pieces[:max_new_tokens]):
+                if self.before_piece is not None:
+                    self.before_piece(i)
                 if (i and _sleep_unless(stop, self.token_delay_s)) or stop.is_set():
                     stats.stopped = True
                     return

@@ -95,7 +95,7 @@ def _scripted(tmp_path, **engine_args) -> tuple[Conversation, ScriptedEngine]:
 
 
 def test_stop_marks_the_turn_stopped(tmp_path):
-    conv, _ = _scripted(tmp_path, answers=long_answer())
+    conv, _ = _scripted(tmp_path, answer=long_answer())
     turn = conv.add(conv.prepare("Count to ten thousand, please."))
     for i, _ in enumerate(conv.answer(turn)):
         if i == 2:
@@ -115,7 +115,7 @@ def test_stop_reaches_the_local_model(gemma_engine, tmp_path):
 
 
 def test_barge_in_interrupts_and_drops_stale_chunks(tmp_path):
-    conv, engine = _scripted(tmp_path, answers=[long_answer(), "Mountains are tall."])
+    conv, engine = _scripted(tmp_path, answer=long_answer(), next_answers=["Mountains are tall."])
     turn = conv.add(conv.prepare("Tell me a very long story about the sea."))
     kept = []
     for i, delta in enumerate(conv.answer(turn)):
@@ -132,7 +132,7 @@ def test_barge_in_interrupts_and_drops_stale_chunks(tmp_path):
 
 
 def test_interrupt_during_prefill_stops_before_any_text(tmp_path):
-    conv, _ = _scripted(tmp_path, answers=long_answer(), first_token_delay_s=5.0)
+    conv, _ = _scripted(tmp_path, answer=long_answer(), first_token_delay_s=5.0)
     turn = conv.add(conv.prepare("Describe the ocean at length."))
     stream = conv.answer(turn)
     threading.Timer(0.1, conv.interrupt).start()
