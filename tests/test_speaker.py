@@ -12,7 +12,7 @@ from backend.conversation.turns import Conversation
 from backend.models.tts import SpeechRouter, espeak_available
 from tests.fakes import ScriptedEngine, ScriptedVoice, long_answer
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 
 
 class Generation:
@@ -32,6 +32,7 @@ def _collect(speaker: AnswerSpeaker, timeout: float = 30.0) -> list:
     return chunks + speaker.ready()
 
 
+@needs_espeak
 def test_each_sentence_becomes_audio_as_the_text_streams():
     router = SpeechRouter()
     generation = Generation()
@@ -55,6 +56,7 @@ def test_each_sentence_becomes_audio_as_the_text_streams():
         assert chunk.wav_bytes()[:4] == b"RIFF"
 
 
+@needs_espeak
 def test_a_new_generation_drops_queued_speech():
     generation = Generation()
     speaker = AnswerSpeaker(SpeechRouter(), "en", 1, generation)
@@ -65,6 +67,7 @@ def test_a_new_generation_drops_queued_speech():
     assert _collect(speaker) == []
 
 
+@needs_espeak
 def test_language_without_a_voice_is_text_only_with_a_note():
     speaker = AnswerSpeaker(SpeechRouter(), "tlh", 1, Generation())
     speaker.feed("Some text. ")
@@ -77,6 +80,7 @@ def test_language_without_a_voice_is_text_only_with_a_note():
 SCRIPT = ["The moon is bright ", "tonight. It shines ", "on the sea and the sand"]
 
 
+@needs_espeak
 @pytest.mark.parametrize(("language", "has_voice"), [("en", True), ("tlh", False)])
 def test_answer_aloud_streams_text_and_audio(tmp_path, language, has_voice):
     router = SpeechRouter()
