@@ -77,14 +77,8 @@ def test_a_missing_model_file_is_named_in_the_message(tmp_path):
 
 # -- a real trained model ------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def smollm2_gguf(tmp_path_factory):
-    from tests import real_models
-
-    try:
-        folder = real_models.assemble("smollm2-135m-instruct", tmp_path_factory.mktemp("real"))
-    except real_models.MissingPackage as err:
-        pytest.skip(f"SmolLM2 weights not installed: {err}")
-    return next(folder.glob("*.gguf"))
+def smollm2_gguf(real_models_dir):
+    return next((real_models_dir / "smollm2-135m-instruct").glob("*.gguf"))
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +116,7 @@ def readable(text: str) -> bool:
 
 
 @pytest.mark.real
+@pytest.mark.slow
 @needs_llama_cpp
 def test_a_real_answer_streams_and_is_readable(app, client):
     question = "What is the capital of France?"
@@ -138,6 +133,7 @@ def test_a_real_answer_streams_and_is_readable(app, client):
 
 
 @pytest.mark.real
+@pytest.mark.slow
 @needs_llama_cpp
 @pytest.mark.parametrize("how", ["stop", "barge_in"])
 def test_stop_and_barge_in_end_a_real_answer(app, client, how):
@@ -173,6 +169,7 @@ def test_stop_and_barge_in_end_a_real_answer(app, client, how):
 
 
 @pytest.mark.real
+@pytest.mark.slow
 @needs_llama_cpp
 def test_an_answer_in_another_language_is_flagged(app, client):
     question = "フランスの首都はどこですか？"  # "What is the capital of France?"; the 135M model answers in English
@@ -272,6 +269,7 @@ def test_pictures_and_sound_go_through_the_projector(tiny_gemma_gguf):
         engine.close()
 
 
+@pytest.mark.slow
 @needs_llama_cpp
 def test_the_app_answers_a_picture_and_a_recording_with_the_gguf_model(tiny_gemma_gguf, tmp_path):
     import soundfile as sf
