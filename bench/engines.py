@@ -153,6 +153,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    load_before = os.getloadavg()[0]
     for engine in args.engines:
         command = [sys.executable, __file__, "--worker", engine, "--model", args.model, "--tokens", str(args.tokens),
                    "--threads", str(args.threads), "--repeats", str(args.repeats), "--dtype", args.dtype]
@@ -165,7 +166,10 @@ def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
         else:
             results[engine] = json.loads(lines[-1])
     figures: dict[str, Any] = {"engines": results, "model": args.model, "max_new_tokens": args.tokens,
-                               "threads": args.threads, "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")}
+                               "threads": args.threads, "cpu": cpu_name(), "cpus": os.cpu_count(),
+                               # a busy machine slows every figure: the 1-minute load before and after
+                               "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+                               "date": time.strftime("%Y-%m-%d")}
     tf, lc = results.get("transformers", {}), results.get("llamacpp", {})
     if tf.get("decode_tok_s") and lc.get("decode_tok_s"):
         figures["llamacpp_vs_transformers"] = {
