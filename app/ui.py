@@ -253,6 +253,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                         path = voice.save_utterance(event.audio, conversation.session_dir)
                         try:
                             turn = conversation.add(conversation.prepare("", [str(path)], language_value))
+                            if event.transcript is not None and event.transcript.text.strip():
+                                conversation.hear(turn, event.transcript)  # heard at the pause already
                             utterance = turn.id
                         except UserFacingError as err:
                             gr.Warning(err.message)

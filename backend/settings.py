@@ -40,6 +40,7 @@ class Settings:
     concurrency: int = 8  # UI events served at once; model work is still one at a time per device
     state_secret: str | None = field(default=None, repr=False)  # signs the conversation kept in the browser
     auto_retry_language: bool = False
+    end_of_turn: str = "smart"  # voice mode: smart (Smart Turn + the last word) | silence (0.5 s)
     trust_remote_code: bool = False
 
     # Each field's environment variable: OMNILINGO_<FIELD>, but for these shorter names.
