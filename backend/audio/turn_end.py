@@ -22,9 +22,11 @@ import json
 import re
 import threading
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -127,12 +129,25 @@ def last_word(text: str) -> str:
     return words[-1] if words else ""
 
 
-def ends_mid_phrase(text: str, language: str | None) -> bool | None:
-    """True when ``text`` ends in a word after which a sentence goes on; None where there is no list."""
-    words = _unfinished_words().get(base_language(language))
-    if words is None or not text.strip():
+_SENTENCE_END = (".", "!", "?", "。", "！", "？", "؟", "।", "॥", "።")
+_TRAILING_OFF = ("...", "…", ",", "、", "，", ";", ":", "-", "–", "—")
+
+
+def ends_mid_phrase(text: str, *languages: str | None) -> bool | None:
+    """True when ``text`` stops where a sentence goes on; None where no list covers its language.
+
+    Three clues, all measured on real speech cut inside sentences (bench/turn_taking.py): the last
+    word is one after which a sentence goes on ("the", "und", "de"); Whisper wrote no closing
+    punctuation; or it wrote a trailing-off mark ("…", ",") there. Whisper's full stop alone is no
+    proof of an end: it writes one after a cut-off phrase as readily, so the last word still counts.
+    """
+    table = _unfinished_words()
+    words = next((table[base_language(tag)] for tag in languages if base_language(tag) in table), None)
+    text = text.strip()
+    if words is None or not text:
         return None
-    # Whisper's punctuation is not trusted: it puts a full stop after a cut-off "the" as readily.
+    if text.endswith(_TRAILING_OFF) or not text.endswith(_SENTENCE_END):
+        return True
     return last_word(text) in words
 
 
@@ -158,7 +173,7 @@ class TurnVerdict:
 
 
 class TurnEndDetector:
-    """Judges one pause from the utterance's sound and, where known, its transcript."""
+    """Judges one pause from the utterance's sound and, where it is needed, its transcript."""
 
     def __init__(self, config: TurnEndConfig | None = None, model: SmartTurn | None = None) -> None:
         self.config = config or TurnEndConfig()
@@ -170,15 +185,32 @@ class TurnEndDetector:
             self._model = smart_turn()
         return self._model
 
-    def judge(self, audio: np.ndarray, text: str | None = None, language: str | None = None) -> TurnVerdict:
+    def judge(
+        self, audio: np.ndarray, hear: Callable[[], Any] | None = None, language: str | None = None,
+    ) -> tuple[TurnVerdict, Any]:
+        """The verdict on a pause, and the transcript when it was needed (``hear()`` is called at most once).
+
+        ``hear`` returns a Transcript (``.text``, ``.language``) or None; ``language`` is the
+        conversation's language so far, when known.
+        """
         c = self.config
-        lang = base_language(language)
-        mid_phrase = ends_mid_phrase(text or "", lang) if c.use_words and text is not None else None
-        audio_covers = c.use_audio and (lang == "und" or lang in SMART_TURN_LANGUAGES)
-        probability = self.model.probability(audio) if audio_covers else None
+        hint = base_language(language)
+        audio_covers = c.use_audio and (hint == "und" or hint in SMART_TURN_LANGUAGES)
+        words_cover = c.use_words and hear is not None and (hint == "und" or hint in word_languages())
+        if not audio_covers and not words_cover:
+            return TurnVerdict(False, c.silence_ms, "silence"), None
+        probability = None
+        if audio_covers:
+            probability = self.model.probability(audio)
+            if probability < c.finished_probability:  # the voice says "more to come": no need for the words yet
+                return TurnVerdict(False, c.unfinished_wait_ms, "audio", probability), None
+        transcript = hear() if words_cover else None
+        text = getattr(transcript, "text", "") or ""
+        mid_phrase = ends_mid_phrase(text, getattr(transcript, "language", None), hint) if text else None
         if mid_phrase:
-            return TurnVerdict(False, c.unfinished_wait_ms, "words", probability, True)
+            return TurnVerdict(False, c.unfinished_wait_ms, "words", probability, True), transcript
         if probability is not None:
-            finished = probability >= c.finished_probability
-            return TurnVerdict(finished, 0 if finished else c.unfinished_wait_ms, "audio", probability, mid_phrase)
-        return TurnVerdict(False, c.silence_ms, "silence", None, mid_phrase)
+            return TurnVerdict(True, 0, "audio", probability, mid_phrase), transcript
+        if mid_phrase is False:
+            return TurnVerdict(True, 0, "words", None, False), transcript
+        return TurnVerdict(False, c.silence_ms, "silence", None, None), transcript

@@ -154,11 +154,9 @@ class VoiceSession:
             self._held = None
         if self.turn_end is None or event.forced:
             return self._hand_over(audio, event.t)
-        transcript = self._transcribe(audio)
-        text = transcript.text if transcript is not None and not transcript.no_speech else None
-        language = transcript.language if text else None
+        transcript = None
         try:
-            verdict = self.turn_end.judge(audio, text, language)
+            verdict, transcript = self.turn_end.judge(audio, lambda: self._transcribe(audio), self._language())
         except Exception:  # noqa: BLE001 - a broken model file must not end voice mode: the silence rule stays
             log.exception("end-of-turn model failed; the silence rule decides")
             verdict = TurnVerdict(False, self.turn_end.config.silence_ms, "silence")
