@@ -16,6 +16,9 @@ instead and reads the wall clock.
 * ``end_ms`` (finished utterances): end of speech (the last 10 ms frame above the clip's speech
   floor) -> the utterance handed over. ``words_ms``: -> the transcript is ready as well (in
   "silence" mode the words are heard after the hand-over, so their time is added).
+* ``stream_ms``: the part of ``end_ms`` that is waiting for audio (the pause, the chunk); the rest
+  is computing (Smart Turn, the words at the pause, and any backlog of chunks).
+* ``early`` (finished utterances): handed over at a pause inside the sentence, before its end.
 * ``cut_off`` (unfinished utterances): handed over less than 1 s after the speech stopped (or
   before it stopped, at a pause inside the clip).
 
@@ -121,11 +124,12 @@ def run_clip(voice: VoiceSession, clip: np.ndarray, chunk_s: float, real_time: b
                 clock = time.perf_counter() - wall0
             handed = next((e for e in events if e.kind in {"utterance", "stop_request"}), None)
             if handed is not None:
-                return {"after_s": clock - end, "transcript": handed.transcript,
+                # stream: the chunk that settled it arrived; compute: Smart Turn, words, and any backlog
+                return {"after_s": clock - end, "stream_s": arrival - end, "transcript": handed.transcript,
                         "verdict": asdict(handed.verdict) if handed.verdict else None, "audio": handed.audio}
     finally:
         voice.stop()
-    return {"after_s": None, "transcript": None, "verdict": None, "audio": None}
+    return {"after_s": None, "stream_s": None, "transcript": None, "verdict": None, "audio": None}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -157,10 +161,13 @@ def bench_mode(mode: str, files: dict[str, list[Path]], asr: FasterWhisper, args
                          "after_ms": None if r["after_s"] is None else round(r["after_s"] * 1000),
                          "text": getattr(r["transcript"], "text", None), "verdict": r["verdict"]})
         if kind == "complete":
-            handed = [r["after_s"] * 1000 for r, _ in results if r["after_s"] is not None and r["after_s"] >= 0]
-            words = [w * 1000 for r, w in results if w is not None and r["after_s"] >= 0]
+            ok = [(r, w) for r, w in results if r["after_s"] is not None and r["after_s"] >= 0]
+            handed = [r["after_s"] * 1000 for r, _ in ok]
+            words = [w * 1000 for _, w in ok]
+            stream = [r["stream_s"] * 1000 for r, _ in ok]
             out[kind] = {"n": len(paths), "end_ms": {"median": percentile(handed, 50), "p95": percentile(handed, 95)},
                          "words_ms": {"median": percentile(words, 50), "p95": percentile(words, 95)},
+                         "stream_ms": {"median": percentile(stream, 50), "p95": percentile(stream, 95)},
                          "early": sum(1 for r, _ in results if r["after_s"] is not None and r["after_s"] < 0),
                          "never": sum(1 for r, _ in results if r["after_s"] is None)}
         else:
@@ -196,11 +203,12 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results = {m: bench_mode(m, files, asr, args) for m in modes}
     silence_vad = VOICE_VAD.end_silence_ms
+    load = {"asr_ms_median": percentile([c * 1000 for c in asr.calls], 50), "load_average_1min": os.getloadavg()[0],
+            "cpus": os.cpu_count()}
     if len(modes) == 1:
-        print(json.dumps(results[modes[0]], ensure_ascii=False))
+        print(json.dumps({**results[modes[0]], "machine": load}, ensure_ascii=False))
     else:
-        print(json.dumps({"modes": results, "silence_rule_ms": silence_vad,
-                          "asr_ms_median": percentile([c * 1000 for c in asr.calls], 50)}, ensure_ascii=False))
+        print(json.dumps({"modes": results, "silence_rule_ms": silence_vad, "machine": load}, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -206,7 +206,9 @@ class TurnEndDetector:
                 return TurnVerdict(False, c.unfinished_wait_ms, "audio", probability), None
         transcript = hear() if words_cover else None
         text = getattr(transcript, "text", "") or ""
-        mid_phrase = ends_mid_phrase(text, getattr(transcript, "language", None), hint) if text else None
+        # The conversation's language first: Whisper often names another one for a second of speech.
+        heard = getattr(transcript, "language", None)
+        mid_phrase = ends_mid_phrase(text, *((hint, heard) if hint != "und" else (heard,))) if text else None
         if mid_phrase:
             return TurnVerdict(False, c.unfinished_wait_ms, "words", probability, True), transcript
         if probability is not None:
