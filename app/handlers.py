@@ -153,6 +153,7 @@ class ChatController:
         utterance, barged = gr.skip(), gr.skip()
         if chunk is not None and voice.active:
             sample_rate, samples = chunk
+            voice.spoken_language = language_value
             for event in voice.hear(samples, sample_rate):
                 if event.kind == "barge_in":
                     barged = voice.barge_ins

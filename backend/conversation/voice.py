@@ -92,6 +92,7 @@ class VoiceSession:
             config = replace(config, end_silence_ms=self.turn_end.config.pause_ms)  # a pause, not the end
         self.end_of_turn = end_of_turn
         self.vad = VoiceActivityDetector(config, echo_guard=self.echo)
+        self.spoken_language: str | None = None  # the language picked in the UI ("auto": none)
         self._held: _Held | None = None
         self._barged = False  # the utterance in progress began as a barge-in
         self.state = OFF
@@ -167,7 +168,9 @@ class VoiceSession:
         return []
 
     def _language(self) -> str | None:
-        """The language the conversation is held in so far (Whisper may mishear a lone "stop")."""
+        """The language the user chose, else the one the conversation is held in so far."""
+        if self.spoken_language not in (None, "", "auto"):
+            return self.spoken_language
         current = getattr(self.conversation, "_current_language", None)
         return current() if callable(current) else None
 
@@ -177,8 +180,10 @@ class VoiceSession:
             return None
         from backend.media import AudioClip
 
+        # A language the user chose is forced: Whisper guesses badly from a second of speech.
+        chosen = self.spoken_language if self.spoken_language not in (None, "", "auto") else None
         try:
-            return asr.transcribe(AudioClip(samples=np.asarray(audio, dtype=np.float32)))
+            return asr.transcribe(AudioClip(samples=np.asarray(audio, dtype=np.float32)), chosen)
         except Exception:  # noqa: BLE001 - the turn's own transcription reports the problem to the user
             log.warning("transcription at a pause failed", exc_info=True)
             return None
