@@ -45,9 +45,11 @@ class ScriptedASR:
         self.texts = list(texts)
         self.language = language
         self.calls = 0
+        self.forced: list[str | None] = []
 
     def transcribe(self, clip, language=None) -> Transcript:
         self.calls += 1
+        self.forced.append(language)
         text = self.texts.pop(0) if len(self.texts) > 1 else self.texts[0]
         return Transcript(text=text, language=self.language, language_probability=0.99,
                           duration_s=clip.duration_s, no_speech=False)
@@ -172,6 +174,17 @@ def test_speech_after_an_unfinished_pause_joins_the_same_turn(tmp_path):
     assert len(handed[0].audio) / 16000 >= len(first) / 16000 + 0.9 + len(second) / 16000 - 0.1
     assert voice.utterances == 1
     assert asr.calls == 1  # the first pause sounded unfinished: no need to hear its words
+
+
+def test_the_language_picked_in_the_page_is_the_one_heard_at_a_pause(tmp_path):
+    # "zum" ends a German phrase; in English it would be a word like any other.
+    asr = ScriptedASR("Wir gehen heute zum", language="en")
+    voice = _voice(tmp_path, asr)
+    voice.spoken_language = "de"
+    events = _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"), _silence(1.5)]))
+    assert asr.forced == ["de"] and not [e for _, e in events if e.kind == "utterance"]
+    voice.spoken_language = "auto"
+    assert voice._language() in (None, "und")  # nothing said yet: no language
 
 
 # -- "stop" means stop -----------------------------------------------------------------------------
