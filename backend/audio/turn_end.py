@@ -204,7 +204,7 @@ class TurnEndDetector:
             probability = self.model.probability(audio)
             if probability < c.finished_probability:  # the voice says "more to come": no need for the words yet
                 return TurnVerdict(False, c.unfinished_wait_ms, "audio", probability), None
-        transcript = hear() if words_cover else None
+        transcript = hear() if words_cover and hear is not None else None
         text = getattr(transcript, "text", "") or ""
         # The conversation's language first: Whisper often names another one for a second of speech.
         heard = getattr(transcript, "language", None)
