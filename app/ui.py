@@ -320,8 +320,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             yield view(conversation, request), gr.skip()
 
         def refresh_status(request: gr.Request):
-            state = runtime.status().state
-            return status_markdown(runtime, locale_of(request)), gr.Timer(active=state == "loading")
+            waiting = runtime.status().waiting
+            return status_markdown(runtime, locale_of(request)), gr.Timer(active=waiting)
 
         # -- wiring --------------------------------------------------------------------
         # Undocumented but callable: tests and scripts drive the chat exactly as the page does.
@@ -362,7 +362,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             concurrency_id="model", concurrency_limit=runtime.model_concurrency,
         ).then(save_conversation, None, [saved, download], api_visibility="private", queue=False)
 
-        timer = gr.Timer(1.0, active=runtime.status().state == "loading")
+        timer = gr.Timer(1.0, active=runtime.status().waiting)
         timer.tick(refresh_status, None, [model_status, timer], api_visibility="private", queue=False)
         demo.load(refresh_status, None, [model_status, timer], api_visibility="private", queue=False)
         demo.load(restore_conversation, [saved], [chatbot, download], api_visibility="private", queue=False)

@@ -157,7 +157,7 @@ class _SentenceEngine:
     accepts_images = True
     accepts_audio = False
 
-    def stream(self, messages, stop, max_new_tokens=512, stats=None):
+    def stream(self, messages, scope, max_new_tokens=512, stats=None):
         yield from ["The moon is bright tonight. ", "It shines on the sea. ", "Good night!"]
 
 

@@ -15,13 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from backend.cancel import CancelScope
 from backend.errors import GenerationError, ModelUnavailableError
 from backend.models.engine import GenerationStats, PromptMessage
 from backend.models.remote import RemoteEngine, image_data_url, normalize_base_url
@@ -138,7 +138,7 @@ def test_streams_an_answer_from_the_server(server):
     assert engine.loaded and engine.name == server.model
     assert any(server.url in line for line in progress)
     stats = GenerationStats()
-    deltas = list(engine.stream(_messages(), threading.Event(), max_new_tokens=12, stats=stats))
+    deltas = list(engine.stream(_messages(), CancelScope(), max_new_tokens=12, stats=stats))
     answer = "".join(deltas)
     assert len(deltas) > 1, "the answer should arrive in several pieces"
     assert len(answer.split()) == 12 and set(answer.split()) <= set(WORDS)
@@ -150,17 +150,17 @@ def test_streams_an_answer_from_the_server(server):
 def test_stop_closes_the_stream_early_and_the_next_answer_still_works(server):
     engine = RemoteEngine(server.url, model=server.model)
     engine.load()
-    stop = threading.Event()
+    stop = CancelScope()
     stats = GenerationStats()
     received = []
     for delta in engine.stream(_messages("hello"), stop, max_new_tokens=2000, stats=stats):
         received.append(delta)
         if len(received) == 3:
-            stop.set()
+            stop.cancel()
     assert len(received) == 3
     assert stats.stopped
     # The server is free again: the stopped stream was closed, not left generating 2000 tokens.
-    again = list(engine.stream(_messages("merci"), threading.Event(), max_new_tokens=5))
+    again = list(engine.stream(_messages("merci"), CancelScope(), max_new_tokens=5))
     assert len(again) == 5
     engine.close()
 
@@ -168,10 +168,10 @@ def test_stop_closes_the_stream_early_and_the_next_answer_still_works(server):
 def test_consumer_that_walks_away_closes_the_stream(server):
     engine = RemoteEngine(server.url, model=server.model)
     engine.load()
-    stream = engine.stream(_messages(), threading.Event(), max_new_tokens=2000)
+    stream = engine.stream(_messages(), CancelScope(), max_new_tokens=2000)
     assert next(stream)
     stream.close()  # what Gradio does when the browser tab goes away
-    assert len(list(engine.stream(_messages(), threading.Event(), max_new_tokens=4))) == 4
+    assert len(list(engine.stream(_messages(), CancelScope(), max_new_tokens=4))) == 4
     engine.close()
 
 
@@ -179,7 +179,7 @@ def test_unknown_model_is_a_clear_4xx_message(server):
     engine = RemoteEngine(server.url, model="someone/not-served", api_key="sk-secret-123")
     engine.load()  # this server lists no models, so the name is only checked by the first answer
     with pytest.raises(GenerationError) as caught:
-        list(engine.stream(_messages(), threading.Event(), max_new_tokens=4))
+        list(engine.stream(_messages(), CancelScope(), max_new_tokens=4))
     message = caught.value.message
     assert "HTTP 400" in message and "someone/not-served" in message and server.url in message
     assert "sk-secret-123" not in message and "sk-secret-123" not in repr(engine)
@@ -193,7 +193,7 @@ def test_connection_refused_is_a_clear_message():
     assert "Could not reach the model server" in caught.value.message and url in caught.value.message
     assert not engine.loaded
     with pytest.raises(GenerationError) as caught:
-        list(engine.stream(_messages(), threading.Event(), max_new_tokens=4))
+        list(engine.stream(_messages(), CancelScope(), max_new_tokens=4))
     assert "Could not reach" in caught.value.message
 
 
@@ -204,7 +204,7 @@ def test_server_dying_mid_answer_is_a_clear_message(text_model, tmp_path):
         engine.load()
         received = []
         with pytest.raises(GenerationError) as caught:
-            for delta in engine.stream(_messages(), threading.Event(), max_new_tokens=3000):
+            for delta in engine.stream(_messages(), CancelScope(), max_new_tokens=3000):
                 received.append(delta)
                 if len(received) == 1:
                     srv.kill()
@@ -236,7 +236,7 @@ def test_load_picks_the_served_model_and_refuses_others(tiny_gemma, tmp_path):
         from PIL import Image
 
         picture = Image.new("RGB", (64, 48), (200, 10, 10))
-        stream = engine.stream(_messages("Que vois-tu ?", [picture]), threading.Event(), max_new_tokens=1)
+        stream = engine.stream(_messages("Que vois-tu ?", [picture]), CancelScope(), max_new_tokens=1)
         try:
             first = next(stream)
         except GenerationError as err:  # random byte tokens may break the server's decoder, never the request

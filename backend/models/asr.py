@@ -182,6 +182,8 @@ class SpeechRecognizer:
         self._model = None
         self._processor = None
         self._lock = threading.Lock()  # one transcription at a time per loaded model
+        # Loaded once: the background load and a spoken message arriving meanwhile share it.
+        self._load_lock = threading.Lock()
         self._lang_ids: dict[str, int] = {}
         self._no_speech_id: int | None = None
 
@@ -192,6 +194,11 @@ class SpeechRecognizer:
     def load(self) -> None:
         if self._model is not None:
             return
+        with self._load_lock:
+            if self._model is None:
+                self._load()
+
+    def _load(self) -> None:
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -262,22 +269,6 @@ class SpeechRecognizer:
             model=source,
             looked_in=cache,
         )
-
-    # ------------------------------------------------------------------ languages
-
-    def supported_languages(self) -> list[str]:
-        """BCP 47 tags of every language the model can transcribe."""
-        if self._lang_ids:
-            codes = list(self._lang_ids)
-        else:
-            from transformers.models.whisper.tokenization_whisper import LANGUAGES
-
-            codes = list(LANGUAGES)
-        return [whisper_to_bcp47(c) for c in codes]
-
-    def supports_language(self, tag: str) -> bool:
-        known = set(self._lang_ids) if self._lang_ids else None
-        return bcp47_to_whisper(tag, known) is not None
 
     # ------------------------------------------------------------------ inference
 
