@@ -169,3 +169,23 @@ def test_corrupt_weights_give_a_plain_message(tiny_gemma, tmp_path):
     with pytest.raises(ModelUnavailableError) as info:
         LocalEngine(str(broken), device="cpu").load()
     assert str(broken) in info.value.message
+
+
+def test_each_engine_declares_how_many_answers_it_runs_at_once(tmp_path):
+    from backend.models.remote import RemoteEngine
+    from backend.models.zerogpu import ZeroGPUEngine
+    from backend.runtime import Runtime
+    from backend.settings import Settings
+
+    def runtime_for(engine) -> int:
+        runtime = Runtime(Settings(asr_model="off", tts_engine="off", concurrency=8), engine=engine)
+        try:
+            return runtime.model_concurrency
+        finally:
+            runtime.close()
+
+    local = LocalEngine(str(tmp_path), device="cpu")
+    assert runtime_for(local) == 1  # one generate() at a time per device
+    # A lent ZeroGPU worker runs one answer at a time, although the engine is not a LocalEngine.
+    assert runtime_for(ZeroGPUEngine(local)) == 1
+    assert runtime_for(RemoteEngine("http://127.0.0.1:9/v1", model="m", concurrency=8)) == 8

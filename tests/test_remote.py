@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from backend.cancel import CancelScope
-from backend.errors import GenerationError, ModelUnavailableError
+from backend.errors import GenerationError, ModelUnavailableError, UserFacingError
 from backend.models.engine import GenerationStats, PromptMessage
 from backend.models.remote import RemoteEngine, image_data_url, normalize_base_url
 from tests.support import free_port
@@ -71,9 +71,9 @@ def build_tiny_text_model(out: Path) -> Path:
 class Server:
     """``transformers serve [MODEL]`` in a subprocess on a free loopback port."""
 
-    def __init__(self, model: Path | None, home: Path) -> None:
+    def __init__(self, model: Path | None, home: Path, port: int | None = None) -> None:
         self.model = str(model) if model else None
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         (home / "hub").mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_HUB_OFFLINE": "1",
@@ -278,3 +278,43 @@ def test_missing_or_bad_url_says_what_to_pass():
         RemoteEngine(None)
     with pytest.raises(ModelUnavailableError, match="not an http"):
         RemoteEngine("localhost:8000")
+
+
+def test_app_started_before_its_model_server_connects_once_the_server_is_up(text_model, tmp_path):
+    """Starting the app first and the model server second must not leave "model not available" for good."""
+    from backend.runtime import Runtime
+    from backend.settings import Settings
+
+    port = free_port()
+    settings = Settings(engine="openai", base_url=f"http://127.0.0.1:{port}/v1", model=str(text_model),
+                        asr_model="off", tts_engine="off", max_new_tokens=8)
+    patient = Runtime(settings)  # retries on its own, quickly
+    patient.retry_first_s, patient.retry_max_s = 0.2, 0.5
+    waiting = Runtime(settings)  # its next attempt is far away: only a message brings it forward
+    waiting.retry_first_s = waiting.retry_max_s = 3600
+    srv = None
+    try:
+        for runtime in (patient, waiting):
+            status = runtime.wait_until_loaded(30)
+            assert status.state == "retrying" and status.waiting
+            assert "Could not reach the model server" in status.message and "Trying again in" in status.message
+        with pytest.raises(UserFacingError) as caught:
+            waiting.require_model()  # a message while the server is still down: a plain answer, no hang
+        assert caught.value.key == "model.retrying" and "Trying again in" in caught.value.message
+
+        srv = Server(text_model, tmp_path / "home", port=port)
+        deadline = time.monotonic() + 60
+        while patient.status().state != "ready" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert patient.status().state == "ready"
+        assert waiting.status().state == "retrying"
+        waiting.require_model()  # a message arrives: tried again at once, and it works
+        assert waiting.status().state == "ready"
+        conversation = waiting.new_conversation()
+        turn = conversation.add(conversation.prepare("Bonjour, comment allez-vous ?"))
+        assert "".join(conversation.answer(turn)) and turn.status == "done"
+    finally:
+        patient.close()
+        waiting.close()
+        if srv is not None:
+            srv.stop()

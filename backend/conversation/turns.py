@@ -448,13 +448,10 @@ class SessionRegistry:
     conversation and files forever: sessions idle longer than ``idle_s`` are closed whenever
     the registry is used, unless they are still answering."""
 
-    def __init__(
-        self, factory, idle_s: float | None = None, on_evict=None, clock=time.monotonic,
-    ) -> None:
+    def __init__(self, factory, idle_s: float | None = None, on_evict=None) -> None:
         self._factory = factory
         self._idle_s = idle_s
         self._on_evict = on_evict  # called with the session id of each evicted session
-        self._clock = clock
         self._sessions: dict[str, Conversation] = {}
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -464,15 +461,15 @@ class SessionRegistry:
             conversation = self._sessions.get(session_id)
             if conversation is None:
                 conversation = self._sessions[session_id] = self._factory(session_id)
-            self._touched[session_id] = self._clock()
+            self._touched[session_id] = time.monotonic()
         self.evict_idle()
         return conversation
 
-    def evict_idle(self) -> list[str]:
-        """Close the sessions idle longer than the limit; returns their ids."""
+    def evict_idle(self, now: float | None = None) -> list[str]:
+        """Close the sessions idle longer than the limit at ``now`` (time.monotonic); returns their ids."""
         if self._idle_s is None:
             return []
-        deadline = self._clock() - self._idle_s
+        deadline = (time.monotonic() if now is None else now) - self._idle_s
         with self._lock:
             idle = [sid for sid, touched in self._touched.items()
                     if touched < deadline and not self._sessions[sid].busy]
