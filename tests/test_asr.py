@@ -137,6 +137,34 @@ def test_nothing_said_gives_no_speech(recognizer, samples):
 # --------------------------------------------------------------------------- model availability
 
 
+@needs_corpus
+def test_a_spoken_message_during_the_background_load_waits_for_it(tiny_whisper, monkeypatch):
+    """The app loads Whisper in the background; a recording arriving meanwhile must not load it a second time."""
+    import threading
+    import time
+
+    from transformers import WhisperForConditionalGeneration
+
+    loads = []
+    real = WhisperForConditionalGeneration.from_pretrained.__func__
+
+    def slow_load(cls, *args, **kwargs):
+        loads.append(threading.current_thread().name)
+        time.sleep(0.5)  # a real model takes seconds: the second caller arrives meanwhile
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(WhisperForConditionalGeneration, "from_pretrained", classmethod(slow_load))
+    recognizer = SpeechRecognizer(str(tiny_whisper), device="cpu")
+    background = threading.Thread(target=recognizer.load, name="background-load")
+    background.start()
+    time.sleep(0.1)
+    speech = load_audio(CORPUS / "speech" / "jfk.flac")
+    heard = recognizer.transcribe(speech)  # the spoken message's turn
+    background.join()
+    assert loads == ["background-load"], "loaded once, by the background load"
+    assert heard.duration_s > 0 and heard.language
+
+
 def test_missing_hub_model_explains_where_it_looked():
     with pytest.raises(ModelUnavailableError) as err:
         SpeechRecognizer("omnilingo-test/no-such-whisper").load()
