@@ -189,3 +189,28 @@ def test_each_engine_declares_how_many_answers_it_runs_at_once(tmp_path):
     # A lent ZeroGPU worker runs one answer at a time, although the engine is not a LocalEngine.
     assert runtime_for(ZeroGPUEngine(local)) == 1
     assert runtime_for(RemoteEngine("http://127.0.0.1:9/v1", model="m", concurrency=8)) == 8
+
+
+def test_a_download_cut_off_is_worth_trying_again(tmp_path, monkeypatch):
+    import httpx
+    import huggingface_hub
+    import transformers
+    from huggingface_hub import constants
+
+    from backend.runtime import TRANSIENT_LOAD_ERRORS
+
+    def cut_off(*args, **kwargs):
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    def not_in_cache(*args, **kwargs):
+        raise OSError("not in the cache")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cut_off)
+    # Nothing here may reach the network: what from_pretrained finds is what the cut download left.
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", not_in_cache)
+    engine = LocalEngine("someone/not-downloaded-yet", device="cpu")
+    with pytest.raises(ModelUnavailableError) as caught:
+        engine.load()
+    assert caught.value.key == "model.download_failed" and caught.value.key in TRANSIENT_LOAD_ERRORS
+    assert "cut off" in caught.value.message

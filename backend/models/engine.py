@@ -154,6 +154,21 @@ class _StopWhen:
         return torch.full((input_ids.shape[0],), self.stopping(), dtype=torch.bool, device=input_ids.device)
 
 
+def _is_network_failure(err: BaseException) -> bool:
+    """A connection refused, dropped or timed out (not a missing or gated repository)."""
+    import httpx
+
+    for _ in range(8):  # the error and what caused it
+        if err is None:
+            return False
+        if isinstance(err, ConnectionError | TimeoutError | httpx.TransportError):
+            return True
+        if type(err).__name__ in {"ConnectionError", "ChunkedEncodingError", "ReadTimeout", "IncompleteRead"}:
+            return True  # requests' and http.client's, without importing them
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def _missing_weights_message(model: str, err: Exception) -> ModelUnavailableError:
     from huggingface_hub import constants
 
@@ -215,6 +230,7 @@ class LocalEngine:
         self.accepts_images = True
         self.accepts_audio = False
         self._generator = None  # the module whose generate() streams text
+        self._download_error: Exception | None = None  # the last download's network failure
 
     # -- loading ---------------------------------------------------------------
     @property
@@ -261,6 +277,13 @@ class LocalEngine:
         except ImportError:
             raise
         except Exception as err:  # hub misses, bad folders, corrupt or unknown weights
+            if self._download_error is not None:
+                # The weights are missing because the download broke off: worth trying again.
+                raise ModelUnavailableError(
+                    f"The download of {self.model_id} was cut off ({type(self._download_error).__name__}); "
+                    "it will be tried again.",
+                    key="model.download_failed", model=self.model_id,
+                ) from err
             raise _missing_weights_message(self.model_id, err) from err
         model.eval()
         self.model = model
@@ -295,6 +318,7 @@ class LocalEngine:
                 return shown
 
         report(f"Looking for {model_id} on the Hugging Face hub…")
+        self._download_error = None
         try:
             snapshot_download(
                 model_id, tqdm_class=Progress,
@@ -302,6 +326,8 @@ class LocalEngine:
             )
         except Exception as err:  # no network, gated repo…: from_pretrained then explains what is missing
             log.warning("download of %s failed: %s", model_id, type(err).__name__)
+            if _is_network_failure(err):
+                self._download_error = err
 
     def _plain_dtype(self, config: Any):
         import torch
