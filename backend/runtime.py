@@ -7,6 +7,7 @@ arrives; the load status says so meanwhile ("retrying", with the seconds left)."
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -275,3 +276,4 @@ class Runtime:
             self._voices.clear()
         self.sessions.close_all()
         self.engine.close()
+        shutil.rmtree(self.work_dir, ignore_errors=True)

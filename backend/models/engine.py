@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -351,12 +352,13 @@ class LocalEngine:
         self.model = None
         self._generator = None
         self.processor = None
+        # Never import torch here: at shutdown the loader thread may still be importing it, and an
+        # import here would wait for that to finish.
+        torch = sys.modules.get("torch")
         try:
-            import torch
-
-            if torch.cuda.is_available():
+            if torch is not None and torch.cuda.is_initialized():
                 torch.cuda.empty_cache()
-        except Exception:  # nothing to free on a broken CUDA setup
+        except Exception:  # nothing to free on a broken (or half-imported) CUDA setup
             log.debug("could not empty the CUDA cache", exc_info=True)
 
     # -- prompting ---------------------------------------------------------------
