@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from backend.settings import Settings
+from tests.fakes import ScriptedEngine
 from tests.support import free_port, message_files, message_text
 
 TURNS = 20
@@ -58,6 +59,7 @@ def _chat(client, text: str, files=(), language: str = "auto") -> list:
     return job.outputs()[-1][0]
 
 
+@pytest.mark.slow
 def test_eight_sessions_twenty_turns_stay_apart(app, tmp_path):
     from gradio_client import Client
 
@@ -175,26 +177,10 @@ def test_drop_session_frees_folder_voice_and_conversation(app):
     runtime.drop_session("never-existed")
 
 
-class _QuietEngine:
-    name = "quiet"
-    accepts_images = False
-    accepts_audio = False
-    concurrency = 1
-
-    def load(self, progress=None) -> None:
-        pass
-
-    def stream(self, messages, scope, max_new_tokens=512, stats=None):
-        yield "Bonjour."
-
-    def close(self) -> None:
-        pass
-
-
 def test_sessions_idle_too_long_are_closed(tmp_path):
     from backend.runtime import Runtime
 
-    runtime = Runtime(Settings(asr_model="off", tts_engine="off", session_idle_minutes=60), engine=_QuietEngine())
+    runtime = Runtime(Settings(asr_model="off", tts_engine="off", session_idle_minutes=60), engine=ScriptedEngine("Bonjour, je vais bien."))
     try:
         gone = runtime.sessions.get("tab-left-open")
         voice = runtime.voice_session("tab-left-open")
@@ -219,7 +205,7 @@ def test_sessions_idle_too_long_are_closed(tmp_path):
 def test_a_session_still_answering_is_not_evicted(tmp_path):
     from backend.conversation.turns import Conversation, SessionRegistry
 
-    registry = SessionRegistry(lambda sid: Conversation(_QuietEngine(), tmp_path / sid), idle_s=60)
+    registry = SessionRegistry(lambda sid: Conversation(ScriptedEngine("Bonjour, je vais bien."), tmp_path / sid), idle_s=60)
     conversation = registry.get("busy")
     turn = conversation.add(conversation.prepare("Bonjour, comment allez-vous ?"))
     answer = conversation.answer(turn)

@@ -150,6 +150,15 @@ class TurnEvent:
 AUDIO_POLL_S = 0.02
 
 
+def _still_current(chunks: list[SpokenChunk], scope: CancelScope) -> Iterator[TurnEvent]:
+    """Audio events for ``chunks``, checked one by one: a barge-in while the first of them is being
+    handed out (and played) makes the rest stale."""
+    for chunk in chunks:
+        if scope.is_stale(chunk.generation):
+            return
+        yield TurnEvent(TurnEventKind.AUDIO, chunk=chunk)
+
+
 def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -> Iterator[TurnEvent]:
     """Stream a turn's answer as text events and, when ``speak``, audio events of its sentences.
 
@@ -186,16 +195,14 @@ def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -
                     speaker = AnswerSpeaker(router, turn.answer_language, scope)
                 speaker.feed(delta)
             if speaker is not None:
-                for chunk in speaker.ready():
-                    yield TurnEvent(TurnEventKind.AUDIO, chunk=chunk)
+                yield from _still_current(speaker.ready(), scope)
         complete = True
         if speaker is None:
             return
         speaker.finish()
         while not speaker.done and turn.status == "done" and not scope.cancelled:
             speaker.wait(AUDIO_POLL_S)
-            for chunk in speaker.ready():
-                yield TurnEvent(TurnEventKind.AUDIO, chunk=chunk)
+            yield from _still_current(speaker.ready(), scope)
         if speaker.note is not None and speaker.note.key not in turn.notes:
             turn.notes.append(speaker.note.key)
     finally:
