@@ -159,14 +159,15 @@ def _is_network_failure(err: BaseException) -> bool:
     """A connection refused, dropped or timed out (not a missing or gated repository)."""
     import httpx
 
+    cause: BaseException | None = err
     for _ in range(8):  # the error and what caused it
-        if err is None:
+        if cause is None:
             return False
-        if isinstance(err, ConnectionError | TimeoutError | httpx.TransportError):
+        if isinstance(cause, ConnectionError | TimeoutError | httpx.TransportError):
             return True
-        if type(err).__name__ in {"ConnectionError", "ChunkedEncodingError", "ReadTimeout", "IncompleteRead"}:
+        if type(cause).__name__ in {"ConnectionError", "ChunkedEncodingError", "ReadTimeout", "IncompleteRead"}:
             return True  # requests' and http.client's, without importing them
-        err = err.__cause__ or err.__context__
+        cause = cause.__cause__ or cause.__context__
     return False
 
 
@@ -454,6 +455,7 @@ class LocalEngine:
 
             # Closing the stream (the consumer left early) stops generate() too; it is joined
             # before the device is released.
+            deltas: ThreadStream[str]
             with ThreadStream(generate, scope=scope, name="omnilingo-generate") as deltas:
                 try:
                     yield from deltas

@@ -275,7 +275,7 @@ class RemoteEngine:
         def read(emit: Callable[[tuple[str, Any]], None], stopping: Callable[[], bool]) -> None:
             self._read_stream(body, emit, stopping)
 
-        chunks = ThreadStream(read, scope=scope, name="omnilingo-remote-stream", poll_s=STOP_POLL_S)
+        chunks: ThreadStream[tuple[str, Any]] = ThreadStream(read, scope=scope, name="omnilingo-remote-stream", poll_s=STOP_POLL_S)
         finished = False
         try:
             for kind, value in chunks:
