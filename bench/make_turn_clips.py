@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -80,7 +79,7 @@ def sentences(words: list[dict]) -> list[list[int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    corpus = Path(os.environ.get("OMNILINGO_CORPUS", ROOT.parent / "shared" / "corpus"))
+    corpus = ROOT / "tests" / "fixtures"  # the corpus as vendored with the tests
     parser.add_argument("--recordings", nargs="+", type=Path,
                         default=[corpus / "speech" / "silero_en.wav", corpus / "speech" / "silero_de.wav"])
     parser.add_argument("--model", default="/work/real/whisper-base", help="faster-whisper (CTranslate2) folder")
