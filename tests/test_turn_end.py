@@ -249,3 +249,13 @@ def test_a_question_said_over_an_answer_is_still_a_new_turn(tmp_path):
 def test_an_unknown_end_of_turn_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="smart, silence"):
         VoiceSession(Conversation(engine=None, session_dir=tmp_path / "s"), end_of_turn="fast")
+
+
+def test_the_words_heard_at_the_pause_are_not_heard_twice(tmp_path):
+    asr = ScriptedASR("something else")
+    conversation = Conversation(engine=None, session_dir=tmp_path / "s", asr=asr)
+    turn = conversation.add(conversation.prepare("", [str(TURNS / "en_finished_wealth_tax.wav")]))
+    heard = Transcript(text="Who's going to implement a 4 % global wealth tax?", language="en",
+                       language_probability=0.98, duration_s=3.3, no_speech=False)
+    assert conversation.hear(turn, heard)
+    assert turn.transcript == heard.text and turn.language.tag == "en" and asr.calls == 0
