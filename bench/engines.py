@@ -20,7 +20,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,7 @@ def one_run(prompt_tokens: int, new_tokens: int, first_token_s: float | None, to
 
 # -- workers (one engine per process) -----------------------------------------------------------
 def run_llamacpp(model: str, tokens: int, threads: int, repeats: int) -> dict[str, Any]:
+    from backend.cancel import CancelScope
     from backend.models.engine import GenerationStats, PromptMessage
     from backend.models.llamacpp import LlamaCppEngine
 
@@ -84,7 +84,7 @@ def run_llamacpp(model: str, tokens: int, threads: int, repeats: int) -> dict[st
         # A fresh prompt each time: no KV cache left from the run before.
         engine._cache_reusable = False
         stats = GenerationStats()
-        for _ in engine.stream(messages, threading.Event(), tokens, stats):
+        for _ in engine.stream(messages, CancelScope(), tokens, stats):
             pass
         runs.append(one_run(stats.prompt_tokens, stats.new_tokens, stats.first_token_s, stats.total_s))
     engine.close()

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import threading
 import time
 
 import pytest
 
+from backend.cancel import CancelScope
 from backend.models.engine import GenerationStats, PromptMessage
 from backend.models.llamacpp import _hub_reference, pick_weights
 
@@ -194,11 +194,11 @@ def test_a_long_history_is_cut_to_the_context_and_stop_is_heard_within_a_token(s
                         PromptMessage("assistant", "The sea is large, salty and deep. " * 4)]
         history.append(PromptMessage("user", "What is the capital of France?"))
         stats = GenerationStats()
-        answer = "".join(engine.stream(history, threading.Event(), 24, stats))
+        answer = "".join(engine.stream(history, CancelScope(), 24, stats))
         assert stats.truncated_history > 0 and stats.prompt_tokens <= 512 - 24
         assert "Paris" in answer
 
-        stop = threading.Event()
+        stop = CancelScope()
         stats = GenerationStats()
         pieces, decoded_at_stop = [], None
         for delta in engine.stream([PromptMessage("user", "Count from one to one hundred in words.")], stop, 200,
@@ -206,7 +206,7 @@ def test_a_long_history_is_cut_to_the_context_and_stop_is_heard_within_a_token(s
             pieces.append(delta)
             if len(pieces) == 3:
                 decoded_at_stop = stats.new_tokens
-                stop.set()
+                stop.cancel()
         time.sleep(0.3)
         assert stats.stopped and len(pieces) == 3
         assert stats.new_tokens <= decoded_at_stop + 1, "decoding went on after Stop"
@@ -263,7 +263,7 @@ def test_pictures_and_sound_go_through_the_projector(tiny_gemma_gguf):
         assert counts["both"] - counts["text"] == (counts["picture"] - counts["text"]) + (counts["sound"] - counts["text"])
         for name, messages in {"picture": picture, "sound": sound, "both": both, "text": text}.items():
             stats = GenerationStats()
-            list(engine.stream(messages, threading.Event(), 6, stats))
+            list(engine.stream(messages, CancelScope(), 6, stats))
             assert stats.prompt_tokens == counts[name] and stats.new_tokens >= 1, name
     finally:
         engine.close()

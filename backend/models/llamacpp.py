@@ -16,7 +16,6 @@ import codecs
 import ctypes
 import logging
 import os
-import queue
 import re
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from backend.audio.pcm import SAMPLE_RATE, StreamResampler
+from backend.cancel import CancelScope
 from backend.errors import GenerationError, ModelUnavailableError
 from backend.models.engine import (
     MAX_NATIVE_AUDIO_S,
@@ -35,6 +35,7 @@ from backend.models.engine import (
     fit_to_context,
     hub_progress,
 )
+from backend.streams import ThreadStream
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,10 @@ class LlamaCppEngine:
         self.model_path: Path | None = None
         self.mmproj_path: Path | None = None
         self.load_seconds: float | None = None
-        self._llama = None
-        self._mtmd = None  # the projector's mtmd context
+        self._llama: Any = None
+        self._mtmd: Any = None  # the projector's mtmd context
         self._audio_rate = SAMPLE_RATE
-        self._formatter = None
+        self._formatter: Any = None
         self._bos_text = ""
         self._add_bos = False
         self._cache_reusable = False  # the KV cache holds a text-only prompt that a new one may extend
@@ -422,56 +423,40 @@ class LlamaCppEngine:
     def stream(
         self,
         messages: list[PromptMessage],
-        stop: threading.Event,
+        scope: CancelScope,
         max_new_tokens: int = 512,
         stats: GenerationStats | None = None,
     ) -> Iterator[str]:
-        """Yield text deltas. Setting ``stop`` ends generation within one decode step."""
+        """Yield text deltas. Cancelling ``scope`` ends generation within one decode step."""
         if not self.loaded:
             self.load()
         stats = stats if stats is not None else GenerationStats()
         started = time.perf_counter()
-        lock = self._lock
-        while not lock.acquire(timeout=STOP_POLL_S):
-            if stop.is_set():
+        # One llama.cpp context: wait for it without ignoring a stop pressed meanwhile.
+        while not self._lock.acquire(timeout=STOP_POLL_S):
+            if scope.cancelled:
                 stats.stopped = True
                 return
-        chunks: queue.Queue = queue.Queue()
-        left = threading.Event()  # the consumer went away: the producer stops too
         finished = False
-
-        def stopping() -> bool:
-            return stop.is_set() or left.is_set()
-
-        def run() -> None:
-            try:
-                self._generate(messages, max_new_tokens, stats, started, chunks.put, stopping)
-            except BaseException as err:  # handed to the consumer
-                chunks.put(err)
-            finally:
-                chunks.put(None)
-                lock.release()
-
-        worker = threading.Thread(target=run, name="omnilingo-llamacpp", daemon=True)
-        worker.start()
         try:
-            while not stop.is_set():
+            def generate(emit: Callable[[str], None], stopping: Callable[[], bool]) -> None:
+                self._generate(messages, max_new_tokens, stats, started, emit, stopping)
+
+            # Closing the stream (the consumer left early) stops the decoding loop too; it is
+            # joined before the context is released.
+            deltas: ThreadStream[str]
+            with ThreadStream(generate, scope=scope, name="omnilingo-llamacpp") as deltas:
                 try:
-                    item = chunks.get(timeout=STOP_POLL_S)
-                except queue.Empty:
-                    continue
-                if item is None:
-                    finished = True
-                    break
-                if isinstance(item, BaseException):
-                    if stop.is_set():
-                        break
-                    raise item if isinstance(item, GenerationError) else _generation_error(item)
-                yield item
+                    yield from deltas
+                except GenerationError:
+                    raise
+                except Exception as err:
+                    raise _generation_error(err) from err
+                finished = not scope.cancelled
         finally:
-            left.set()
+            self._lock.release()
             stats.total_s = time.perf_counter() - started
-            stats.stopped = stats.stopped or stop.is_set() or not finished
+            stats.stopped = stats.stopped or scope.cancelled or not finished
 
     def _generate(
         self,
