@@ -299,3 +299,44 @@ def test_the_app_answers_a_picture_and_a_recording_with_the_gguf_model(tiny_gemm
     finally:
         demo.close()
         runtime.close()
+
+
+def test_a_hub_repository_downloads_the_4bit_model_and_projector_once_with_progress(monkeypatch, tmp_path):
+    import io
+
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from backend.models.llamacpp import LlamaCppEngine
+
+    repo = "someone/gemma-4-E2B-it-GGUF"
+    files = ["README.md", "gemma-4-E2B-it-Q8_0.gguf", "gemma-4-E2B-it-Q4_K_M.gguf", "mmproj-BF16.gguf",
+             "mmproj-F16.gguf"]
+    cache = tmp_path / "snapshot"
+    asked: list[dict] = []
+
+    def snapshot_download(repo_id, allow_patterns=None, tqdm_class=None, local_files_only=False, **kwargs):
+        asked.append({"repo": repo_id, "patterns": allow_patterns, "offline": local_files_only})
+        if not local_files_only:
+            bar = tqdm_class(total=3 * 10**9, unit="B", file=io.StringIO())
+            for name in allow_patterns:
+                (cache / name).parent.mkdir(parents=True, exist_ok=True)
+                (cache / name).write_bytes(b"GGUF")
+                bar.update(10**9)
+        return str(cache)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda self, repo_id, **kw: files)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    said: list[str] = []
+    model, projector = LlamaCppEngine(repo).locate(said.append)
+    assert asked == [{"repo": repo, "patterns": ["gemma-4-E2B-it-Q4_K_M.gguf", "mmproj-F16.gguf"], "offline": False}]
+    assert (model.name, projector.name) == ("gemma-4-E2B-it-Q4_K_M.gguf", "mmproj-F16.gguf")
+    assert any(f"Downloading {repo}: 2.00 of 3.00 GB" in line for line in said), said
+
+    # Offline later: the cached files, without asking the hub.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda *a, **k: pytest.fail("hub asked offline"))
+    asked.clear()
+    assert LlamaCppEngine(repo).locate(said.append) == (model, projector)
+    assert asked == [{"repo": repo, "patterns": None, "offline": True}]
