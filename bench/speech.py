@@ -71,9 +71,9 @@ def bench_router(router, sentences: list[tuple[str, str]]) -> dict:
 
 def bench_asr(model: str, device: str, files: list[Path]) -> dict:
     from backend.media import load_audio
-    from backend.models.asr import SpeechRecognizer
+    from backend.models.asr import open_recognizer
 
-    rec = SpeechRecognizer(model, device=device)
+    rec = open_recognizer(model, device=device)
     t0 = time.perf_counter()
     rec.load()
     load_s = time.perf_counter() - t0

@@ -46,6 +46,24 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_model(tmp_path_factory):
+    """``real_model(name)``: a trained model folder from tests.real_models (OMNILINGO_REAL_MODELS reuses one,
+    e.g. the output of ``python -m tests.real_models DIR``); skips when its weight packages are not installed."""
+    from tests import real_models
+
+    cached = os.environ.get("OMNILINGO_REAL_MODELS")
+    out = Path(cached) if cached else tmp_path_factory.mktemp("real-models")
+
+    def get(name: str) -> Path:
+        try:
+            return real_models.assemble(name, out)
+        except real_models.MissingPackage as err:
+            pytest.skip(f"trained weights for {name} not installed ({err})")
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def tiny_gemma(tiny_dir) -> Path:
     return tiny_dir / "gemma4"
 
