@@ -1,4 +1,5 @@
-"""Hearing with trained weights: Whisper base (tests.real_models) on faster-whisper, int8 on CPU.
+"""Hearing with trained weights: Whisper base (tests.real_models) on faster-whisper (int8 on CPU),
+and the same weights on transformers.
 
 Real recordings from the corpus must come back right, in the right language; a forced
 language must be transcribed in that language; sounds that are not speech must come back
@@ -33,6 +34,16 @@ def whisper_base(real_model):
     return rec
 
 
+@pytest.fixture(scope="module")
+def whisper_base_transformers(real_model, tmp_path_factory):
+    from tests.real_models import whisper_for_transformers
+
+    folder = whisper_for_transformers(real_model("whisper-base"), tmp_path_factory.mktemp("whisper-transformers"))
+    rec = open_recognizer(str(folder), device="cpu")
+    assert rec.engine == "transformers"
+    return rec
+
+
 def corpus_clip(name: str) -> AudioClip:
     if not (SPEECH / name).exists():
         pytest.skip(f"corpus recording {name} not found (set OMNILINGO_CORPUS)")
@@ -56,6 +67,15 @@ def test_real_recordings_are_heard_in_their_language(whisper_base, name, languag
         assert words_said in tr.text.lower(), tr.text
     assert -1.0 < tr.avg_logprob < 0  # sure of what it heard
     assert tr.no_speech_probability < 0.5
+
+
+def test_both_engines_hear_the_same_words(whisper_base, whisper_base_transformers):
+    clip = corpus_clip("jfk.flac")
+    fast, reference = whisper_base.transcribe(clip), whisper_base_transformers.transcribe(clip)
+    assert fast.language == reference.language == "en"
+    assert fast.text.lower().split() == reference.text.lower().split()
+    assert [tag for tag, _ in fast.language_probs[:2]] == [tag for tag, _ in reference.language_probs[:2]]
+    assert fast.avg_logprob == pytest.approx(reference.avg_logprob, abs=0.1)
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")

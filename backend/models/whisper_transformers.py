@@ -11,7 +11,7 @@ import contextlib
 
 import numpy as np
 
-from backend.models.asr import Decoded, WhisperRecognizer
+from backend.models.asr import MAX_TOKENS, Decoded, WhisperRecognizer
 
 
 class TransformersWhisper(WhisperRecognizer):
@@ -86,8 +86,10 @@ class TransformersWhisper(WhisperRecognizer):
         return ranked, no_speech
 
     def _decode(self, encoded, code: str, max_tokens: int) -> Decoded:
+        # max_length counts the prompt (start, language, task, no timestamps); a model's own smaller limit stays
+        limit = self._model.generation_config.max_length or MAX_TOKENS
         out = self._model.generate(
-            encoder_outputs=encoded, language=code, task="transcribe", max_new_tokens=max_tokens,
+            encoder_outputs=encoded, language=code, task="transcribe", max_length=min(limit, 4 + max_tokens),
             return_dict_in_generate=True, output_scores=True,
         )
         sequences = out.sequences if hasattr(out, "sequences") else out
