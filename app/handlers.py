@@ -16,7 +16,7 @@ from app import render
 from app.i18n import I18N, locale_from_request, translate, translate_error
 from backend.conversation import transcript
 from backend.conversation.speaker import answer_aloud
-from backend.conversation.turns import Conversation
+from backend.conversation.turns import Conversation, TurnStatus
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
 from backend.runtime import Runtime
@@ -113,7 +113,7 @@ class ChatController:
             last = 0.0
             while turn is not None:
                 for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
-                    if event.kind == "audio":
+                    if event.kind == "audio" and event.chunk is not None:
                         audio = event.chunk.audio
                         voice.played(audio.samples, audio.sample_rate)
                         yield self.view(conversation, request), busy, event.chunk.wav_bytes()
@@ -125,7 +125,9 @@ class ChatController:
                 # The answer drifted to another language: ask once more, firmly, when the user wants it.
                 turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
         except UserFacingError as err:
-            turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
+            if turn is not None:
+                turn.status, turn.error, turn.error_key, turn.error_params = (
+                    TurnStatus.ERROR, err.message, err.key, err.params)
         runtime.voice_session(session_id_of(request)).finished(conversation.generation)
         yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
 
@@ -152,14 +154,17 @@ class ChatController:
         utterance, barged = gr.skip(), gr.skip()
         if chunk is not None and voice.active:
             sample_rate, samples = chunk
+            voice.spoken_language = language_value
             for event in voice.hear(samples, sample_rate):
                 if event.kind == "barge_in":
                     barged = voice.barge_ins
-                elif event.kind == "utterance":
+                elif event.kind == "utterance" and event.audio is not None:
                     conversation = self.runtime.sessions.get(session_id)
                     path = voice.save_utterance(event.audio, conversation.session_dir)
                     try:
                         turn = conversation.add(conversation.prepare("", [str(path)], language_value))
+                        if event.transcript is not None and event.transcript.text.strip():
+                            conversation.hear(turn, event.transcript)  # heard at the pause already
                         utterance = turn.id
                     except UserFacingError as err:
                         warn(err, request)
@@ -222,13 +227,14 @@ class ChatController:
 
     # -- the page itself -----------------------------------------------------------------------
     def refresh_status(self, request: gr.Request):
-        state = self.runtime.status().state
-        return status_markdown(self.runtime, locale_of(request)), gr.Timer(active=state == "loading")
+        waiting = self.runtime.status().waiting  # loading, or retrying after a passing failure
+        return status_markdown(self.runtime, locale_of(request)), gr.Timer(active=waiting)
 
     def drop_session(self, request: gr.Request = None) -> None:  # type: ignore[assignment]
         """The tab was closed: its conversation and voice go."""
-        if request is not None and getattr(request, "session_hash", None):
-            self.runtime.drop_session(request.session_hash)
+        session_hash = getattr(request, "session_hash", None) if request is not None else None
+        if session_hash:
+            self.runtime.drop_session(session_hash)
 
     # -- the /chat API -------------------------------------------------------------------------
     def chat_api(self, message: str, files: list[str] | None, language_value: str | None) -> dict:

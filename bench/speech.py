@@ -4,7 +4,7 @@
 
 Prints one JSON object and writes it to bench/results/speech.json. Real-time factor =
 processing seconds / audio seconds (below 1 is faster than real time). Sentences are
-the first sentence of UDHR article 1 in several languages (../shared/corpus/text/udhr_dev.tsv).
+the first sentence of UDHR article 1 in several languages (tests/fixtures/text/udhr_dev.tsv).
 The tiny random models show the pipeline's own overhead, not a real model's speed; the
 default CPU Whisper is measured only when its weights are already in the local cache
 (nothing is downloaded).
@@ -36,10 +36,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", REPO.parent / "shared" / "corpus"))
+from tests.support import CORPUS  # noqa: E402
+
 RESULTS = REPO / "bench" / "results" / "speech.json"
 QUESTIONS = REPO / "bench" / "data" / "speech_questions.tsv"
-# The corpus recordings (../shared/corpus/README.md): spoken language and, where there is one, what was said.
+# The corpus recordings (tests/fixtures/README.md): spoken language and, where there is one, what was said.
 CORPUS_SPEECH = {
     "jfk.flac": ("en", "And so my fellow Americans, ask not what your country can do for you, "
                        "ask what you can do for your country."),

@@ -8,45 +8,41 @@ as no speech. A few seconds a clip on two cores.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backend.media import AudioClip, audio_from_array, load_audio
 from backend.models.asr import open_recognizer
+from tests.support import CORPUS
 
 pytestmark = pytest.mark.real
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 SPEECH = CORPUS / "speech"
 ARABIC_LETTERS = re.compile(r"[\u0600-\u06FF]")
 
 
 @pytest.fixture(scope="module")
-def whisper_base(real_model):
-    rec = open_recognizer(str(real_model("whisper-base")), device="cpu")
+def whisper_base(real_models_dir):
+    rec = open_recognizer(str(real_models_dir / "whisper-base"), device="cpu")
     assert rec.engine == "faster-whisper"  # a CTranslate2 folder picks its engine
     rec.load()
     return rec
 
 
 @pytest.fixture(scope="module")
-def whisper_base_transformers(real_model, tmp_path_factory):
+def whisper_base_transformers(real_models_dir, tmp_path_factory):
     from tests.real_models import whisper_for_transformers
 
-    folder = whisper_for_transformers(real_model("whisper-base"), tmp_path_factory.mktemp("whisper-transformers"))
+    folder = whisper_for_transformers(real_models_dir / "whisper-base", tmp_path_factory.mktemp("whisper-transformers"))
     rec = open_recognizer(str(folder), device="cpu")
     assert rec.engine == "transformers"
     return rec
 
 
 def corpus_clip(name: str) -> AudioClip:
-    if not (SPEECH / name).exists():
-        pytest.skip(f"corpus recording {name} not found (set OMNILINGO_CORPUS)")
     return load_audio(SPEECH / name)
 
 

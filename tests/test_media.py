@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import subprocess
@@ -17,23 +16,20 @@ from backend.errors import MediaError
 from backend.media import (
     AudioClip,
     MediaLimits,
-    audio_from_array,
     is_audio_file,
     is_image_file,
     load_audio,
     load_image,
     load_images,
 )
-from tests.support import png_bomb
+from tests.support import CORPUS, png_bomb
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 SPEECH = CORPUS / "speech"
 IMAGES = CORPUS / "images"
 
-SPEECH_FILES = sorted(SPEECH.glob("*")) if SPEECH.is_dir() else []
-IMAGE_FILES = sorted(IMAGES.glob("*")) if IMAGES.is_dir() else []
+SPEECH_FILES = sorted(SPEECH.glob("*"))
+IMAGE_FILES = sorted(IMAGES.glob("*"))
 
-needs_corpus = pytest.mark.skipif(not SPEECH_FILES, reason="corpus not found (set OMNILINGO_CORPUS)")
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed")
 
@@ -54,7 +50,6 @@ def assert_clip_shape(clip: AudioClip) -> None:
 # --------------------------------------------------------------------------- audio: corpus
 
 
-@needs_corpus
 @pytest.mark.parametrize("path", SPEECH_FILES, ids=lambda p: p.name)
 def test_every_corpus_recording_decodes_to_16k_mono_with_its_duration(path):
     clip = load_audio(path)
@@ -67,7 +62,6 @@ def test_every_corpus_recording_decodes_to_16k_mono_with_its_duration(path):
     assert not is_image_file(path)
 
 
-@needs_corpus
 def test_bytes_decode_like_the_file():
     path = SPEECH / "sr_french.aiff"
     from_file = load_audio(path)
@@ -104,7 +98,6 @@ CONVERSIONS = {
 }
 
 
-@needs_corpus
 @needs_ffmpeg
 @needs_sox
 @pytest.mark.parametrize("ext", sorted(CONVERSIONS))
@@ -121,7 +114,6 @@ def test_browser_and_disk_formats_decode(tmp_path, ext):
     assert is_audio_file(dst)
 
 
-@needs_corpus
 @needs_ffmpeg
 def test_sound_track_of_a_video_is_used_and_a_silent_video_refused(tmp_path):
     with_audio = tmp_path / "clip.mp4"
@@ -207,32 +199,6 @@ def test_missing_file(tmp_path):
     assert err.value.key == "media.file_missing"
 
 
-# --------------------------------------------------------------------------- audio: microphone arrays
-
-
-def test_microphone_int16_stereo_48k():
-    t = np.arange(48_000) / 48_000
-    tone = (0.25 * np.sin(2 * np.pi * 300 * t) * 32767).astype(np.int16)
-    clip = audio_from_array(48_000, np.stack([tone, tone], axis=1))
-    assert_clip_shape(clip)
-    assert clip.duration_s == pytest.approx(1.0)
-    assert np.abs(clip.samples).max() == pytest.approx(0.25, rel=0.05)
-
-
-def test_microphone_channels_first_and_float():
-    data = np.zeros((2, 8000), dtype=np.float64)
-    data[0, ::2] = 0.5
-    clip = audio_from_array(8000, data)
-    assert clip.source_channels == 2 and clip.duration_s == pytest.approx(1.0)
-
-
-@pytest.mark.parametrize("data", [np.zeros(0, dtype=np.int16), np.zeros((0, 2), dtype=np.float32)])
-def test_empty_microphone_recording(data):
-    with pytest.raises(MediaError) as err:
-        audio_from_array(48_000, data)
-    assert err.value.key == "media.audio_empty"
-
-
 # --------------------------------------------------------------------------- images
 
 
@@ -304,7 +270,6 @@ def test_things_that_are_not_images(tmp_path, name, content, key):
     assert not is_image_file(path)
 
 
-@needs_corpus
 def test_recording_named_png(tmp_path):
     path = tmp_path / "photo.png"
     path.write_bytes((SPEECH / "sr_english.wav").read_bytes())
