@@ -167,9 +167,13 @@ def asr_engine_recognizers(real_dir: Path, threads: int) -> dict:
 
 def bench_asr_engines(recognizers: dict, questions_per_language: int) -> dict:
     """Each clip through every engine in turn, so a busy machine slows all of them alike."""
+    import io
+
+    import soundfile as sf
+
     from backend.language.detect import detect
     from backend.language.tags import normalize_tag
-    from backend.media import audio_from_array, load_audio
+    from backend.media import load_audio
     from backend.models.tts import SpeechRouter
 
     out: dict = {}
@@ -203,7 +207,9 @@ def bench_asr_engines(recognizers: dict, questions_per_language: int) -> dict:
         if voice is None:
             continue
         chunk = router.say(question, lang, voice)
-        spoken.append((lang, question, audio_from_array(chunk.sample_rate, chunk.samples)))
+        wav = io.BytesIO()
+        sf.write(wav, chunk.samples, chunk.sample_rate, format="WAV")  # decoded as an upload would be
+        spoken.append((lang, question, load_audio(wav.getvalue())))
     for i, (lang, _question, clip) in enumerate(spoken):
         for name, rec in recognizers.items():
             t0 = time.perf_counter()

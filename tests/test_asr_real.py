@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
-from backend.media import AudioClip, audio_from_array, load_audio
+from backend.media import AudioClip, load_audio
 from backend.models.asr import open_recognizer
 from tests.support import CORPUS
 
@@ -40,6 +40,16 @@ def whisper_base_transformers(real_models_dir, tmp_path_factory):
     rec = open_recognizer(str(folder), device="cpu")
     assert rec.engine == "transformers"
     return rec
+
+
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    import io
+
+    import soundfile as sf
+
+    out = io.BytesIO()
+    sf.write(out, samples, rate, format="WAV")
+    return out.getvalue()
 
 
 def corpus_clip(name: str) -> AudioClip:
@@ -80,7 +90,7 @@ def test_a_pinned_language_is_transcribed_in_that_language(whisper_base):
 
     router = SpeechRouter()
     spoken = router.say("ما هو أطول نهر في العالم؟", "ar", router.voice_for("ar"))  # "Which is the longest river?"
-    clip = audio_from_array(spoken.sample_rate, spoken.samples)  # 22,050 Hz, as a microphone would give it
+    clip = load_audio(wav_bytes(spoken.samples, spoken.sample_rate))  # 22,050 Hz, as an upload would be
     forced = whisper_base.transcribe(clip, language="ar")
     assert forced.language == "ar" and not forced.no_speech
     letters = [ch for ch in forced.text if ch.isalpha()]
