@@ -10,6 +10,7 @@ in ``backend.models.asr`` call the CTranslate2 model once per window instead.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,9 @@ class CTranslate2Whisper(WhisperRecognizer):
         self.compute_type = compute_type or ("float16" if str(device).startswith("cuda") else "int8")
         self.cpu_threads = cpu_threads or default_cpu_threads()
         self.beam_size = beam_size  # 1 = greedy, as the transformers engine decodes
-        self._model = None
-        self._tokenizers: dict[str, object] = {}
+        self._model: Any = None  # a faster_whisper.WhisperModel once loaded
+        self._sot = 0
+        self._tokenizers: dict[str, Any] = {}
 
     @property
     def loaded(self) -> bool:

@@ -8,6 +8,7 @@ most likely one).
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +23,8 @@ class TransformersWhisper(WhisperRecognizer):
     def __init__(self, model: str, device: str = "cpu", dtype=None) -> None:
         super().__init__(model, device)
         self.dtype = dtype
-        self._model = None
-        self._processor = None
+        self._model: Any = None  # loaded on first use
+        self._processor: Any = None
         self._lang_ids: dict[str, int] = {}
         self._no_speech_id: int | None = None
 
