@@ -278,3 +278,37 @@ def test_missing_or_bad_url_says_what_to_pass():
         RemoteEngine(None)
     with pytest.raises(ModelUnavailableError, match="not an http"):
         RemoteEngine("localhost:8000")
+
+
+
+@pytest.fixture(scope="module")
+def smollm2_folder(smollm2, tmp_path_factory) -> Path:
+    """The real GGUF model saved as a transformers folder: transformers serve 5.23 picks the model class
+    from config.architectures, which a config read from a GGUF file does not have."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = next(smollm2.glob("*.gguf")).name
+    out = tmp_path_factory.mktemp("smollm2-transformers")
+    AutoTokenizer.from_pretrained(smollm2, gguf_file=gguf).save_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(smollm2, gguf_file=gguf, dtype=torch.bfloat16)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.mark.real
+def test_a_served_real_model_streams_readable_text(smollm2_folder, tmp_path):
+    srv = Server(smollm2_folder, tmp_path / "home")
+    try:
+        engine = RemoteEngine(srv.url, model=srv.model)
+        engine.load()
+        messages = [PromptMessage("system", "You are a helpful assistant. Answer in English."),
+                    PromptMessage("user", "What is the capital of France?")]
+        stats = GenerationStats()
+        deltas = list(engine.stream(messages, threading.Event(), max_new_tokens=24, stats=stats))
+        answer = "".join(deltas)
+        assert len(deltas) > 1, "the answer should arrive in several pieces"
+        assert "Paris" in answer and "\ufffd" not in answer and len(answer.split()) >= 3
+        assert not stats.stopped
+    finally:
+        srv.stop()
