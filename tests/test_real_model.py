@@ -14,7 +14,8 @@ import pytest
 from tests.support import message_text
 from tests.test_app import _launch
 
-pytestmark = pytest.mark.real
+# Loading the model takes tens of seconds on a laptop CPU: out of the quick loop.
+pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 # Enough for a sentence, and short enough that an answer Stop misses is still a quick failure.
 MAX_NEW_TOKENS = 40
@@ -62,7 +63,7 @@ def assistant_texts(job) -> list[str]:
 
 
 def test_status_says_the_model_reads_text_only(app):
-    from app.ui import status_markdown
+    from app.handlers import status_markdown
 
     runtime = app[0]
     assert not runtime.engine.accepts_images and not runtime.engine.accepts_audio

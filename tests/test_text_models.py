@@ -90,7 +90,7 @@ def test_a_picture_sent_while_the_model_loaded_gets_the_message_on_its_turn(tmp_
     (False, False, None, "takes text"),
 ])
 def test_the_status_line_says_what_the_model_takes(images, audio, asr, expected):
-    from app.ui import model_inputs
+    from app.handlers import model_inputs
 
     runtime = SimpleNamespace(engine=SimpleNamespace(accepts_images=images, accepts_audio=audio), asr=asr)
     assert model_inputs(runtime, "en") == expected

@@ -12,7 +12,8 @@ from backend import media
 from backend.conversation.speaker import answer_aloud
 from backend.conversation.turns import Conversation
 from backend.conversation.voice import LISTENING, OFF, SPEAKING, THINKING, VoiceSession
-from backend.models.tts import SpeechRouter, espeak_available
+from backend.models.tts import SpeechRouter
+from tests.fakes import ScriptedEngine, ScriptedVoice, long_answer, tokens
 
 CHUNK_S = 0.25
 
@@ -44,8 +45,9 @@ def _feed(voice: VoiceSession, samples: np.ndarray) -> list:
 
 
 @pytest.fixture()
-def voice(gemma_engine, tmp_path):
-    conversation = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=3000)
+def voice(tmp_path):
+    # A scripted model: the answer is still being written, at a known pace, when the user talks over it.
+    conversation = Conversation(ScriptedEngine(long_answer(), token_delay_s=0.01), tmp_path / "s", max_new_tokens=3000)
     session = VoiceSession(conversation)
     session.start()
     yield session
@@ -53,8 +55,8 @@ def voice(gemma_engine, tmp_path):
     conversation.close()
 
 
-def test_off_until_started(gemma_engine, tmp_path, corpus):
-    session = VoiceSession(Conversation(gemma_engine, tmp_path / "s"))
+def test_off_until_started(tmp_path, corpus):
+    session = VoiceSession(Conversation(ScriptedEngine(), tmp_path / "s"))
     assert session.state == OFF and _feed(session, _speech(corpus)) == []
 
 
@@ -106,7 +108,7 @@ def test_speech_during_an_answer_interrupts_it(voice, corpus):
     list(conversation.answer(turn))
     talker.join()
     assert barged, "user speech over the answer must barge in"
-    assert turn.status == "interrupted" and turn.stats.new_tokens < 3000
+    assert turn.status == "interrupted" and 0 < turn.stats.new_tokens < len(tokens(long_answer()))
     assert voice.state == LISTENING and voice.barge_ins == 1
 
 
@@ -124,24 +126,39 @@ def test_two_barge_ins_in_a_row(voice, corpus):
         assert turn.stats.new_tokens == 0
 
 
-@pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
-def test_barge_in_during_speech_drops_the_queued_sentences(voice, corpus):
-    conversation = voice.conversation
-    conversation.max_new_tokens = 400
-    turn = conversation.add(conversation.prepare("Please tell me a long story."))
+def test_barge_in_during_speech_drops_the_queued_sentences(tmp_path):
+    first_sentence_played = threading.Event()
+
+    def hold_the_rest(i: int) -> None:
+        # the model writes on only once the first sentence was heard: the rest is queued behind it
+        if i == 3:
+            first_sentence_played.wait(30)
+
+    sentences = ["The moon is bright tonight. ", "It shines on the sea. ", "The waves are calm. "]
+    engine = ScriptedEngine(sentences + ["The wind is soft. ", "Good night!"], before_piece=hold_the_rest)
+    conversation = Conversation(engine, tmp_path / "s")
+    voice = VoiceSession(conversation)
+    voice.start()
+    turn = conversation.add(conversation.prepare("Please tell me about the night."))
     voice.answering(turn.generation)
-    heard_after = []
-    barged = threading.Event()
-    for event in answer_aloud(conversation, turn, SpeechRouter(), speak=True):
-        if event.kind == "audio":
-            voice.played(event.chunk.audio.samples, event.chunk.audio.sample_rate)
-            if barged.is_set():
-                heard_after.append(event)
-        if not barged.is_set():
-            voice.barge_in()
-            barged.set()
-    assert turn.status == "interrupted"
+    played, heard_after = [], []
+    for event in answer_aloud(conversation, turn, SpeechRouter(engines=[ScriptedVoice()]), speak=True):
+        if event.kind != "audio":
+            continue
+        if played:
+            heard_after.append(event.chunk.audio.text)
+            continue
+        voice.played(event.chunk.audio.samples, event.chunk.audio.sample_rate)
+        played.append(event.chunk.audio.text)
+        assert voice.state == SPEAKING
+        voice.barge_in()
+        first_sentence_played.set()
+    assert played == ["The moon is bright tonight."], "the first sentence is heard before the user cuts in"
+    assert turn.status == "interrupted" and voice.state == LISTENING
     assert heard_after == [], "no sentence of the old answer after the barge-in"
+    assert "Good night" not in turn.answer, "the model stopped writing at the barge-in"
+    voice.stop()
+    conversation.close()
 
 
 def test_own_voice_from_the_speakers_does_not_interrupt(voice, corpus):

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
+
+from backend.language.tags import normalize_tag
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +40,17 @@ _PYSBD_LANGUAGES = {
     "en", "hi", "mr", "zh", "es", "am", "ar", "hy", "bg", "ur", "ru", "pl", "fa", "nl", "da", "fr",
     "my", "el", "it", "ja", "de", "kk", "sk",
 }
-_ALIASES = {"cmn": "zh", "yue": "zh", "arb": "ar", "pes": "fa", "prs": "fa", "nb": "da", "no": "da"}
+# Languages pysbd lacks, split by a close neighbour's rules.
+_STAND_INS = {"yue": "zh", "no": "da"}
 
 # Without any boundary a sentence is still spoken once it gets this long (at a comma or space).
 MAX_CHARS = 300
 
 
 def _pysbd_language(tag: str) -> str | None:
-    primary = (tag or "").strip().replace("_", "-").lower().split("-")[0]
-    primary = _ALIASES.get(primary, primary)
-    return primary if primary in _PYSBD_LANGUAGES else None
+    folded = normalize_tag(tag)
+    folded = _STAND_INS.get(folded, folded)
+    return folded if folded in _PYSBD_LANGUAGES else None
 
 
 class SentenceStream:
@@ -57,7 +61,7 @@ class SentenceStream:
         self.max_chars = max_chars
         self._buffer = ""
         self._carry = ""  # a fragment without words ("1.", "—") waiting for its sentence
-        self._segmenter = None
+        self._segmenter: Any = None
         code = _pysbd_language(language)
         if code is not None:
             try:

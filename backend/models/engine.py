@@ -241,12 +241,12 @@ class LocalEngine:
         self.family = "unknown"
         self.kind = "multimodal"  # or "text": the model reads text only
         self.gguf_file: str | None = None
-        self.model = None
-        self.processor = None  # an omni model's processor, or a text model's tokenizer
+        self.model: Any = None  # loaded by load()
+        self.processor: Any = None  # an omni model's processor, or a text model's tokenizer
         self.load_seconds: float | None = None
         self.accepts_images = True
         self.accepts_audio = False
-        self._generator = None  # the module whose generate() streams text
+        self._generator: Any = None  # the module whose generate() streams text
 
     # -- loading ---------------------------------------------------------------
     @property
