@@ -86,23 +86,36 @@ def strictly_in_language(turn: Turn) -> bool:
 
 
 class Answerer:
-    """Greedy answers for many prompts: padded batches on a local model, parallel streams on a server."""
+    """Greedy answers for many prompts: padded batches on a local model, parallel streams on a server.
 
-    def __init__(self, engine, max_new_tokens: int, batch: int) -> None:
+    With a cache file, answers already given are kept between runs, so a long run on a slow machine
+    can be stopped and taken up again (greedy decoding: the same prompt gets the same answer)."""
+
+    def __init__(self, engine, max_new_tokens: int, batch: int, cache: Path | None = None) -> None:
         self.engine = engine
         self.max_new_tokens = max_new_tokens
         self.batch = max(1, batch)
+        self.cache_path = cache
+        self.cache: dict[str, str] = {}
+        if cache is not None and cache.exists():
+            self.cache = json.loads(cache.read_text(encoding="utf-8"))
+
+    def key(self, messages: list[PromptMessage]) -> str:
+        return json.dumps([self.engine.name, self.max_new_tokens, [(m.role, m.text) for m in messages]],
+                          ensure_ascii=False)
 
     def __call__(self, prompts: list[list[PromptMessage]]) -> list[str]:
-        if not prompts:
-            return []
-        if isinstance(self.engine, LocalEngine) and self.batch > 1:
-            answers: list[str] = []
-            for start in range(0, len(prompts), self.batch):
-                answers.extend(self._local_batch(prompts[start:start + self.batch]))
-            return answers
-        with ThreadPoolExecutor(max_workers=self.batch) as pool:
-            return list(pool.map(self._one, prompts))
+        todo = [m for m in prompts if self.key(m) not in self.cache]
+        if todo:
+            if isinstance(self.engine, LocalEngine) and self.batch > 1:
+                answers = self._local_batch(todo)
+            else:
+                with ThreadPoolExecutor(max_workers=self.batch) as pool:
+                    answers = list(pool.map(self._one, todo))
+            self.cache.update({self.key(m): text for m, text in zip(todo, answers, strict=True)})
+            if self.cache_path is not None:
+                self.cache_path.write_text(json.dumps(self.cache, ensure_ascii=False), encoding="utf-8")
+        return [self.cache[self.key(m)] for m in prompts]
 
     def _one(self, messages: list[PromptMessage]) -> str:
         # The app's own path: one stream, as a user's turn runs.
@@ -132,21 +145,28 @@ def share(values: list[bool]) -> float:
     return round(sum(values) / len(values), 3) if values else 0.0
 
 
-def run(engine, rows: list[tuple[str, str]], max_new_tokens: int, batch: int) -> dict:
-    answer = Answerer(engine, max_new_tokens, batch)
+def run(engine, rows: list[tuple[str, str]], max_new_tokens: int, batch: int, cache: Path | None = None) -> dict:
+    answer = Answerer(engine, max_new_tokens, batch, cache)
     started = time.perf_counter()
-    plain = answer([asked(tag, prompt, None) for tag, prompt in rows])
-    named = answer([asked(tag, prompt, system_prompt(tag)) for tag, prompt in rows])
-    judged = {
-        "none": [judged_turn(tag, prompt, text) for (tag, prompt), text in zip(rows, plain, strict=True)],
-        "named": [judged_turn(tag, prompt, text) for (tag, prompt), text in zip(rows, named, strict=True)],
-    }
-    # The firm retry runs where the app would offer it: a finished answer the check says drifted.
-    redo = [i for i, turn in enumerate(judged["named"]) if turn.language_mismatch]
-    firm = answer([asked(rows[i][0], rows[i][1], system_prompt(rows[i][0], firm=True)) for i in redo])
-    judged["retry"] = list(judged["named"])
-    for i, text in zip(redo, firm, strict=True):
-        judged["retry"][i] = judged_turn(rows[i][0], rows[i][1], text)
+    judged: dict[str, list[Turn]] = {condition: [] for condition in CONDITIONS}
+    redo: list[int] = []
+    # A batch of prompts at a time, all three ways, so that a stopped run has whole languages done.
+    for start in range(0, len(rows), answer.batch):
+        chunk = rows[start:start + answer.batch]
+        plain = answer([asked(tag, prompt, None) for tag, prompt in chunk])
+        named = answer([asked(tag, prompt, system_prompt(tag)) for tag, prompt in chunk])
+        judged["none"] += [judged_turn(tag, prompt, text) for (tag, prompt), text in zip(chunk, plain, strict=True)]
+        named_turns = [judged_turn(tag, prompt, text) for (tag, prompt), text in zip(chunk, named, strict=True)]
+        judged["named"] += named_turns
+        # The firm retry runs where the app would offer it: a finished answer the check says drifted.
+        flagged = [i for i, turn in enumerate(named_turns) if turn.language_mismatch]
+        firm = answer([asked(chunk[i][0], chunk[i][1], system_prompt(chunk[i][0], firm=True)) for i in flagged])
+        retried = list(named_turns)
+        for i, text in zip(flagged, firm, strict=True):
+            retried[i] = judged_turn(chunk[i][0], chunk[i][1], text)
+        judged["retry"] += retried
+        redo += [start + i for i in flagged]
+        print(f"{start + len(chunk)} of {len(rows)} prompts", file=sys.stderr, flush=True)
 
     per_language: dict[str, dict] = {}
     for tag in dict.fromkeys(tag for tag, _ in rows):
@@ -233,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_LANGUAGES)}, 2 prompts each")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--table", type=Path, metavar="JSON", help="print the README table of a result and exit")
+    parser.add_argument("--cache", type=Path, help="keep answers in this file and reuse them when run again")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.table:
         print(table(json.loads(args.table.read_text(encoding="utf-8"))))
@@ -244,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = [row for row in rows if row[0] in wanted]
     if args.quick:
         rows = [row for i, row in enumerate(rows) if [r[0] for r in rows[:i]].count(row[0]) < 2]
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     engine = build_engine(args)
     started = time.perf_counter()
     engine.load()
@@ -261,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "load_s": round(load_s, 1),
         "command": "python bench/fidelity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        **run(engine, rows, args.max_new_tokens, args.batch),
+        **run(engine, rows, args.max_new_tokens, args.batch, args.cache),
     }
     if not args.quick:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -289,16 +289,23 @@ def test_missing_or_bad_url_says_what_to_pass():
 
 @pytest.fixture(scope="module")
 def smollm2_folder(smollm2, tmp_path_factory) -> Path:
-    """The real GGUF model saved as a transformers folder: transformers serve 5.23 picks the model class
-    from config.architectures, which a config read from a GGUF file does not have."""
+    """The real GGUF model's weights saved as a plain transformers folder: transformers serve 5.23 picks
+    the model class from config.architectures, which a config read from a GGUF file lacks, and a model
+    loaded from GGUF cannot be saved as it is, so its weights go into a fresh model of the same config."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = next(smollm2.glob("*.gguf")).name
     out = tmp_path_factory.mktemp("smollm2-transformers")
     AutoTokenizer.from_pretrained(smollm2, gguf_file=gguf).save_pretrained(out)
-    model = AutoModelForCausalLM.from_pretrained(smollm2, gguf_file=gguf, dtype=torch.bfloat16)
-    model.save_pretrained(out)
+    loaded = AutoModelForCausalLM.from_pretrained(smollm2, gguf_file=gguf, dtype=torch.bfloat16)
+    config = AutoConfig.from_pretrained(smollm2, gguf_file=gguf)
+    config.architectures = [type(loaded).__name__]
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)  # tied to the embeddings
+    fresh.generation_config = loaded.generation_config
+    fresh.save_pretrained(out)
     return out
 
 
