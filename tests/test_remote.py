@@ -316,8 +316,10 @@ def test_a_served_real_model_streams_readable_text(smollm2_folder, tmp_path):
     try:
         engine = RemoteEngine(srv.url, model=srv.model)
         engine.load()
-        messages = [PromptMessage("system", "You are a helpful assistant. Answer in English."),
-                    PromptMessage("user", "What is the capital of France?")]
+        from backend.conversation.turns import system_prompt
+
+        # The app's own prompt: a 135M model's answer turns on every word of it.
+        messages = [PromptMessage("system", system_prompt("en")), PromptMessage("user", "What is the capital of France?")]
         stats = GenerationStats()
         deltas = list(engine.stream(messages, threading.Event(), max_new_tokens=24, stats=stats))
         answer = "".join(deltas)
