@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend.cancel import CancelScope  # noqa: E402
 from backend.conversation.turns import Turn, system_prompt  # noqa: E402
 from backend.language import detect, tags  # noqa: E402
 from backend.models.engine import LocalEngine, PromptMessage  # noqa: E402
@@ -119,7 +119,7 @@ class Answerer:
 
     def _one(self, messages: list[PromptMessage]) -> str:
         # The app's own path: one stream, as a user's turn runs.
-        return "".join(self.engine.stream(messages, threading.Event(), self.max_new_tokens))
+        return "".join(self.engine.stream(messages, CancelScope(), self.max_new_tokens))
 
     def _local_batch(self, prompts: list[list[PromptMessage]]) -> list[str]:
         """One padded generate() for several text prompts; greedy, so each answer is the one the app would
