@@ -1,9 +1,9 @@
 """transformers against llama.cpp on the same model, side by side: decode speed, first token, memory.
 
 Each engine runs in a subprocess of its own, so the resident memory it reports is its own (no
-torch in the llama.cpp process). Both answer the same chat prompt greedily; the llama.cpp side
-goes through the app's ``LlamaCppEngine.stream``, the transformers side through ``generate()``
-with a streamer (a GGUF file is read by transformers with ``gguf_file=`` and dequantized).
+torch in the llama.cpp process). Both answer the same chat prompt greedily through the app's own
+engines: ``LlamaCppEngine.stream`` and ``LocalEngine.stream`` (which reads a GGUF file with
+transformers' ``gguf_file=`` and dequantizes it).
 
     python bench/engines.py --model /work/real/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
     python bench/engines.py --model E2B.Q4_K_M.gguf --transformers-model /path/to/gemma-4-E2B-it-folder
@@ -96,49 +96,25 @@ def run_llamacpp(model: str, tokens: int, threads: int, repeats: int) -> dict[st
 
 def run_transformers(model: str, tokens: int, threads: int, repeats: int, dtype: str) -> dict[str, Any]:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMultimodalLM, AutoTokenizer
-    from transformers.generation.streamers import BaseStreamer
+
+    from backend.cancel import CancelScope
+    from backend.models.engine import GenerationStats, LocalEngine, PromptMessage
 
     torch.set_num_threads(threads)
-    path = Path(model)
-    source, files = (str(path.parent), {"gguf_file": path.name}) if path.suffix == ".gguf" else (model, {})
     started = time.perf_counter()
-    config = AutoConfig.from_pretrained(source, **files)
-    tokenizer = AutoTokenizer.from_pretrained(source, **files)
-    from transformers.models.auto import modeling_auto
-
-    auto = AutoModelForCausalLM if config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES \
-        and config.model_type not in modeling_auto.MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES else AutoModelForMultimodalLM
-    net = auto.from_pretrained(source, dtype=getattr(torch, dtype), device_map="cpu", **files).eval()
+    engine = LocalEngine(model, device="cpu", dtype=dtype)
+    engine.load()
     load_s = time.perf_counter() - started
-    chat = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
-    inputs = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-
-    class Clock(BaseStreamer):
-        def __init__(self) -> None:
-            self.calls = 0
-            self.first: float | None = None
-
-        def put(self, value) -> None:
-            self.calls += 1  # the first call is the prompt
-            if self.calls == 2:
-                self.first = time.perf_counter()
-
-        def end(self) -> None:
-            pass
-
+    messages = [PromptMessage("system", SYSTEM), PromptMessage("user", QUESTION)]
     runs = []
     for _ in range(repeats):
-        clock = Clock()
-        begun = time.perf_counter()
-        with torch.inference_mode():
-            out = net.generate(**inputs, max_new_tokens=tokens, do_sample=False, streamer=clock)
-        total = time.perf_counter() - begun
-        prompt_len = int(inputs["input_ids"].shape[-1])
-        new = int(out.shape[-1]) - prompt_len
-        runs.append(one_run(prompt_len, new, None if clock.first is None else clock.first - begun, total))
+        stats = GenerationStats()
+        for _ in engine.stream(messages, CancelScope(), tokens, stats):
+            pass
+        runs.append(one_run(stats.prompt_tokens, stats.new_tokens, stats.first_token_s, stats.total_s))
+    engine.close()
     result = summary(runs, load_s)
-    result["weights"] = f"{path.name} ({dtype})"
+    result["weights"] = f"{Path(model).name} ({dtype})"
     result["threads"] = threads
     return result
 

@@ -12,6 +12,7 @@ import pytest
 from backend.cancel import CancelScope
 from backend.models.engine import GenerationStats, PromptMessage
 from backend.models.llamacpp import _hub_reference, pick_weights
+from tests.test_real_model import conversation_with, readable
 
 HAVE_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 needs_llama_cpp = pytest.mark.skipif(
@@ -77,15 +78,10 @@ def test_a_missing_model_file_is_named_in_the_message(tmp_path):
 
 # -- a real trained model ------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def smollm2_gguf(real_models_dir):
-    return next((real_models_dir / "smollm2-135m-instruct").glob("*.gguf"))
-
-
-@pytest.fixture(scope="module")
-def app(smollm2_gguf):
+def app(smollm2):
     from tests.test_app import _launch
 
-    demo, runtime, url = _launch(str(smollm2_gguf), engine="llamacpp", threads=THREADS,
+    demo, runtime, url = _launch(str(smollm2), engine="llamacpp", threads=THREADS,
                                  max_new_tokens=MAX_NEW_TOKENS, asr_model="off", tts_engine="off")
     status = runtime.wait_until_loaded(300)
     assert status.state == "ready", status.message
@@ -99,20 +95,6 @@ def client(app):
     from gradio_client import Client
 
     return Client(app[1], verbose=False)
-
-
-def conversation_with(runtime, text: str):
-    """The session whose latest turn is the message ``text``."""
-    for conversation in list(runtime.sessions._sessions.values()):
-        if conversation.turns and conversation.turns[-1].text == text:
-            return conversation
-    raise AssertionError(f"no session asked {text!r}")
-
-
-def readable(text: str) -> bool:
-    """Words, not random bytes: mostly letters and spaces, no replacement characters."""
-    letters = sum(ch.isalpha() or ch.isspace() for ch in text)
-    return "\ufffd" not in text and len(text.split()) >= 3 and letters >= 0.8 * len(text)
 
 
 @pytest.mark.real
@@ -182,10 +164,10 @@ def test_an_answer_in_another_language_is_flagged(app, client):
 
 @pytest.mark.real
 @needs_llama_cpp
-def test_a_long_history_is_cut_to_the_context_and_stop_is_heard_within_a_token(smollm2_gguf):
+def test_a_long_history_is_cut_to_the_context_and_stop_is_heard_within_a_token(smollm2):
     from backend.models.llamacpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(str(smollm2_gguf), device="cpu", max_context_tokens=512, threads=THREADS)
+    engine = LlamaCppEngine(str(smollm2), device="cpu", max_context_tokens=512, threads=THREADS)
     engine.load()
     try:
         history = [PromptMessage("system", "You are a helpful assistant.")]

@@ -29,6 +29,7 @@ from backend.audio.pcm import SAMPLE_RATE, StreamResampler
 from backend.cancel import CancelScope
 from backend.errors import GenerationError, ModelUnavailableError
 from backend.models.engine import (
+    GGUF_SUFFIX,
     MAX_NATIVE_AUDIO_S,
     GenerationStats,
     PromptMessage,
@@ -53,7 +54,6 @@ PREFERRED_QUANTS = ("Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "Q5_K_M", "Q8_0", "BF16"
 PREFERRED_PROJECTORS = ("F16", "BF16", "F32", "Q8_0")
 # The KV cache is allocated for the whole context up front: a long one costs memory every turn.
 DEFAULT_CONTEXT_TOKENS = 8192
-GGUF_SUFFIX = ".gguf"
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 STOP_POLL_S = 0.05
 
