@@ -234,7 +234,8 @@ class ChatController:
 
     # -- the /chat API -------------------------------------------------------------------------
     def chat_api(self, message: str, files: list[str] | None, language_value: str | None) -> dict:
-        """Ask Omnilingo one question (text, optional images); returns the answer and the language."""
+        """Ask Omnilingo one question (text, optional images, a recording or a video); returns the answer,
+        the language and, for a video, how many of its frames the model saw."""
         return answer_once(self.runtime, message or "", [str(f) for f in files or []], language_value or "auto")
 
 
@@ -262,6 +263,8 @@ def answer_once(runtime: Runtime, message: str, files: list[str], language: str 
         }
         if turn.transcript is not None:
             result["transcript"] = turn.transcript
+        # How many of the video's frames the model saw (none for a model that reads text only).
+        result["frames"] = turn.frames_seen if getattr(runtime.engine, "accepts_images", False) else 0
         return result
     except UserFacingError as err:
         return {"error": err.message, "error_key": err.key}

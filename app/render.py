@@ -46,11 +46,16 @@ def _text_block(text: str, tag: str) -> str:
 def user_message(turn: Turn, locale: str = "en") -> dict:
     content: list = []
     shown = turn.text or turn.transcript or ""
+    if turn.video_path and turn.transcript:
+        # what the video says, under what was typed with it
+        shown = (f"{turn.text}\n\n" if turn.text else "") + f"🎬 {turn.transcript}"
     badge = f'<span class="lang-badge">{html.escape(language_badge(turn, locale))}</span>'
     content.append(_text_block(shown, turn.language.tag) + "\n\n" + badge if shown else badge)
     for path in turn.image_paths:
         content.append({"path": path})
-    if turn.audio_path:
+    if turn.video_path:
+        content.append({"path": turn.video_path})  # its sound track plays in the video
+    elif turn.audio_path:
         content.append({"path": turn.audio_path})
     return {"role": "user", "content": content}
 

@@ -93,7 +93,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             elem_id="message",
             placeholder=_t("chat.placeholder"),
             show_label=False,
-            file_types=["image", "audio"],
+            file_types=["image", "audio", "video"],
             file_count="multiple",
             sources=["upload", "microphone"],
             submit_btn=True,

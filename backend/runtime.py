@@ -93,7 +93,8 @@ class Runtime:
     def new_conversation(self) -> Conversation:
         # The folder is named by the system, never by anything the client sent.
         folder = Path(tempfile.mkdtemp(prefix="session-", dir=self.work_dir))
-        return Conversation(self.engine, folder, self.limits, self.settings.max_new_tokens, asr=self.asr)
+        return Conversation(self.engine, folder, self.limits, self.settings.max_new_tokens, asr=self.asr,
+                            video_frames=self.settings.video_frames)
 
     def _new_conversation(self, session_id: str) -> Conversation:
         return self.new_conversation()

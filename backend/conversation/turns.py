@@ -23,6 +23,7 @@ from typing import Any
 from backend import media
 from backend.errors import MediaError, ModelUnavailableError, UserFacingError
 from backend.language import detect, tags
+from backend.media import video as video_media
 from backend.models.engine import Engine, GenerationStats, PromptMessage
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ MAX_IMAGES_IN_CONTEXT = 4
 # Below this many letters an answer's language cannot be told reliably.
 MIN_LETTERS_TO_JUDGE_LANGUAGE = 24
 MIN_CONFIDENCE_TO_SWITCH = 0.5
+# Told to a model that reads text only, when the user showed it pictures or a video.
+BLIND_NOTE = "(The user also shared pictures or a video, which you cannot see; say so if it matters.)"
+VIDEO_SOUND_NOTE = "(Said in the video:)"
 
 
 # Far beyond any model's context; longer pastes are refused before any work is done on them.
@@ -56,7 +60,9 @@ def clean_text(text: str | None) -> str:
 def unusable_file(path: str, limits: media.MediaLimits) -> MediaError:
     """The most specific reason a file is neither an image nor a recording we can read."""
     try:
-        if Path(path).suffix.lower() in _AUDIO_SUFFIXES:
+        if Path(path).suffix.lower() in video_media.VIDEO_SUFFIXES:
+            video_media.load_video(path, limits, max_frames=1)
+        elif Path(path).suffix.lower() in _AUDIO_SUFFIXES:
             media.load_audio(path, limits)
         else:
             media.load_image(path, limits)
@@ -64,7 +70,7 @@ def unusable_file(path: str, limits: media.MediaLimits) -> MediaError:
         if err.key not in {"media.not_an_image", "media.image_corrupt"}:
             return err
     return MediaError(
-        "This file is neither an image nor a recording Omnilingo can read.", key="media.unsupported_file",
+        "This file is neither an image, a recording nor a video Omnilingo can read.", key="media.unsupported_file",
     )
 
 
@@ -95,7 +101,9 @@ class Turn:
     answer_language: str
     language_override: str = "auto"
     image_paths: list[str] = field(default_factory=list)
-    audio_path: str | None = None
+    audio_path: str | None = None  # a recording, or a video's sound track
+    video_path: str | None = None
+    frame_paths: list[str] = field(default_factory=list)  # pictures taken from the video, in order
     transcript: str | None = None
     answer: str = ""
     status: str = "pending"  # pending | streaming | done | stopped | interrupted | error | no_speech
@@ -111,10 +119,17 @@ class Turn:
 
     @property
     def prompt_text(self) -> str:
-        """What the model reads: the typed text, the transcript of the recording, or both."""
-        if self.transcript and self.text:
-            return f"{self.text}\n\n{self.transcript}"
-        return self.text or self.transcript or ""
+        """What the model reads: the typed text, the transcript of the recording (or video), or both."""
+        transcript = self.transcript
+        if transcript and self.video_path:
+            transcript = f"{VIDEO_SOUND_NOTE} {transcript}"
+        if transcript and self.text:
+            return f"{self.text}\n\n{transcript}"
+        return self.text or transcript or ""
+
+    @property
+    def frames_seen(self) -> int:
+        return len(self.frame_paths)
 
     @property
     def language_mismatch(self) -> bool:
@@ -142,8 +157,10 @@ class Conversation:
         limits: media.MediaLimits | None = None,
         max_new_tokens: int = 1024,
         asr=None,
+        video_frames: int = 8,
     ) -> None:
         self.engine = engine
+        self.video_frames = video_frames  # most frames the model sees of one video
         self.asr = asr  # backend.models.asr.SpeechRecognizer, or None when speech input is off
         self.limits = limits or media.MediaLimits()
         self.max_new_tokens = max_new_tokens
@@ -173,6 +190,19 @@ class Conversation:
         sf.write(target, clip.samples, clip.sample_rate, subtype="PCM_16")
         return str(target)
 
+    def _keep_video(self, source: str | Path, clip: video_media.VideoClip) -> tuple[str, list[str]]:
+        """Keep a video (for the chat to play) and the frames the model sees of it, under names of our own."""
+        number = next(self._file_ids)
+        suffix = ".webm" if clip.source_format.startswith(("matroska", "webm")) else ".mp4"
+        target = self.session_dir / f"video-{number:04d}{suffix}"
+        shutil.copyfile(source, target)
+        frames = []
+        for index, frame in enumerate(clip.frames, 1):
+            path = self.session_dir / f"video-{number:04d}-frame-{index:02d}.jpg"
+            frame.save(path, quality=90)
+            frames.append(str(path))
+        return str(target), frames
+
     def _current_language(self) -> str:
         for turn in reversed(self.turns):
             if turn.answer_language != "und":
@@ -198,20 +228,29 @@ class Conversation:
             )
         images: list[str] = []
         audio: list[str] = []
+        videos: list[str] = []
         for path in files or []:
             if media.is_image_file(path):
                 images.append(path)
+            elif video_media.is_video_file(path):
+                videos.append(path)
             elif media.is_audio_file(path):
                 audio.append(path)
             else:
                 raise unusable_file(path, self.limits)
-        if not text and not images and not audio:
+        if not text and not images and not audio and not videos:
             raise UserFacingError("Type a message, or add an image or a recording.", key="error.empty_message")
-        if len(audio) > 1:
-            raise MediaError("Send one recording at a time.", key="media.too_many_recordings")
+        if len(audio) + len(videos) > 1:
+            raise MediaError("Send one recording or video at a time.", key="media.too_many_recordings")
         # Decode everything before keeping anything: a bad file loses nothing.
         media.load_images(images, self.limits)
         clip = media.load_audio(audio[0], self.limits) if audio else None
+        film = None
+        if videos:
+            # The video's frames share the message's picture budget with the images sent beside it.
+            budget = max(1, min(self.video_frames, self.limits.max_images_per_turn - len(images)))
+            film = video_media.load_video(videos[0], self.limits, max_frames=budget)
+            clip = film.audio
         guess = detect.detect(text)
         with self._lock:
             turn = Turn(
@@ -223,6 +262,8 @@ class Conversation:
                 image_paths=[self._keep_image(p) for p in images],
                 audio_path=self._keep_recording(clip) if clip is not None else None,
             )
+            if film is not None:
+                turn.video_path, turn.frame_paths = self._keep_video(videos[0], film)
         return turn
 
     def add(self, turn: Turn) -> Turn:
@@ -241,8 +282,12 @@ class Conversation:
         messages: list[PromptMessage] = []
         for past in reversed(history + [turn]):
             images = []
-            if image_budget > 0 and past.image_paths:
-                kept = past.image_paths[-image_budget:]
+            pictures = past.image_paths + past.frame_paths
+            # The turn being answered shows all its pictures (a video's frames are already within the
+            # per-message limit); older turns share what is left of the context's budget.
+            budget = max(image_budget, len(pictures)) if past is turn else image_budget
+            if budget > 0 and pictures:
+                kept = pictures[-budget:]
                 images = [media.load_image(p, self.limits) for p in kept]
                 image_budget -= len(kept)
             audio = []
@@ -250,7 +295,10 @@ class Conversation:
                 audio = [media.load_audio(turn.audio_path, self.limits).samples]
             if past is not turn and past.answer:
                 messages.append(PromptMessage("assistant", past.answer))
-            messages.append(PromptMessage("user", past.prompt_text, images=images, audio=audio))
+            text = past.prompt_text
+            if pictures and not getattr(self.engine, "accepts_images", True):
+                text = (f"{text}\n\n" if text else "") + BLIND_NOTE
+            messages.append(PromptMessage("user", text, images=images, audio=audio))
         messages.reverse()
         return [PromptMessage("system", system_prompt(turn.answer_language, turn.firm_language))] + messages
 
