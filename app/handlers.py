@@ -159,12 +159,33 @@ class ChatController:
                 elif event.kind == "utterance" and event.audio is not None:
                     conversation = self.runtime.sessions.get(session_id)
                     path = voice.save_utterance(event.audio, conversation.session_dir)
+                    # the camera's newest picture(s) at the end of the utterance; none when it is off
+                    pictures = self.runtime.camera(session_id).save_latest(conversation.session_dir,
+                                                                           f"{path.stem}-camera")
                     try:
-                        turn = conversation.add(conversation.prepare("", [str(path)], language_value))
+                        turn = conversation.add(conversation.prepare("", [str(path), *map(str, pictures)],
+                                                                     language_value))
                         utterance = turn.id
                     except UserFacingError as err:
                         warn(err, request)
+                    finally:
+                        for picture in pictures:  # the turn keeps its own copies
+                            picture.unlink(missing_ok=True)
         return voice_status(voice), utterance, barged
+
+    # -- camera (voice mode) -------------------------------------------------------------------
+    def toggle_camera(self, request: gr.Request):
+        """The camera button: the webcam shows (and the browser asks for it) only once turned on."""
+        feed = self.runtime.camera(session_id_of(request))
+        if feed.on:
+            feed.stop()
+            return gr.Button(value=I18N("camera.start")), gr.Image(visible=False, value=None)
+        feed.start()
+        return gr.Button(value=I18N("camera.stop")), gr.Image(visible=True)
+
+    def on_camera(self, picture, request: gr.Request) -> None:
+        """Each streamed camera picture (every CAMERA_EVERY_S): kept for the next spoken turn."""
+        self.runtime.camera(session_id_of(request)).see(picture)
 
     # -- options under an answer -------------------------------------------------------------------
     def listen(self, turn_id: int, conversation: Conversation, request: gr.Request | None):

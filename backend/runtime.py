@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend import media
+from backend.conversation.camera import CameraFeed
 from backend.conversation.turns import Conversation, SessionRegistry
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
@@ -62,6 +63,7 @@ class Runtime:
         self.work_dir = Path(tempfile.mkdtemp(prefix="omnilingo-"))
         self.sessions = SessionRegistry(self._new_conversation)
         self._voices: dict[str, VoiceSession] = {}
+        self._cameras: dict[str, CameraFeed] = {}
         self._voices_lock = threading.Lock()
         self._status = LoadStatus("loading", f"Starting {self.engine.name}…", 0.0)
         self._started = time.monotonic()
@@ -178,10 +180,19 @@ class Runtime:
                 voice = self._voices[session_id] = VoiceSession(self.sessions.get(session_id))
             return voice
 
+    def camera(self, session_id: str) -> CameraFeed:
+        """A session's camera for voice mode (off until the visitor turns it on)."""
+        with self._voices_lock:
+            feed = self._cameras.get(session_id)
+            if feed is None:
+                feed = self._cameras[session_id] = CameraFeed(keep=self.settings.camera_frames)
+            return feed
+
     def drop_session(self, session_id: str) -> None:
-        """A tab went away: free its conversation, files, audio buffers and events."""
+        """A tab went away: free its conversation, files, audio buffers, camera pictures and events."""
         with self._voices_lock:
             voice = self._voices.pop(session_id, None)
+            self._cameras.pop(session_id, None)
         if voice is not None:
             voice.stop()
         self.sessions.drop(session_id)
@@ -189,5 +200,6 @@ class Runtime:
     def close(self) -> None:
         with self._voices_lock:
             self._voices.clear()
+            self._cameras.clear()
         self.sessions.close_all()
         self.engine.close()

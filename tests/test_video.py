@@ -187,3 +187,44 @@ def test_the_chat_shows_the_video_with_its_transcript(tmp_path, corpus):
     paths = [block["path"] for block in message["content"] if isinstance(block, dict)]
     assert paths == [turn.video_path]  # the video (its sound plays in it), not a second audio player
     assert "Look" in message["content"][0] and "Where is this?" in message["content"][0]
+
+
+# --------------------------------------------------------------------------- the camera in voice mode
+
+
+def test_the_camera_keeps_nothing_while_off_and_the_newest_pictures_while_on(tmp_path):
+    from backend.conversation.camera import MAX_AGE_S, CameraFeed
+
+    def plain(rgb):
+        return np.broadcast_to(np.array(rgb, np.uint8), (48, 64, 3)).copy()
+
+    red, green, blue = plain((255, 0, 0)), plain((0, 255, 0)), plain((0, 0, 255))
+    feed = CameraFeed(keep=2)
+    assert not feed.see(red, now=0.0) and feed.latest(now=0.0) == []  # off: dropped
+    feed.start()
+    for t, picture in enumerate((red, green, blue)):
+        assert feed.see(picture, now=float(t))
+    assert [img.getpixel((0, 0)) for img in feed.latest(now=2.0)] == [(0, 255, 0), (0, 0, 255)]  # the last two
+    assert feed.latest(now=2.0 + MAX_AGE_S + 1) == []  # a stalled stream sends nothing stale
+    feed.see(red)
+    feed.see(green)
+    saved = feed.save_latest(tmp_path, "voice-0001-camera")
+    assert [p.name for p in saved] == ["voice-0001-camera-1.jpg", "voice-0001-camera-2.jpg"]
+    assert Image.open(saved[-1]).size == (64, 48)
+    feed.stop()
+    assert feed.latest() == [] and not feed.see(blue)
+
+
+def test_a_spoken_turn_with_a_camera_picture_shows_both(tmp_path, corpus):
+    """What voice mode hands the conversation: the utterance and the camera's picture, one turn."""
+    from app import render
+
+    picture = tmp_path / "voice-0001-camera-1.jpg"
+    Image.open(corpus / "images" / "easy_french.jpg").save(picture)
+    engine = ScriptedEngine("Un panneau.")
+    conversation = Conversation(engine, tmp_path / "s", asr=Heard("Que dit ce panneau ?"))
+    turn = conversation.add(conversation.prepare("", [str(speech(corpus)), str(picture)]))
+    list(conversation.answer(turn))
+    assert len(engine.prompts[-1][-1].images) == 1 and "Que dit ce panneau" in engine.prompts[-1][-1].text
+    shown = [b["path"] for b in render.user_message(turn)["content"] if isinstance(b, dict)]
+    assert shown == [turn.image_paths[0], turn.audio_path]
