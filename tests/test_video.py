@@ -228,3 +228,43 @@ def test_a_spoken_turn_with_a_camera_picture_shows_both(tmp_path, corpus):
     assert len(engine.prompts[-1][-1].images) == 1 and "Que dit ce panneau" in engine.prompts[-1][-1].text
     shown = [b["path"] for b in render.user_message(turn)["content"] if isinstance(b, dict)]
     assert shown == [turn.image_paths[0], turn.audio_path]
+
+
+# --------------------------------------------------------------------------- frames as a video or as pictures
+
+VIDEO_BRANCH = {
+    "gemma4": "{%- elif item['type'] == 'video' -%}{{ '<|video|>' }}",
+    "qwen25omni": "{%- elif item['type'] == 'video' -%}{{ '<|vision_bos|><|VIDEO|><|vision_eos|>' }}",
+}
+
+
+@pytest.mark.parametrize("family", sorted(VIDEO_BRANCH))
+def test_frames_go_as_one_video_where_the_chat_template_takes_video(tiny_dir, tmp_path, family):
+    import threading
+
+    from backend.models.engine import GenerationStats, LocalEngine, PromptMessage, _template_takes_video
+
+    clip = video.load_video(make_video(tmp_path / "walk.mp4", 80, size=(160, 120), fps=1), max_frames=8)
+    message = PromptMessage("user", "What happens?", images=clip.frames, video_frames=len(clip.frames),
+                            video_times=clip.times_s)
+    engine = LocalEngine(str(tiny_dir / family), device="cpu")
+    engine.load()
+    # the tiny models' template has no video item: the frames go as pictures
+    assert not engine.accepts_video
+    inputs = engine.encode([message])
+    assert "pixel_values_videos" not in inputs and "pixel_values" in inputs
+
+    template = engine.processor.chat_template
+    engine.processor.chat_template = template.replace("{%- elif item['type'] == 'audio' -%}",
+                                                      VIDEO_BRANCH[family] + "{%- elif item['type'] == 'audio' -%}")
+    engine.accepts_video = _template_takes_video(engine.processor)
+    assert engine.accepts_video
+    inputs = engine.encode([message])
+    assert "pixel_values_videos" in inputs and "pixel_values" not in inputs
+    if family == "gemma4":  # each frame is labelled with where it was taken (mm:ss)
+        prompt = engine.processor.tokenizer.decode(inputs["input_ids"][0])
+        assert [f"{int(t) // 60:02d}:{int(t) % 60:02d}" for t in clip.times_s] == [
+            stamp for stamp in prompt.split() if len(stamp) == 5 and stamp[2] == ":"]
+    stats = GenerationStats()
+    assert "".join(engine.stream([message], threading.Event(), 3, stats)) and stats.new_tokens == 3
+    engine.close()

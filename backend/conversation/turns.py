@@ -104,6 +104,7 @@ class Turn:
     audio_path: str | None = None  # a recording, or a video's sound track
     video_path: str | None = None
     frame_paths: list[str] = field(default_factory=list)  # pictures taken from the video, in order
+    frame_times: list[float] = field(default_factory=list)  # where in the video each was taken, seconds
     transcript: str | None = None
     answer: str = ""
     status: str = "pending"  # pending | streaming | done | stopped | interrupted | error | no_speech
@@ -264,6 +265,7 @@ class Conversation:
             )
             if film is not None:
                 turn.video_path, turn.frame_paths = self._keep_video(videos[0], film)
+                turn.frame_times = [round(t, 2) for t in film.times_s]
         return turn
 
     def add(self, turn: Turn) -> Turn:
@@ -298,7 +300,9 @@ class Conversation:
             text = past.prompt_text
             if pictures and not getattr(self.engine, "accepts_images", True):
                 text = (f"{text}\n\n" if text else "") + BLIND_NOTE
-            messages.append(PromptMessage("user", text, images=images, audio=audio))
+            frames = min(len(past.frame_paths), len(images))  # the frames come last among the pictures
+            messages.append(PromptMessage("user", text, images=images, audio=audio, video_frames=frames,
+                                          video_times=past.frame_times[len(past.frame_times) - frames:]))
         messages.reverse()
         return [PromptMessage("system", system_prompt(turn.answer_language, turn.firm_language))] + messages
 
