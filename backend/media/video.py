@@ -246,5 +246,6 @@ def _sound_track(path: Path, limits: MediaLimits) -> AudioClip | None:
         if err.key in {"media.no_audio_stream", "media.audio_empty", "media.not_audio"}:
             return None
         if err.key == "media.audio_too_long":
-            raise _too_long(path.name, float(err.params.get("seconds") or 0.0), limits) from err
+            seconds = err.params.get("seconds")
+            raise _too_long(path.name, float(seconds) if isinstance(seconds, (int, float)) else 0.0, limits) from err
         raise
