@@ -240,8 +240,7 @@ VIDEO_BRANCH = {
 
 @pytest.mark.parametrize("family", sorted(VIDEO_BRANCH))
 def test_frames_go_as_one_video_where_the_chat_template_takes_video(tiny_dir, tmp_path, family):
-    import threading
-
+    from backend.cancel import CancelScope
     from backend.models.engine import GenerationStats, LocalEngine, PromptMessage, _template_takes_video
 
     clip = video.load_video(make_video(tmp_path / "walk.mp4", 80, size=(160, 120), fps=1), max_frames=8)
@@ -266,5 +265,5 @@ def test_frames_go_as_one_video_where_the_chat_template_takes_video(tiny_dir, tm
         assert [f"{int(t) // 60:02d}:{int(t) % 60:02d}" for t in clip.times_s] == [
             stamp for stamp in prompt.split() if len(stamp) == 5 and stamp[2] == ":"]
     stats = GenerationStats()
-    assert "".join(engine.stream([message], threading.Event(), 3, stats)) and stats.new_tokens == 3
+    assert "".join(engine.stream([message], CancelScope(), 3, stats)) and stats.new_tokens == 3
     engine.close()
