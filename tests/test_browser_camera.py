@@ -126,10 +126,12 @@ def test_camera_on_sends_the_picture_with_the_spoken_question(phone, app, corpus
     video = [r["video"] for r in _requests(phone) if r.get("video")]
     assert video and video[0]["facingMode"] == {"ideal": "environment"}  # the back camera on a phone
     assert "Camera off" in phone.inner_text("#camera-toggle")
+    bh.wait_for(lambda: any(feed.latest() for feed in runtime._cameras.values()), 60,
+                what="the camera's pictures to reach the server")
 
     phone.click("#voice-toggle")
-    bh.wait_for(lambda: _user_turn_images(phone), 60, what="a spoken turn with the camera's picture")
-    bh.wait_for(lambda: any(t.strip() and t.strip() != "…" for t in bh.bot_texts(phone)), 90,
+    bh.wait_for(lambda: _user_turn_images(phone), 120, what="a spoken turn with the camera's picture")
+    bh.wait_for(lambda: any(t.strip() and t.strip() != "…" for t in bh.bot_texts(phone)), 120,
                 what="the answer")
 
     # on the server: the turn holds the recording and one picture, and it is the photo the camera films
@@ -143,7 +145,7 @@ def test_camera_on_sends_the_picture_with_the_spoken_question(phone, app, corpus
     phone.click("#camera-toggle")
     asked = len(turns)
     bh.wait_for(lambda: len([t for c in runtime.sessions._sessions.values() for t in c.turns if t.audio_path])
-                > asked, 60, what="another spoken turn")
+                > asked, 120, what="another spoken turn")
     later = [t for c in runtime.sessions._sessions.values() for t in c.turns if t.audio_path][asked:]
     assert later and later[0].image_paths == []
     phone.click("#voice-toggle")
