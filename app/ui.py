@@ -18,6 +18,7 @@ from backend.conversation.speaker import answer_aloud
 from backend.conversation.turns import Conversation
 from backend.conversation.voice import MIC_CHUNK_S
 from backend.errors import UserFacingError
+from backend.language.decide import browser_languages
 from backend.runtime import Runtime
 from backend.settings import state_secret
 
@@ -111,6 +112,12 @@ def locale_of(request: gr.Request | None) -> str:
     return locale_from_request(headers.get("accept-language"))
 
 
+def browser_languages_of(request: gr.Request | None) -> tuple[str, ...]:
+    """The visitor's languages, from the browser's Accept-Language header: a prior for the answer language."""
+    headers = getattr(request, "headers", None) or {}
+    return browser_languages(headers.get("accept-language"))
+
+
 def status_markdown(runtime: Runtime, locale: str = "en") -> str:
     status = runtime.status()
     if status.state == "ready":
@@ -189,7 +196,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             if conversation.busy:
                 raise gr.Error(translate("error.busy", locale_of(request)), print_exception=False)
             try:
-                turn = conversation.prepare((message or {}).get("text", ""), _files_of(message), language_value)
+                turn = conversation.prepare((message or {}).get("text", ""), _files_of(message), language_value,
+                                            browser=browser_languages_of(request))
             except UserFacingError as err:
                 # gr.Error leaves the textbox as it was: the message and its files are kept.
                 raise gr.Error(translate_error(err, locale_of(request)), print_exception=False) from None
@@ -252,7 +260,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                         conversation = runtime.sessions.get(session_id)
                         path = voice.save_utterance(event.audio, conversation.session_dir)
                         try:
-                            turn = conversation.add(conversation.prepare("", [str(path)], language_value))
+                            turn = conversation.add(conversation.prepare(
+                                "", [str(path)], language_value, browser=browser_languages_of(request)))
                             utterance = turn.id
                         except UserFacingError as err:
                             gr.Warning(err.message)
@@ -374,9 +383,13 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         api_result = gr.JSON(visible=False)
         api_button = gr.Button(visible=False)
 
-        def chat_api(message: str, files: list[str] | None, language_value: str | None) -> dict:
-            """Ask Omnilingo one question (text, optional images); returns the answer and the language."""
-            return answer_once(runtime, message or "", [str(f) for f in files or []], language_value or "auto")
+        def chat_api(message: str, files: list[str] | None, language_value: str | None,
+                     request: gr.Request) -> dict:
+            """Ask Omnilingo one question (text, optional images); returns the answer and the language.
+
+            The request's Accept-Language header is a prior for the answer language, as on the page."""
+            return answer_once(runtime, message or "", [str(f) for f in files or []], language_value or "auto",
+                               browser=browser_languages_of(request))
 
         api_button.click(
             chat_api, [api_message, api_files, api_language], api_result,
@@ -391,13 +404,14 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
     return demo
 
 
-def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto") -> dict:
+def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto",
+                browser: tuple[str, ...] = ()) -> dict:
     """One stateless question for the API: never raises, errors come back as ``{"error": ...}``.
 
     A recording is transcribed first; the result then holds ``transcript`` and the spoken language."""
     conversation = runtime.new_conversation()
     try:
-        turn = conversation.add(conversation.prepare(message, files, language))
+        turn = conversation.add(conversation.prepare(message, files, language, browser=browser))
         runtime.require_model(wait_s=600.0)
         for _ in conversation.answer(turn):
             pass
@@ -409,6 +423,7 @@ def answer_once(runtime: Runtime, message: str, files: list[str], language: str 
             "language_name": turn.language.name,
             "confidence": round(turn.language.confidence, 4),
             "answer_language": turn.answer_language,
+            "language_source": turn.language_source,
             "answer_language_detected": turn.answer_guess.tag if turn.answer_guess else None,
             "language_mismatch": turn.language_mismatch,
             "status": turn.status,

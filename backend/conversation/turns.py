@@ -22,6 +22,7 @@ from typing import Any
 
 from backend import languages, media
 from backend.errors import MediaError, ModelUnavailableError, UserFacingError
+from backend.language import decide
 from backend.models.engine import Engine, GenerationStats, PromptMessage
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,11 @@ class Turn:
     language: languages.LanguageGuess
     answer_language: str
     language_override: str = "auto"
+    # Where answer_language came from (backend.language.decide.SOURCES), what the message's
+    # evidence ranked (best first), and the priors it was weighed with.
+    language_source: str = decide.DETECTED
+    language_candidates: list[tuple[str, float]] = field(default_factory=list)
+    priors: decide.Priors = field(default_factory=decide.Priors)
     image_paths: list[str] = field(default_factory=list)
     audio_path: str | None = None
     transcript: str | None = None
@@ -129,6 +135,17 @@ class Turn:
         data = asdict(self)
         data["language_mismatch"] = self.language_mismatch
         return data
+
+
+def _better_transcript(candidate, current) -> bool:
+    """Whether a second hearing is the better one: speech where the first heard none, else
+    Whisper's higher average log-probability per token."""
+    if candidate.no_speech or not candidate.text.strip():
+        return False
+    if current.no_speech or not current.text.strip():
+        return True
+    mine, theirs = getattr(candidate, "avg_logprob", None), getattr(current, "avg_logprob", None)
+    return mine is not None and theirs is not None and mine > theirs
 
 
 class Conversation:
@@ -178,16 +195,26 @@ class Conversation:
                 return turn.answer_language
         return "und"
 
-    def choose_language(self, guess: languages.LanguageGuess, override: str = "auto") -> str:
-        if override and override != "auto":
-            return languages.normalize_tag(override)
-        # "ok", "merci", a number: too little text to switch the conversation's language
-        if guess.known and guess.confidence >= MIN_CONFIDENCE_TO_SWITCH:
-            return guess.tag
+    def priors(self, override: str = "auto", browser: tuple[str, ...] | list[str] = ()) -> decide.Priors:
+        """What the app knows before reading a message: the pinned language, the conversation's, the browser's."""
+        pinned = languages.normalize_tag(override) if override and override != "auto" else None
         previous = self._current_language()
-        return previous if previous != "und" else guess.tag
+        return decide.Priors(pinned=pinned, conversation=None if previous == "und" else previous,
+                             browser=tuple(browser))
 
-    def prepare(self, text: str, files: list[str] | None = None, language: str = "auto") -> Turn:
+    @staticmethod
+    def _settle(turn: Turn, decision: decide.Decision, fallback: languages.LanguageGuess) -> None:
+        """Record a decision on the turn; the message's language is the evidence's best named one."""
+        turn.answer_language, turn.language_source = decision.tag, decision.source
+        turn.language_candidates = [list(c) for c in decision.candidates]
+        named = [(tag, p) for tag, p in decision.candidates if tag != languages.UNKNOWN]
+        if named and not (fallback.known and fallback.tag == named[0][0]):
+            tag, p = named[0]
+            fallback = languages.LanguageGuess(tag, languages.language_name(tag), languages.autonym(tag), round(p, 3))
+        turn.language = fallback
+
+    def prepare(self, text: str, files: list[str] | None = None, language: str = "auto",
+                browser: tuple[str, ...] | list[str] = ()) -> Turn:
         """Check a new message and its files; raise UserFacingError and change nothing if they are unusable."""
         text = clean_text(text)
         if len(text) > MAX_MESSAGE_CHARS:
@@ -213,15 +240,18 @@ class Conversation:
         clip = media.load_audio(audio[0], self.limits) if audio else None
         guess = languages.detect(text)
         with self._lock:
+            priors = self.priors(language, browser)
             turn = Turn(
                 id=next(self._ids),
                 text=text,
                 language=guess,
-                answer_language=self.choose_language(guess, language),
+                answer_language=languages.UNKNOWN,
                 language_override=language or "auto",
+                priors=priors,
                 image_paths=[self._keep_image(p) for p in images],
                 audio_path=self._keep_recording(clip) if clip is not None else None,
             )
+            self._settle(turn, decide.decide(text, priors), guess)
         return turn
 
     def add(self, turn: Turn) -> Turn:
@@ -293,11 +323,27 @@ class Conversation:
                 turn.status = "done"
         if turn.answer.strip():
             turn.answer_guess = languages.detect(turn.answer)
+            self._redecide(turn)
+
+    @staticmethod
+    def _redecide(turn: Turn) -> None:
+        """The answer and the message agree on a language the message's evidence ranked close: take it."""
+        guess = turn.answer_guess
+        if guess is None or not guess.known or guess.confidence < MIN_CONFIDENCE_TO_SWITCH \
+                or sum(ch.isalpha() for ch in turn.answer) < MIN_LETTERS_TO_JUDGE_LANGUAGE:
+            return
+        current = decide.Decision(turn.answer_language, turn.language_source, 0.0,
+                                  tuple((str(t), float(p)) for t, p in turn.language_candidates))
+        better = decide.redecide(current, guess.tag)
+        if better is not None:
+            turn.answer_language, turn.language_source = better.tag, better.source
+            turn.notes.append("language_from_answer")
 
     def hear(self, turn: Turn) -> bool:
         """Transcribe the turn's recording; False (and a "did not catch that" turn) when nothing was said.
 
-        The spoken language Whisper hears wins over the text detector for speech."""
+        Whisper's spoken-language ID, the text detector on the transcript and the turn's priors
+        decide the answer language; a pinned language is the one Whisper transcribes in."""
         clip = media.load_audio(turn.audio_path, self.limits)
         accepts_audio = getattr(self.engine, "accepts_audio", False)
         if self.asr is None:
@@ -306,8 +352,18 @@ class Conversation:
                 return True
             raise UserFacingError("Speech input is not available in this setup.", key="asr.unavailable")
         started = time.perf_counter()
+        priors = turn.priors
         try:
-            transcript = self.asr.transcribe(clip)
+            transcript = self._transcribe(clip, priors.pinned)  # a pinned language is what Whisper hears
+            heard = decide.spoken(getattr(transcript, "language_probs", None), transcript.language,
+                                  transcript.language_probability)
+            prior = next((tag for tag, _, _ in priors.ranked()), None)
+            if not priors.pinned and prior and max(heard.get(t, 0.0) for t in heard) < decide.SPEECH_SURE \
+                    and languages.normalize_tag(transcript.language) != prior and self._asr_takes_language():
+                # Whisper is unsure: also hear it in the language the person probably speaks, keep the better.
+                again = self.asr.transcribe(clip, language=prior)
+                if _better_transcript(again, transcript):
+                    transcript = again
         except ModelUnavailableError:
             if not accepts_audio:
                 raise
@@ -324,12 +380,25 @@ class Conversation:
             return False
         turn.transcript = transcript.text.strip()
         tag = languages.normalize_tag(transcript.language)
-        turn.language = languages.LanguageGuess(
+        whisper_guess = languages.LanguageGuess(
             tag=tag, name=languages.language_name(tag), autonym=languages.autonym(tag),
-            confidence=round(float(transcript.language_probability), 3),
+            confidence=round(float(heard.get(tag, transcript.language_probability)), 3),
         )
-        turn.answer_language = self.choose_language(turn.language, turn.language_override)
+        self._settle(turn, decide.decide_speech(heard, turn.transcript, priors), whisper_guess)
         return True
+
+    def _asr_takes_language(self) -> bool:
+        import inspect
+
+        try:
+            return "language" in inspect.signature(self.asr.transcribe).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def _transcribe(self, clip, language: str | None):
+        if language and self._asr_takes_language():
+            return self.asr.transcribe(clip, language=language)
+        return self.asr.transcribe(clip)
 
     def stop(self) -> None:
         """The Stop button: end the answer in progress within one decode step."""

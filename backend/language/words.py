@@ -1,0 +1,129 @@
+"""Word-frequency evidence for short messages: which languages use these words, and how much.
+
+"Hola", "Merci beaucoup", "Wat is dit?" carry too few character n-grams for the text
+detector, but everyday words are among the most frequent words of their language.
+wordfreq (code Apache-2.0; word lists CC-BY-SA 4.0, built from Wikipedia, subtitles,
+news, books, the web and social media) gives each word's frequency in 42 languages. A
+unigram model over its lists ranks those languages for a short text, beside an "other"
+class for the languages it does not cover, so that words none of its languages uses
+often (Swahili "asante") point away from all of them instead of to the least bad one.
+
+Only texts in scripts shared by several languages are scored here (Latin, Cyrillic,
+Arabic, Devanagari...). Scripts one language owns (Greek, Hangul, Thai) and the scripts
+written without spaces (Han, kana) are left to the detector: wordfreq's own tokenizer
+for Chinese and Japanese needs extra dictionaries, and the script already tells.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import threading
+import unicodedata
+
+from backend import languages
+
+OTHER = "und"  # a language beyond wordfreq's lists
+
+# The most frequent words of each language: everyday messages rarely use rarer ones, and
+# the whole lists would take over a gigabyte. 30,000 words reach a Zipf value near 2.5.
+TOP_WORDS = 30_000
+# Zipf value (log10 of frequency per billion words) given to a word a language's list
+# lacks, and the value every word gets under "other". Tuned on the short-message dev set.
+ABSENT_ZIPF = 1.0
+OTHER_ZIPF = 3.4
+# wordfreq's Serbo-Croatian list serves Croatian, Bosnian and Serbian; the text detector
+# and its markers choose among them.
+SERBO_CROATIAN = ("hr", "bs", "sr")
+_WORD_RE = re.compile(r"[^\W\d_]+")
+# Scripts written without spaces between words: no word evidence.
+_UNSPACED = {"Hani", "Kana", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"}
+
+_load_lock = threading.Lock()
+
+
+def _app_tag(code: str) -> str:
+    return "hr" if code == "sh" else languages.normalize_tag(code)
+
+
+@functools.lru_cache(maxsize=1)
+def _tables() -> dict[str, dict[str, float]]:
+    """{app tag: {word: Zipf value}} for wordfreq's small lists, cut to TOP_WORDS words."""
+    import wordfreq
+
+    with _load_lock:
+        tables: dict[str, dict[str, float]] = {}
+        for code in sorted(wordfreq.available_languages("small")):
+            freqs = wordfreq.get_frequency_dict(code, "small")
+            top: dict[str, float] = {}
+            for word, freq in freqs.items():
+                if len(top) >= TOP_WORDS:
+                    break
+                if freq > 0 and not word.isdigit():
+                    top[word] = round(math.log10(freq) + 9.0, 2)
+            tables[_app_tag(code)] = top
+        return tables
+
+
+def covers(tag: str) -> bool:
+    """Whether a word list speaks for this language (else it hides in ``OTHER``)."""
+    return tag in _tables() or tag in SERBO_CROATIAN
+
+
+def warm_up() -> None:
+    """Load the lists (about 2 s) before the first message needs them."""
+    _tables()
+
+
+@functools.cache
+def _languages_of_script(script: str) -> tuple[str, ...]:
+    return tuple(tag for tag in _tables() if script in _script_set(tag))
+
+
+@functools.cache
+def _script_set(tag: str) -> frozenset[str]:
+    scripts = set(languages.primary_scripts(tag))
+    if tag == "hr":
+        scripts |= {"Cyrl"}  # the Serbo-Croatian list holds Serbian Cyrillic too
+    expanded = set()
+    for script in scripts:
+        expanded |= {"Kana"} if script in ("Jpan",) else {"Hang"} if script == "Kore" else \
+            {"Hani"} if script in ("Hans", "Hant") else {script}
+    return frozenset(expanded)
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-cased words as wordfreq stores them: apostrophes split words ("c'est" -> c, est),
+    Arabic-script vowel marks dropped."""
+    text = unicodedata.normalize("NFC", text).casefold()
+    text = "".join(ch for ch in unicodedata.normalize("NFD", text) if not _is_arabic_mark(ch))
+    return _WORD_RE.findall(unicodedata.normalize("NFC", text))
+
+
+def _is_arabic_mark(ch: str) -> bool:
+    return "\u064b" <= ch <= "\u065f" or ch == "\u0670"
+
+
+def dominant_script(text: str) -> str | None:
+    weights = languages.script_weights(text)
+    return weights.most_common(1)[0][0] if weights else None
+
+
+def log_likelihoods(text: str, script: str | None = None) -> dict[str, float] | None:
+    """log10 likelihood of the text's words under each wordfreq language of its script, and
+    under ``OTHER``; None when word frequencies say nothing (no words, an unspaced script, a
+    script only one listed language writes)."""
+    script = script or dominant_script(text)
+    if script is None or script in _UNSPACED:
+        return None
+    candidates = _languages_of_script(script)
+    words = [w for w in words_of(text) if languages.char_script(w[0]) == script]
+    if len(candidates) < 2 or not words:
+        return None  # Greek, Hebrew, Hangul: the script tells, the detector knows it
+    tables = _tables()
+    scores = {OTHER: OTHER_ZIPF * len(words)}
+    for tag in candidates:
+        table = tables[tag]
+        scores[tag] = sum(table.get(word, ABSENT_ZIPF) for word in words)
+    return scores
