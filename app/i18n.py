@@ -7,6 +7,8 @@ en.json, the English text of the backend's user-facing messages.
 
 from __future__ import annotations
 
+import gradio as gr
+
 from app import locales
 
 STRINGS: dict[str, dict[str, str]] = {
@@ -64,6 +66,9 @@ STRINGS: dict[str, dict[str, str]] = {
 _FILES = locales.load_locales()
 STRINGS["en"] = {**_FILES.get("en", {}), **STRINGS["en"]}
 STRINGS.update({code: table for code, table in _FILES.items() if code != "en"})
+
+# Labels are translated in the browser, by the visitor's locale (English fallback).
+I18N = gr.I18n(**STRINGS)
 
 
 def _template(key: str, locale: str | None) -> str | None:

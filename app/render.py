@@ -6,20 +6,20 @@ import html
 import re
 
 from app.i18n import translate, translate_error
-from backend import languages
 from backend.conversation.turns import Conversation, Turn
 from backend.errors import UserFacingError
+from backend.language import scripts, tags
 
 
 def language_badge(turn: Turn, locale: str = "en") -> str:
     """The answer language and where it came from: "español (Spanish) · es · your browser's language"."""
     source = translate(f"language.source.{turn.language_source}", locale)
     tag = turn.answer_language
-    if tag == languages.UNKNOWN:
+    if tag == tags.UNKNOWN:
         return source
     # The language's own name: a reader recognises "français" or "日本語" whatever the UI
     # language; then its name in the UI's language ("français (Französisch)").
-    own, local = languages.autonym(tag), languages.display_name(tag, locale)
+    own, local = tags.autonym(tag), tags.display_name(tag, locale)
     name = own or local
     if own and own.casefold() != local.casefold():
         name = f"{own} ({local})"
@@ -50,7 +50,7 @@ def inert_markdown(text: str) -> str:
 
 def _text_block(text: str, tag: str) -> str:
     """User or model text in its own writing direction."""
-    direction = "rtl" if languages.is_rtl(tag) else "auto"
+    direction = "rtl" if scripts.is_rtl(tag) else "auto"
     return f'<div dir="{direction}">\n\n{inert_markdown(text)}\n\n</div>'
 
 
@@ -92,9 +92,9 @@ def assistant_message(turn: Turn, locale: str = "en", can_speak: bool = False) -
         notes.append(translate("turn.history_shortened", locale))
     options = []
     if turn.status == "done" and turn.language_mismatch and turn.answer_guess is not None:
-        wanted = languages.display_name(turn.answer_language, locale)
+        wanted = tags.display_name(turn.answer_language, locale)
         notes.append(translate(
-            "turn.mismatch", locale, answer_language=languages.display_name(turn.answer_guess.tag, locale),
+            "turn.mismatch", locale, answer_language=tags.display_name(turn.answer_guess.tag, locale),
             language=wanted,
         ))
         options.append({"value": f"retry:{turn.id}", "label": translate("button.retry", locale, language=wanted)})

@@ -104,6 +104,40 @@ def test_bad_input_keeps_the_message_and_history(client):
     assert "Guten Morgen" in texts and "Und morgen" in texts
 
 
+def test_warnings_speak_the_visitors_language(app):
+    """A toast is in the page's language, like the errors: here a browser copy that is not a conversation."""
+    from types import SimpleNamespace
+
+    from app.handlers import ChatController
+
+    runtime = app[0]
+    french_page = SimpleNamespace(session_hash="warned-in-french", headers={"accept-language": "fr-FR,fr;q=0.9"})
+    try:
+        with pytest.warns(UserWarning) as shown:  # gr.Warning outside a running event is a Python warning
+            history, _ = ChatController(runtime).restore_conversation({"format": "not-omnilingo"}, french_page)
+    finally:
+        runtime.drop_session("warned-in-french")
+    assert "Ce fichier n'est pas une conversation Omnilingo enregistrée." in [str(w.message) for w in shown]
+    assert not any("not a saved Omnilingo conversation" in str(w.message) for w in shown)
+    assert history == []
+
+
+def test_microphone_streams_in_mic_chunk_s_pieces(app):
+    import re
+
+    from app.handlers import ChatController
+    from app.ui import build_ui
+    from backend.conversation.voice import MIC_CHUNK_S
+
+    demo = build_ui(app[0])
+    config = demo.get_config_file()
+    mic_ids = [i for i, block in demo.fns.items() if getattr(block.fn, "__name__", "") == "on_mic"]
+    assert [d["stream_every"] for d in config["dependencies"] if d["id"] in mic_ids] == [MIC_CHUNK_S]
+    # the handler's own description names the setting, not a number that goes stale
+    assert "MIC_CHUNK_S" in ChatController.on_mic.__doc__
+    assert not re.search(r"\d\s*s\b", ChatController.on_mic.__doc__)
+
+
 def test_new_conversation_clears_history(client):
     client.predict({"text": "Ciao, come stai?", "files": []}, "auto", api_name="/send_message")
     list(client.submit(False, api_name="/stream_answer"))

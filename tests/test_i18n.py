@@ -17,8 +17,8 @@ from app.locales import load_locales, locale_from_request, lookup_chain, match_l
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = load_locales()
-# English: the UI strings of app/i18n.py and the backend messages of en.json (merged or not yet).
-ENGLISH = {**i18n.STRINGS["en"], **FILES["en"]}
+# English: the UI strings of app/i18n.py and the backend messages of en.json.
+ENGLISH = dict(i18n.STRINGS["en"])
 TRANSLATIONS = {code: table for code, table in FILES.items() if code != "en"}
 ERROR_CLASSES = {"UserFacingError", "MediaError", "ModelUnavailableError", "GenerationError"}
 
@@ -29,9 +29,9 @@ def placeholders(text: str) -> set[tuple[str, str]]:
 
 
 def backend_error_keys() -> dict[str, list[dict]]:
-    """Every key="..." given to an error in backend/*.py, with the keyword parameters of each raise."""
+    """Every key="..." given to an error in backend/ (every module), with the keyword parameters of each raise."""
     sites: dict[str, list[dict]] = {}
-    for path in sorted((REPO / "backend").glob("*.py")):
+    for path in sorted((REPO / "backend").rglob("*.py")):
         source = path.read_text(encoding="utf-8")
         for node in ast.walk(ast.parse(source)):
             if not isinstance(node, ast.Call):
@@ -119,7 +119,7 @@ def test_traditional_chinese_is_not_simplified():
 def test_english_backend_messages_do_not_shadow_ui_strings():
     ui_only = {key for key in i18n.STRINGS["en"] if key not in FILES["en"]}
     assert ui_only, "app/i18n.py lost its UI strings"
-    # after the merge STRINGS["en"] holds both; en.json must never redefine a UI key differently
+    # STRINGS["en"] holds both; en.json must never redefine a UI key differently
     for key, text in FILES["en"].items():
         assert i18n.STRINGS["en"].get(key, text) == text
 
@@ -222,9 +222,10 @@ def test_translate_falls_back_to_english(monkeypatch):
     assert i18n.translate("button.retry", "xx", language="Deutsch") == "Answer again in Deutsch"
 
 
-def test_translate_uses_the_locale_files_once_merged():
-    if "fr" not in i18n.STRINGS:
-        pytest.skip("app/i18n.py does not load app/locales yet")
+def test_translate_uses_the_locale_files():
+    # every locale file reaches the UI's table, the backend's English messages included
+    assert set(TRANSLATIONS) <= set(i18n.STRINGS)
+    assert FILES["en"].items() <= i18n.STRINGS["en"].items()
     assert i18n.translate("button.new", "fr") == "Nouvelle conversation"
     assert i18n.translate("button.new", "fr-CA") == "Nouvelle conversation"
     assert i18n.translate("button.stop", "zh-HK") == "停止"
@@ -237,8 +238,6 @@ def test_translate_uses_the_locale_files_once_merged():
 
 
 def test_translate_error_uses_params_or_the_english_message():
-    if not hasattr(i18n, "translate_error"):
-        pytest.skip("app/i18n.py has no translate_error yet")
     from backend.errors import MediaError, UserFacingError
 
     err = MediaError("The file 'a.png' is empty.", key="media.empty_file", name="a.png")
@@ -316,13 +315,13 @@ def dominant_script(table: dict[str, str]) -> str:
 
 def test_language_names_follow_the_ui_language():
     from app import render
-    from backend import languages
     from backend.conversation.turns import Turn
+    from backend.language import detect, tags
 
-    asked = languages.detect("Quelle est la capitale du Portugal, et combien d'habitants y vivent ?")
+    asked = detect.detect("Quelle est la capitale du Portugal, et combien d'habitants y vivent ?")
     answer = "Die Hauptstadt von Portugal ist Lissabon, dort leben ungefähr fünfhunderttausend Menschen."
     turn = Turn(id=1, text="Quelle est la capitale du Portugal ?", language=asked, answer_language="fr",
-                answer=answer, status="done", answer_guess=languages.detect(answer))
+                answer=answer, status="done", answer_guess=detect.detect(answer))
     assert turn.language_mismatch
     # own name first (what the writer recognises), then the name in the UI's language
     assert render.language_badge(turn, "de").startswith("français (Französisch)")
@@ -332,5 +331,5 @@ def test_language_names_follow_the_ui_language():
     assert "Französisch" in german["content"] and "Deutsch" in german["content"]
     assert german["options"][0]["label"] == i18n.translate("button.retry", "de", language="Französisch")
     # Traditional Chinese names come from CLDR's zh-Hant data
-    assert languages.display_name("fr", "zh-TW") == "法文"
-    assert languages.display_name("fr", "not a locale") == "French"
+    assert tags.display_name("fr", "zh-TW") == "法文"
+    assert tags.display_name("fr", "not a locale") == "French"

@@ -10,6 +10,7 @@ import pytest
 from backend.conversation.speaker import AnswerSpeaker, answer_aloud
 from backend.conversation.turns import Conversation
 from backend.models.tts import SpeechRouter, espeak_available
+from tests.support import ScriptedEngine
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 
@@ -72,14 +73,26 @@ def test_language_without_a_voice_is_text_only_with_a_note():
     assert speaker.note is not None and speaker.note.key == "tts.no_voice"
 
 
-def test_answer_aloud_streams_text_and_audio(gemma_engine, tmp_path):
-    conversation = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=40)
-    turn = conversation.add(conversation.prepare("Can you tell me a short story about a fox?"))
-    kinds = [event.kind for event in answer_aloud(conversation, turn, SpeechRouter(), speak=True)]
-    assert kinds.count("text") >= 1
-    assert turn.status == "done"
-    # random weights write few sentence ends: whatever was written is still spoken at the end
-    assert "audio" in kinds or turn.notes
+# The last piece has no sentence end: what was written is still spoken once the text is complete.
+SCRIPT = ["The moon is bright ", "tonight. It shines ", "on the sea and the sand"]
+
+
+@pytest.mark.parametrize(("language", "has_voice"), [("en", True), ("tlh", False)])
+def test_answer_aloud_streams_text_and_audio(tmp_path, language, has_voice):
+    router = SpeechRouter()
+    assert (router.voice_for(language) is not None) == has_voice
+    conversation = Conversation(ScriptedEngine(SCRIPT), tmp_path / "s")
+    turn = conversation.add(conversation.prepare("Tell me about the moon.", language=language))
+    events = list(answer_aloud(conversation, turn, router, speak=True))
+    assert turn.status == "done" and turn.answer_language == language
+    assert "".join(e.text for e in events if e.kind == "text") == "".join(SCRIPT)
+    spoken = [e.chunk.audio.text for e in events if e.kind == "audio"]
+    if has_voice:
+        assert spoken == ["The moon is bright tonight.", "It shines on the sea and the sand"]
+        assert not [note for note in turn.notes if note.startswith("tts.")]
+    else:
+        assert spoken == [] and "tts.no_voice" in turn.notes
+    conversation.close()
 
 
 def test_stop_silences_the_rest(gemma_engine, tmp_path):

@@ -13,6 +13,7 @@ from backend.conversation.speaker import answer_aloud
 from backend.conversation.turns import Conversation
 from backend.conversation.voice import LISTENING, OFF, SPEAKING, THINKING, VoiceSession
 from backend.models.tts import SpeechRouter, espeak_available
+from tests.support import ScriptedEngine
 
 CHUNK_S = 0.25
 
@@ -125,23 +126,39 @@ def test_two_barge_ins_in_a_row(voice, corpus):
 
 
 @pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
-def test_barge_in_during_speech_drops_the_queued_sentences(voice, corpus):
-    conversation = voice.conversation
-    conversation.max_new_tokens = 400
-    turn = conversation.add(conversation.prepare("Please tell me a long story."))
+def test_barge_in_during_speech_drops_the_queued_sentences(tmp_path):
+    first_sentence_played = threading.Event()
+
+    def hold_the_rest(i: int) -> None:
+        # the model writes on only once the first sentence was heard: the rest is queued behind it
+        if i == 3:
+            first_sentence_played.wait(30)
+
+    sentences = ["The moon is bright tonight. ", "It shines on the sea. ", "The waves are calm. "]
+    engine = ScriptedEngine(sentences + ["The wind is soft. ", "Good night!"], before_piece=hold_the_rest)
+    conversation = Conversation(engine, tmp_path / "s")
+    voice = VoiceSession(conversation)
+    voice.start()
+    turn = conversation.add(conversation.prepare("Please tell me about the night."))
     voice.answering(turn.generation)
-    heard_after = []
-    barged = threading.Event()
+    played, heard_after = [], []
     for event in answer_aloud(conversation, turn, SpeechRouter(), speak=True):
-        if event.kind == "audio":
-            voice.played(event.chunk.audio.samples, event.chunk.audio.sample_rate)
-            if barged.is_set():
-                heard_after.append(event)
-        if not barged.is_set():
-            voice.barge_in()
-            barged.set()
-    assert turn.status == "interrupted"
+        if event.kind != "audio":
+            continue
+        if played:
+            heard_after.append(event.chunk.audio.text)
+            continue
+        voice.played(event.chunk.audio.samples, event.chunk.audio.sample_rate)
+        played.append(event.chunk.audio.text)
+        assert voice.state == SPEAKING
+        voice.barge_in()
+        first_sentence_played.set()
+    assert played == ["The moon is bright tonight."], "the first sentence is heard before the user cuts in"
+    assert turn.status == "interrupted" and voice.state == LISTENING
     assert heard_after == [], "no sentence of the old answer after the barge-in"
+    assert "Good night" not in turn.answer, "the model stopped writing at the barge-in"
+    voice.stop()
+    conversation.close()
 
 
 def test_own_voice_from_the_speakers_does_not_interrupt(voice, corpus):

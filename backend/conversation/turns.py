@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend import languages, media
+from backend import media
 from backend.errors import MediaError, ModelUnavailableError, UserFacingError
-from backend.language import decide
+from backend.language import decide, detect, tags
 from backend.models.engine import Engine, GenerationStats, PromptMessage
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ def system_prompt(language: str, firm: bool = False) -> str:
             "You are Omnilingo, a helpful assistant. Answer in the same language as the user's "
             "latest message. Be clear and concise. When the user shares images, look at them carefully."
         )
-    name = languages.language_name(language)
-    own = languages.autonym(language)
+    name = tags.language_name(language)
+    own = tags.autonym(language)
     label = name if own == name or not own else f"{name} ({own})"
     prompt = (
         f"You are Omnilingo, a helpful assistant. Answer in {label}, the language the user writes in, "
@@ -91,7 +91,7 @@ def system_prompt(language: str, firm: bool = False) -> str:
 class Turn:
     id: int
     text: str
-    language: languages.LanguageGuess
+    language: detect.LanguageGuess
     answer_language: str
     language_override: str = "auto"
     # Where answer_language came from (backend.language.decide.SOURCES), what the message's
@@ -107,7 +107,7 @@ class Turn:
     error: str | None = None
     error_key: str | None = None
     error_params: dict[str, Any] = field(default_factory=dict)
-    answer_guess: languages.LanguageGuess | None = None
+    answer_guess: detect.LanguageGuess | None = None
     generation: int = 0
     firm_language: bool = False
     notes: list[str] = field(default_factory=list)
@@ -129,7 +129,7 @@ class Turn:
             return False
         if sum(ch.isalpha() for ch in self.answer) < MIN_LETTERS_TO_JUDGE_LANGUAGE:
             return False
-        return languages.normalize_tag(guess.tag) != languages.normalize_tag(self.answer_language)
+        return tags.normalize_tag(guess.tag) != tags.normalize_tag(self.answer_language)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -197,20 +197,20 @@ class Conversation:
 
     def priors(self, override: str = "auto", browser: tuple[str, ...] | list[str] = ()) -> decide.Priors:
         """What the app knows before reading a message: the pinned language, the conversation's, the browser's."""
-        pinned = languages.normalize_tag(override) if override and override != "auto" else None
+        pinned = tags.normalize_tag(override) if override and override != "auto" else None
         previous = self._current_language()
         return decide.Priors(pinned=pinned, conversation=None if previous == "und" else previous,
                              browser=tuple(browser))
 
     @staticmethod
-    def _settle(turn: Turn, decision: decide.Decision, fallback: languages.LanguageGuess) -> None:
+    def _settle(turn: Turn, decision: decide.Decision, fallback: detect.LanguageGuess) -> None:
         """Record a decision on the turn; the message's language is the evidence's best named one."""
         turn.answer_language, turn.language_source = decision.tag, decision.source
         turn.language_candidates = [list(c) for c in decision.candidates]
-        named = [(tag, p) for tag, p in decision.candidates if tag != languages.UNKNOWN]
+        named = [(tag, p) for tag, p in decision.candidates if tag != tags.UNKNOWN]
         if named and not (fallback.known and fallback.tag == named[0][0]):
             tag, p = named[0]
-            fallback = languages.LanguageGuess(tag, languages.language_name(tag), languages.autonym(tag), round(p, 3))
+            fallback = detect.LanguageGuess(tag, tags.language_name(tag), tags.autonym(tag), round(p, 3))
         turn.language = fallback
 
     def prepare(self, text: str, files: list[str] | None = None, language: str = "auto",
@@ -238,14 +238,14 @@ class Conversation:
         # Decode everything before keeping anything: a bad file loses nothing.
         media.load_images(images, self.limits)
         clip = media.load_audio(audio[0], self.limits) if audio else None
-        guess = languages.detect(text)
+        guess = detect.detect(text)
         with self._lock:
             priors = self.priors(language, browser)
             turn = Turn(
                 id=next(self._ids),
                 text=text,
                 language=guess,
-                answer_language=languages.UNKNOWN,
+                answer_language=tags.UNKNOWN,
                 language_override=language or "auto",
                 priors=priors,
                 image_paths=[self._keep_image(p) for p in images],
@@ -322,7 +322,7 @@ class Conversation:
             else:
                 turn.status = "done"
         if turn.answer.strip():
-            turn.answer_guess = languages.detect(turn.answer)
+            turn.answer_guess = detect.detect(turn.answer)
             self._redecide(turn)
 
     @staticmethod
@@ -359,7 +359,7 @@ class Conversation:
                                   transcript.language_probability)
             prior = next((tag for tag, _, _ in priors.ranked()), None)
             if not priors.pinned and prior and max(heard.get(t, 0.0) for t in heard) < decide.SPEECH_SURE \
-                    and languages.normalize_tag(transcript.language) != prior and self._asr_takes_language():
+                    and tags.normalize_tag(transcript.language) != prior and self._asr_takes_language():
                 # Whisper is unsure: also hear it in the language the person probably speaks, keep the better.
                 again = self.asr.transcribe(clip, language=prior)
                 if _better_transcript(again, transcript):
@@ -379,9 +379,9 @@ class Conversation:
             turn.error_key = "asr.no_speech"
             return False
         turn.transcript = transcript.text.strip()
-        tag = languages.normalize_tag(transcript.language)
-        whisper_guess = languages.LanguageGuess(
-            tag=tag, name=languages.language_name(tag), autonym=languages.autonym(tag),
+        tag = tags.normalize_tag(transcript.language)
+        whisper_guess = detect.LanguageGuess(
+            tag=tag, name=tags.language_name(tag), autonym=tags.autonym(tag),
             confidence=round(float(heard.get(tag, transcript.language_probability)), 3),
         )
         self._settle(turn, decide.decide_speech(heard, turn.transcript, priors), whisper_guess)

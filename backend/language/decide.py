@@ -22,10 +22,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from backend import languages
-from backend.language import words
+from backend.language import tags, words
+from backend.language.detect import detect
 
-UNSURE = languages.UNKNOWN
+UNSURE = tags.UNKNOWN
 
 # Where a decision came from (the badge's words are in app/locales).
 DETECTED = "detected"
@@ -70,7 +70,7 @@ class Priors:
         items += [(tag, BROWSER, PRIOR_WEIGHT[BROWSER] if i == 0 else SECOND_BROWSER_WEIGHT)
                   for i, tag in enumerate(self.browser)]
         for tag, source, weight in items:
-            tag = languages.normalize_tag(tag or "")
+            tag = tags.normalize_tag(tag or "")
             if tag != UNSURE and tag not in seen:
                 seen.add(tag)
                 out.append((tag, source, weight))
@@ -106,7 +106,7 @@ def browser_languages(accept_language: str | None, limit: int = 3) -> tuple[str,
             ranked.append((-q, index, tag.strip()))
     out: list[str] = []
     for _, _, tag in sorted(ranked):
-        folded = languages.normalize_tag(tag)
+        folded = tags.normalize_tag(tag)
         if folded != UNSURE and folded not in out:
             out.append(folded)
     return tuple(out[:limit])
@@ -122,7 +122,7 @@ def _normalized(log10_scores: Mapping[str, float]) -> dict[str, float]:
 def evidence(text: str) -> dict[str, float]:
     """Probability of each language given the text alone; ``und`` holds what no named language
     explains. Empty when the text has no letters to judge."""
-    guess = languages.detect(text)
+    guess = detect(text)
     scores = words.log_likelihoods(text) if len(words.words_of(text)) <= SHORT_WORDS else None
     if scores is None:
         if not guess.known:
@@ -157,8 +157,8 @@ def _share(probabilities: Mapping[str, float], tag: str) -> float:
 def decide_from(probabilities: Mapping[str, float], priors: Priors = Priors()) -> Decision:
     """The decision for evidence already weighed (text, speech, or both)."""
     candidates = ranked(probabilities)[:5]
-    if priors.pinned and languages.normalize_tag(priors.pinned) != UNSURE:
-        tag = languages.normalize_tag(priors.pinned)
+    if priors.pinned and tags.normalize_tag(priors.pinned) != UNSURE:
+        tag = tags.normalize_tag(priors.pinned)
         return Decision(tag, PINNED, probabilities.get(tag, 0.0), candidates)
     prior_list = priors.ranked()
     source_of = {tag: source for tag, source, _ in prior_list}
@@ -208,7 +208,7 @@ def combine(*distributions: Mapping[str, float], weights: Sequence[float] | None
 def redecide(decision: Decision, answer_language: str) -> Decision | None:
     """A better decision once the answer is in: the model answered in a language the message's
     evidence ranked close behind the chosen one (or the only one when unsure). None: keep it."""
-    answer_language = languages.normalize_tag(answer_language)
+    answer_language = tags.normalize_tag(answer_language)
     if decision.source == PINNED or answer_language in (UNSURE, decision.tag):
         return None
     shares = dict(decision.candidates)
@@ -235,11 +235,11 @@ def spoken(language_probs: Mapping[str, float] | None, language: str = UNSURE,
     from its single best guess when it gives no list."""
     probs: dict[str, float] = {}
     for tag, p in (language_probs or {}).items():
-        folded = languages.normalize_tag(tag)
+        folded = tags.normalize_tag(tag)
         if folded != UNSURE:
             probs[folded] = probs.get(folded, 0.0) + float(p)
-    if not probs and languages.normalize_tag(language) != UNSURE:
-        probs[languages.normalize_tag(language)] = float(probability)
+    if not probs and tags.normalize_tag(language) != UNSURE:
+        probs[tags.normalize_tag(language)] = float(probability)
     rest = 1.0 - sum(probs.values())
     if rest > 0:
         probs[UNSURE] = rest

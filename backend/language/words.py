@@ -22,7 +22,7 @@ import re
 import threading
 import unicodedata
 
-from backend import languages
+from backend.language import scripts, tags
 
 OTHER = "und"  # a language beyond wordfreq's lists
 
@@ -33,6 +33,9 @@ TOP_WORDS = 30_000
 # lacks, and the value every word gets under "other". Tuned on the short-message dev set.
 ABSENT_ZIPF = 1.0
 OTHER_ZIPF = 3.4
+# A language beyond the lists may share a word with one on them (Afrikaans "wat is" with
+# Dutch): under "other" a word is at least this much rarer than in the list that has it most.
+OTHER_GAP = 1.5
 # wordfreq's Serbo-Croatian list serves Croatian, Bosnian and Serbian; the text detector
 # and its markers choose among them.
 SERBO_CROATIAN = ("hr", "bs", "sr")
@@ -44,7 +47,7 @@ _load_lock = threading.Lock()
 
 
 def _app_tag(code: str) -> str:
-    return "hr" if code == "sh" else languages.normalize_tag(code)
+    return "hr" if code == "sh" else tags.normalize_tag(code)
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,14 +86,8 @@ def _languages_of_script(script: str) -> tuple[str, ...]:
 
 @functools.cache
 def _script_set(tag: str) -> frozenset[str]:
-    scripts = set(languages.primary_scripts(tag))
-    if tag == "hr":
-        scripts |= {"Cyrl"}  # the Serbo-Croatian list holds Serbian Cyrillic too
-    expanded = set()
-    for script in scripts:
-        expanded |= {"Kana"} if script in ("Jpan",) else {"Hang"} if script == "Kore" else \
-            {"Hani"} if script in ("Hans", "Hant") else {script}
-    return frozenset(expanded)
+    written = set(scripts.primary_scripts(tag)) | ({"Cyrl"} if tag == "hr" else set())  # Serbian Cyrillic
+    return frozenset(u for script in written for u in scripts.SCRIPT_EXPANSION.get(script, (script,)))
 
 
 def words_of(text: str) -> list[str]:
@@ -106,7 +103,7 @@ def _is_arabic_mark(ch: str) -> bool:
 
 
 def dominant_script(text: str) -> str | None:
-    weights = languages.script_weights(text)
+    weights = scripts.script_weights(text)
     return weights.most_common(1)[0][0] if weights else None
 
 
@@ -118,12 +115,11 @@ def log_likelihoods(text: str, script: str | None = None) -> dict[str, float] | 
     if script is None or script in _UNSPACED:
         return None
     candidates = _languages_of_script(script)
-    words = [w for w in words_of(text) if languages.char_script(w[0]) == script]
+    words = [w for w in words_of(text) if scripts.char_script(w[0]) == script]
     if len(candidates) < 2 or not words:
         return None  # Greek, Hebrew, Hangul: the script tells, the detector knows it
     tables = _tables()
-    scores = {OTHER: OTHER_ZIPF * len(words)}
-    for tag in candidates:
-        table = tables[tag]
-        scores[tag] = sum(table.get(word, ABSENT_ZIPF) for word in words)
+    per_word = {tag: [tables[tag].get(word, ABSENT_ZIPF) for word in words] for tag in candidates}
+    scores = {tag: sum(values) for tag, values in per_word.items()}
+    scores[OTHER] = sum(max(OTHER_ZIPF, max(values) - OTHER_GAP) for values in zip(*per_word.values(), strict=True))
     return scores

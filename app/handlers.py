@@ -1,0 +1,285 @@
+"""What the page's events do: one ChatController per runtime, one method per event.
+
+app/ui.py lays out the components and wires each event to a method here; the methods
+read the visitor's session from the gr.Request Gradio hands them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+import gradio as gr
+
+from app import render
+from app.i18n import I18N, locale_from_request, translate, translate_error
+from backend.conversation import transcript
+from backend.conversation.speaker import answer_aloud
+from backend.conversation.turns import Conversation
+from backend.conversation.voice import VoiceSession
+from backend.errors import UserFacingError
+from backend.language.decide import browser_languages
+from backend.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Re-render the chat at most this often while streaming: smooth, without flooding the socket.
+STREAM_INTERVAL_S = 0.04
+
+
+def session_id_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "default"
+
+
+def locale_of(request: gr.Request | None) -> str:
+    """The visitor's UI language, from the browser's Accept-Language header."""
+    headers = getattr(request, "headers", None) or {}
+    return locale_from_request(headers.get("accept-language"))
+
+
+def files_of(message: dict | None) -> list[str]:
+    """The file paths a MultimodalTextbox value carries."""
+    files = []
+    for item in (message or {}).get("files") or []:
+        path = item.get("path") if isinstance(item, dict) else getattr(item, "path", item)
+        if path:
+            files.append(str(path))
+    return files
+
+
+def browser_languages_of(request: gr.Request | None) -> tuple[str, ...]:
+    """The visitor's languages, from the browser's Accept-Language header: a prior for the answer language."""
+    headers = getattr(request, "headers", None) or {}
+    return browser_languages(headers.get("accept-language"))
+
+
+def warn(err: UserFacingError, request: gr.Request | None) -> None:
+    """A toast in the visitor's language: the problem is told, nothing else changes."""
+    gr.Warning(translate_error(err, locale_of(request)))
+
+
+def voice_status(voice: VoiceSession) -> str:
+    if not voice.active:
+        return ""
+    icon = {"listening": "🎙️", "thinking": "💭", "speaking": "🔊"}.get(voice.state, "")
+    return f"{icon} " + I18N("voice." + voice.state)  # translated in the browser
+
+
+def status_markdown(runtime: Runtime, locale: str = "en") -> str:
+    status = runtime.status()
+    if status.state == "ready":
+        # isolated (FSI…PDI): a model path keeps its own direction inside an Arabic sentence
+        return translate("status.ready", locale, model=f"\u2068{runtime.engine.name}\u2069")
+    if status.state == "failed":
+        return "⚠️ " + translate("status.failed", locale, detail=status.message)
+    return "⏳ " + translate("status.loading", locale, detail=status.message, seconds=int(status.elapsed_s))
+
+
+class ChatController:
+    """The event handlers of one page layout, sharing one runtime (model, sessions, voices)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def _session(self, request: gr.Request | None) -> Conversation:
+        return self.runtime.sessions.get(session_id_of(request))
+
+    def view(self, conversation: Conversation, request: gr.Request | None) -> list[dict]:
+        return render.chat_messages(conversation, locale_of(request), can_speak=self.runtime.tts is not None)
+
+    # -- typing and answering ------------------------------------------------------------------
+    def add_user_turn(self, message: dict, language_value: str, request: gr.Request):
+        conversation = self._session(request)
+        if conversation.busy:
+            raise gr.Error(translate("error.busy", locale_of(request)), print_exception=False)
+        try:
+            turn = conversation.prepare((message or {}).get("text", ""), files_of(message), language_value,
+                                        browser=browser_languages_of(request))
+        except UserFacingError as err:
+            # gr.Error leaves the textbox as it was: the message and its files are kept.
+            raise gr.Error(translate_error(err, locale_of(request)), print_exception=False) from None
+        conversation.add(turn)
+        return gr.MultimodalTextbox(value=None, interactive=False), self.view(conversation, request)
+
+    def stream_answer(self, speak_value: bool, request: gr.Request):
+        runtime = self.runtime
+        conversation = self._session(request)
+        turn = conversation.last()
+        busy = gr.MultimodalTextbox(interactive=False)
+        if turn is None or turn.status != "pending":
+            yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
+            return
+        while runtime.status().state == "loading":
+            yield self.view(conversation, request), busy, gr.skip()
+            time.sleep(0.5)
+        try:
+            runtime.require_model()
+            voice = runtime.voice_session(session_id_of(request))
+            voice.answering(turn.generation)
+            speak_it = bool(speak_value) or voice.active
+            last = 0.0
+            while turn is not None:
+                for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
+                    if event.kind == "audio":
+                        audio = event.chunk.audio
+                        voice.played(audio.samples, audio.sample_rate)
+                        yield self.view(conversation, request), busy, event.chunk.wav_bytes()
+                        continue
+                    now = time.monotonic()
+                    if now - last >= STREAM_INTERVAL_S:
+                        last = now
+                        yield self.view(conversation, request), busy, gr.skip()
+                # The answer drifted to another language: ask once more, firmly, when the user wants it.
+                turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
+        except UserFacingError as err:
+            turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
+        runtime.voice_session(session_id_of(request)).finished(conversation.generation)
+        yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
+
+    def stop_answer(self, request: gr.Request):
+        self._session(request).stop()
+
+    def new_conversation(self, request: gr.Request):
+        self._session(request).clear()
+        return [], gr.MultimodalTextbox(value=None, interactive=True)
+
+    # -- voice ---------------------------------------------------------------------------------
+    def toggle_voice(self, request: gr.Request):
+        voice = self.runtime.voice_session(session_id_of(request))
+        if voice.active:
+            voice.stop()
+            return gr.Button(value=I18N("voice.start")), gr.Audio(visible=False), voice_status(voice)
+        voice.start()
+        return gr.Button(value=I18N("voice.stop")), gr.Audio(visible=True), voice_status(voice)
+
+    def on_mic(self, chunk, language_value: str, request: gr.Request):
+        """Each microphone chunk (MIC_CHUNK_S of audio): VAD, barge-in, and the end of an utterance."""
+        session_id = session_id_of(request)
+        voice = self.runtime.voice_session(session_id)
+        utterance, barged = gr.skip(), gr.skip()
+        if chunk is not None and voice.active:
+            sample_rate, samples = chunk
+            for event in voice.hear(samples, sample_rate):
+                if event.kind == "barge_in":
+                    barged = voice.barge_ins
+                elif event.kind == "utterance":
+                    conversation = self.runtime.sessions.get(session_id)
+                    path = voice.save_utterance(event.audio, conversation.session_dir)
+                    try:
+                        turn = conversation.add(conversation.prepare(
+                            "", [str(path)], language_value, browser=browser_languages_of(request)))
+                        utterance = turn.id
+                    except UserFacingError as err:
+                        warn(err, request)
+        return voice_status(voice), utterance, barged
+
+    # -- options under an answer -------------------------------------------------------------------
+    def listen(self, turn_id: int, conversation: Conversation, request: gr.Request | None):
+        """Play one earlier answer again."""
+        tts = self.runtime.tts
+        turn = next((t for t in conversation.turns if t.id == turn_id), None)
+        if turn is None or not turn.answer or tts is None:
+            return
+        try:
+            yield from tts.speak(turn.answer, turn.answer_language)
+        except UserFacingError as err:
+            warn(err, request)
+
+    def choose_option(self, event: gr.SelectData, request: gr.Request):
+        """Options under an answer: "answer again in <language>" and "listen"."""
+        conversation = self._session(request)
+        value = str(getattr(event, "value", "") or "")
+        action, _, turn_id = value.partition(":")
+        if action == "listen" and turn_id.isdigit():
+            import soundfile as sf
+
+            for chunk in self.listen(int(turn_id), conversation, request):
+                buffer = io.BytesIO()
+                sf.write(buffer, chunk.samples, chunk.sample_rate, format="WAV", subtype="PCM_16")
+                yield self.view(conversation, request), buffer.getvalue()
+            return
+        if action == "retry" and turn_id.isdigit() and not conversation.busy:
+            try:
+                conversation.retry_in_language(int(turn_id))
+            except StopIteration:
+                pass
+        yield self.view(conversation, request), gr.skip()
+
+    # -- keeping the conversation ------------------------------------------------------------------
+    def save_conversation(self, request: gr.Request):
+        """After each answer: the copy kept in the browser, and the download (Markdown+pictures zip)."""
+        conversation = self._session(request)
+        if not conversation.turns:
+            return None, gr.DownloadButton(value=None, interactive=False)
+        zipped, _ = transcript.write_downloads(conversation)
+        return transcript.for_browser(conversation), gr.DownloadButton(value=str(zipped), interactive=True)
+
+    def restore_conversation(self, saved_value, request: gr.Request):
+        """A reloaded page: the conversation comes back from the browser's copy."""
+        conversation = self._session(request)
+        if saved_value and not conversation.turns:
+            try:
+                transcript.restore(conversation, saved_value)
+            except UserFacingError as err:
+                warn(err, request)
+        download_value = None
+        if conversation.turns:
+            download_value = str(transcript.write_downloads(conversation)[0])
+        return self.view(conversation, request), gr.DownloadButton(value=download_value,
+                                                                   interactive=download_value is not None)
+
+    # -- the page itself -----------------------------------------------------------------------
+    def refresh_status(self, request: gr.Request):
+        state = self.runtime.status().state
+        return status_markdown(self.runtime, locale_of(request)), gr.Timer(active=state == "loading")
+
+    def drop_session(self, request: gr.Request = None) -> None:  # type: ignore[assignment]
+        """The tab was closed: its conversation and voice go."""
+        if request is not None and getattr(request, "session_hash", None):
+            self.runtime.drop_session(request.session_hash)
+
+    # -- the /chat API -------------------------------------------------------------------------
+    def chat_api(self, message: str, files: list[str] | None, language_value: str | None,
+                 request: gr.Request) -> dict:
+        """Ask Omnilingo one question (text, optional images); returns the answer and the language.
+
+        The request's Accept-Language header is a prior for the answer language, as on the page."""
+        return answer_once(self.runtime, message or "", [str(f) for f in files or []], language_value or "auto",
+                           browser=browser_languages_of(request))
+
+
+def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto",
+                browser: tuple[str, ...] = ()) -> dict:
+    """One stateless question for the API: never raises, errors come back as ``{"error": ...}``.
+
+    A recording is transcribed first; the result then holds ``transcript`` and the spoken language."""
+    conversation = runtime.new_conversation()
+    try:
+        turn = conversation.add(conversation.prepare(message, files, language, browser=browser))
+        runtime.require_model(wait_s=600.0)
+        for _ in conversation.answer(turn):
+            pass
+        if turn.status == "no_speech":
+            return {"error": turn.error, "error_key": turn.error_key, "transcript": "", "language": "und"}
+        result = {
+            "answer": turn.answer,
+            "language": turn.language.tag,
+            "language_name": turn.language.name,
+            "confidence": round(turn.language.confidence, 4),
+            "answer_language": turn.answer_language,
+            "language_source": turn.language_source,
+            "answer_language_detected": turn.answer_guess.tag if turn.answer_guess else None,
+            "language_mismatch": turn.language_mismatch,
+            "status": turn.status,
+        }
+        if turn.transcript is not None:
+            result["transcript"] = turn.transcript
+        return result
+    except UserFacingError as err:
+        return {"error": err.message, "error_key": err.key}
+    except Exception:  # the API never hands a traceback to a caller
+        log.exception("chat API failed")
+        return {"error": translate("error.generic"), "error_key": "error.generic"}
+    finally:
+        conversation.close()
