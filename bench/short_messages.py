@@ -94,11 +94,10 @@ def tune(rows) -> dict:
     best: tuple[float, dict] = (-1e9, {})
     grid = {
         "ABSENT_ZIPF": (1.0, 1.5),
-        "OTHER_ZIPF": (2.6, 3.0, 3.4),
-        "OTHER_GAP": (0.5, 1.0, 1.5, 99.0),
-        "DETECTOR_WEIGHT": (1.0, 2.0, 3.0),
-        "DETECTOR_FULL_LETTERS": (12, 24),
-        "COMMIT": (0.8, 0.9),
+        "OTHER_ZIPF": (3.0, 3.4, 3.8),
+        "OTHER_GAP": (1.0, 1.5, 2.0),
+        "DETECTOR_WEIGHT": (0.5, 1.0, 2.0),
+        "COMMIT": (0.85, 0.9),
     }
     for values in itertools.product(*grid.values()):
         params = dict(zip(grid, values, strict=True))
@@ -144,7 +143,7 @@ def main() -> None:
         "tuning_half": score(tuning, evidence_of(tuning)),
         "held_out_half": score(held_out, evidence_of(held_out)),
         "constants": {"ABSENT_ZIPF": words.ABSENT_ZIPF, "OTHER_ZIPF": words.OTHER_ZIPF, "OTHER_GAP": words.OTHER_GAP,
-                      "DETECTOR_WEIGHT": decide.DETECTOR_WEIGHT,
+                      "DETECTOR_WEIGHT": decide.DETECTOR_WEIGHT, "BEYOND_WEIGHT": decide.BEYOND_WEIGHT,
                       "DETECTOR_FULL_LETTERS": decide.DETECTOR_FULL_LETTERS, "COMMIT": decide.COMMIT,
                       "PRIOR_WEIGHT": decide.PRIOR_WEIGHT, "PLAUSIBLE": decide.PLAUSIBLE,
                       "SHORT_WORDS": decide.SHORT_WORDS, "TOP_WORDS": words.TOP_WORDS},

@@ -39,6 +39,8 @@ SOURCES = (DETECTED, BROWSER, CONVERSATION, PINNED, NOT_SURE)
 SHORT_WORDS = 8
 # The detector's answer counts as this many orders of magnitude of likelihood (times its confidence).
 DETECTOR_WEIGHT = 1.0
+# The same vote for a language beyond the word lists (on top of its share of what they leave unexplained).
+BEYOND_WEIGHT = 1.0
 # ... reached from this many letters on: the detector's n-grams say little about "Hola".
 DETECTOR_FULL_LETTERS = 12
 # Share of the probability a language needs to be taken.
@@ -132,13 +134,15 @@ def evidence(text: str) -> dict[str, float]:
     if detected in words.SERBO_CROATIAN and "hr" in scores:
         scores[detected] = scores.pop("hr")  # one word list for the three; the detector's markers choose
     if detected is not None:
-        if detected not in scores:
-            # A language beyond the lists: it takes the detector's confidence of what they leave unexplained.
+        # The detector's n-grams say little about "Hola": its vote grows with the text's letters.
+        trust = guess.confidence * min(1.0, sum(ch.isalpha() for ch in text) / DETECTOR_FULL_LETTERS)
+        if detected in scores:
+            scores[detected] += DETECTOR_WEIGHT * trust
+        else:
+            # A language beyond the lists: it takes the detector's trust in it, of what they leave unexplained.
             other = scores[words.OTHER]
-            scores[detected] = other + math.log10(max(guess.confidence, 1e-3))
-            scores[words.OTHER] = other + math.log10(max(1.0 - guess.confidence, 1e-3))
-        letters = sum(ch.isalpha() for ch in text)
-        scores[detected] += DETECTOR_WEIGHT * guess.confidence * min(1.0, letters / DETECTOR_FULL_LETTERS)
+            scores[detected] = other + math.log10(max(trust, 1e-3)) + BEYOND_WEIGHT * trust
+            scores[words.OTHER] = other + math.log10(max(1.0 - trust, 1e-3))
     return _normalized(scores)
 
 

@@ -8,10 +8,9 @@ unigram model over its lists ranks those languages for a short text, beside an "
 class for the languages it does not cover, so that words none of its languages uses
 often (Swahili "asante") point away from all of them instead of to the least bad one.
 
-Only texts in scripts shared by several languages are scored here (Latin, Cyrillic,
-Arabic, Devanagari...). Scripts one language owns (Greek, Hangul, Thai) and the scripts
-written without spaces (Han, kana) are left to the detector: wordfreq's own tokenizer
-for Chinese and Japanese needs extra dictionaries, and the script already tells.
+Texts written without spaces (Han, kana, Thai) and in Hangul are left to the detector:
+wordfreq's own tokenizers for them need extra dictionaries or split words into morphemes,
+and the script already tells.
 """
 
 from __future__ import annotations
@@ -40,8 +39,9 @@ OTHER_GAP = 1.5
 # and its markers choose among them.
 SERBO_CROATIAN = ("hr", "bs", "sr")
 _WORD_RE = re.compile(r"[^\W\d_]+")
-# Scripts written without spaces between words: no word evidence.
-_UNSPACED = {"Hani", "Kana", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"}
+# Scripts written without spaces between words, and Hangul (wordfreq lists Korean by
+# morpheme, not by the words people type): no word evidence.
+_UNSPACED = {"Hani", "Kana", "Hang", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"}
 
 _load_lock = threading.Lock()
 
@@ -116,8 +116,8 @@ def log_likelihoods(text: str, script: str | None = None) -> dict[str, float] | 
         return None
     candidates = _languages_of_script(script)
     words = [w for w in words_of(text) if scripts.char_script(w[0]) == script]
-    if len(candidates) < 2 or not words:
-        return None  # Greek, Hebrew, Hangul: the script tells, the detector knows it
+    if not candidates or not words:
+        return None
     tables = _tables()
     per_word = {tag: [tables[tag].get(word, ABSENT_ZIPF) for word in words] for tag in candidates}
     scores = {tag: sum(values) for tag, values in per_word.items()}
