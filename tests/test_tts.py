@@ -24,8 +24,8 @@ from backend.models.tts import (
     speakable,
     voices_for,
 )
+from tests.support import CORPUS
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 UDHR = CORPUS / "text" / "udhr_dev.tsv"
 # Languages with an espeak-ng voice, in many scripts.
 SPOKEN = ["en", "fr", "de", "es", "ru", "ar", "hi", "zh", "ja", "ko", "sw", "tr", "vi", "fa", "he", "ta"]
@@ -36,8 +36,6 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 
 def udhr_sentences(languages: list[str]) -> dict[str, str]:
     """The first sentence of article 1 of the UDHR in each language."""
-    if not UDHR.exists():
-        pytest.skip("corpus not found (set OMNILINGO_CORPUS)")
     found: dict[str, str] = {}
     with UDHR.open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
@@ -53,6 +51,7 @@ def rms(x: np.ndarray) -> float:
 # --------------------------------------------------------------------------- espeak-ng
 
 
+@pytest.mark.slow
 @needs_espeak
 def test_espeak_speaks_corpus_sentences_in_many_languages():
     sentences = udhr_sentences(SPOKEN)
@@ -75,8 +74,6 @@ def test_espeak_speaks_corpus_sentences_in_many_languages():
 @needs_espeak
 def test_long_burmese_clause_is_spoken_in_pieces():
     # espeak-ng 1.51 aborts ("buffer overflow") on this UDHR paragraph as one clause.
-    if not UDHR.exists():
-        pytest.skip("corpus not found (set OMNILINGO_CORPUS)")
     with UDHR.open(encoding="utf-8") as fh:
         text = next(row["text"] for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
                     if row["bcp47"] == "my" and len(row["text"]) > 300)
@@ -193,6 +190,7 @@ def test_vits_is_off_unless_non_commercial_use_is_allowed(tiny_vits):
     assert all(v.engine != MMS for v in router.voices_for("en"))
 
 
+@pytest.mark.slow
 def test_vits_speaks_when_allowed_and_is_preferred(tiny_vits):
     router = SpeechRouter(allow_noncommercial=True, vits_models={"en": str(tiny_vits)})
     voice = router.voice_for("en-US")

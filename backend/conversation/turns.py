@@ -344,6 +344,8 @@ class Conversation:
 
         Whisper's spoken-language ID, the text detector on the transcript and the turn's priors
         decide the answer language; a pinned language is the one Whisper transcribes in."""
+        if turn.audio_path is None:
+            return True  # nothing recorded: the typed text stands
         clip = media.load_audio(turn.audio_path, self.limits)
         accepts_audio = getattr(self.engine, "accepts_audio", False)
         if self.asr is None:
