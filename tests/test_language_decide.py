@@ -128,3 +128,68 @@ def test_the_badge_says_where_the_language_came_from(app):
     _, history = english_browser.predict({"text": "Merci beaucoup", "files": []}, "auto", api_name="/send_message")
     latest = [m for m in history if m["role"] == "user"][-1]
     assert "français" in message_text(latest) and "detected" in message_text(latest)
+
+
+# --------------------------------------------------------------------------- speech, with a scripted recogniser
+
+class ScriptedRecognizer:
+    """Whisper as the conversation sees it: each call returns the next scripted hearing, and the
+    language it was asked to transcribe in is kept."""
+
+    def __init__(self, *heard: dict) -> None:
+        self.heard = list(heard)
+        self.asked: list[str | None] = []
+
+    def transcribe(self, clip, language: str | None = None):
+        from types import SimpleNamespace
+
+        self.asked.append(language)
+        given = self.heard.pop(0) if len(self.heard) > 1 else self.heard[0]
+        base = {"text": "", "language": "und", "language_probability": 0.0, "language_probs": [],
+                "no_speech": False, "no_speech_probability": 0.0, "avg_logprob": -1.0, "duration_s": 1.0}
+        return SimpleNamespace(**{**base, **given})
+
+
+def _spoken_turn(tmp_path, recognizer, language="auto", browser=()):
+    import numpy as np
+    import soundfile as sf
+
+    from backend.conversation.turns import Conversation
+    from tests.fakes import ScriptedEngine
+
+    recording = tmp_path / "question.wav"
+    t = np.arange(16000) / 16000
+    sf.write(recording, 0.3 * np.sin(2 * np.pi * 220 * t), 16000)
+    conversation = Conversation(ScriptedEngine("مرحبا! كيف يمكنني مساعدتك اليوم؟"), tmp_path / "session",
+                                asr=recognizer)
+    turn = conversation.add(conversation.prepare("", [str(recording)], language, browser=browser))
+    list(conversation.answer(turn))
+    return turn
+
+
+def test_a_pinned_language_is_what_whisper_transcribes_in(tmp_path):
+    recognizer = ScriptedRecognizer({"text": "ما هذا؟", "language": "ar", "language_probability": 1.0})
+    turn = _spoken_turn(tmp_path, recognizer, language="ar")
+    assert recognizer.asked == ["ar"]
+    assert (turn.answer_language, turn.language_source, turn.status) == ("ar", "pinned", "done")
+
+
+def test_unsure_whisper_hears_again_in_the_browsers_language(tmp_path):
+    recognizer = ScriptedRecognizer(
+        {"text": "", "language": "en", "language_probability": 0.19, "no_speech": True,
+         "language_probs": [("en", 0.19), ("ar", 0.15), ("fa", 0.1)]},
+        {"text": "ما هذا؟ هل يمكنك مساعدتي؟", "language": "ar", "language_probability": 1.0,
+         "avg_logprob": -0.3},
+    )
+    turn = _spoken_turn(tmp_path, recognizer, browser=("ar",))
+    assert recognizer.asked == [None, "ar"]
+    assert turn.status == "done" and turn.transcript.startswith("ما هذا")  # not "I did not catch that"
+    assert turn.answer_language == "ar"
+
+
+def test_sure_whisper_is_not_asked_twice(tmp_path):
+    recognizer = ScriptedRecognizer({"text": "Привет, как дела? Что это такое?", "language": "ru",
+                                     "language_probability": 0.95, "language_probs": [("ru", 0.95)]})
+    turn = _spoken_turn(tmp_path, recognizer, browser=("en",))
+    assert recognizer.asked == [None]
+    assert (turn.answer_language, turn.language_source) == ("ru", "detected")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -138,13 +139,20 @@ class Turn:
 
 
 def _better_transcript(candidate, current) -> bool:
-    """Whether a second hearing is the better one: speech where the first heard none, else
-    Whisper's higher average log-probability per token."""
+    """Whether a second hearing is the better one: speech where the first heard none, else the
+    higher of Whisper's average log-probability per token plus log P(speech)."""
     if candidate.no_speech or not candidate.text.strip():
         return False
     if current.no_speech or not current.text.strip():
         return True
-    mine, theirs = getattr(candidate, "avg_logprob", None), getattr(current, "avg_logprob", None)
+
+    def score(heard) -> float | None:
+        logprob = getattr(heard, "avg_logprob", None)
+        if logprob is None:
+            return None
+        return logprob + math.log(max(1e-6, 1.0 - float(getattr(heard, "no_speech_probability", 0.0) or 0.0)))
+
+    mine, theirs = score(candidate), score(current)
     return mine is not None and theirs is not None and mine > theirs
 
 
@@ -360,7 +368,8 @@ class Conversation:
             heard = decide.spoken(getattr(transcript, "language_probs", None), transcript.language,
                                   transcript.language_probability)
             prior = next((tag for tag, _, _ in priors.ranked()), None)
-            if not priors.pinned and prior and max(heard.get(t, 0.0) for t in heard) < decide.SPEECH_SURE \
+            surest = max((p for tag, p in heard.items() if tag != tags.UNKNOWN), default=0.0)
+            if not priors.pinned and prior and surest < decide.SPEECH_SURE \
                     and tags.normalize_tag(transcript.language) != prior and self._asr_takes_language():
                 # Whisper is unsure: also hear it in the language the person probably speaks, keep the better.
                 again = self.asr.transcribe(clip, language=prior)

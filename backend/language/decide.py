@@ -233,12 +233,13 @@ SPEECH_SURE = 0.7
 TRANSCRIPT_WEIGHT = 0.5
 
 
-def spoken(language_probs: Mapping[str, float] | None, language: str = UNSURE,
+def spoken(language_probs: Mapping[str, float] | Sequence[tuple[str, float]] | None, language: str = UNSURE,
            probability: float = 0.0) -> dict[str, float]:
-    """Whisper's language probabilities (folded tags, summed), with the rest as ``und``;
-    from its single best guess when it gives no list."""
+    """Whisper's language probabilities (a mapping or (tag, probability) pairs; folded tags,
+    summed), with the rest as ``und``; from its single best guess when it gives no list."""
+    pairs = language_probs.items() if isinstance(language_probs, Mapping) else (language_probs or ())
     probs: dict[str, float] = {}
-    for tag, p in (language_probs or {}).items():
+    for tag, p in pairs:
         folded = tags.normalize_tag(tag)
         if folded != UNSURE:
             probs[folded] = probs.get(folded, 0.0) + float(p)
