@@ -13,6 +13,7 @@ from backend import media
 from backend.conversation.turns import Conversation, SessionRegistry
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
+from backend.language import words
 from backend.models import zerogpu
 from backend.models.asr import SpeechRecognizer, default_asr_model
 from backend.models.engine import Engine, LocalEngine, resolve_device
@@ -103,6 +104,8 @@ class Runtime:
         if self._loader is None:
             self._loader = threading.Thread(target=self.load, name="omnilingo-load", daemon=True)
             self._loader.start()
+            # the word lists for short messages load beside the model, not on the first message
+            threading.Thread(target=words.warm_up, name="omnilingo-word-lists", daemon=True).start()
             if zerogpu.enabled():
                 # ZeroGPU packs the CUDA weights when the app launches: load them before that.
                 self._loader.join()
