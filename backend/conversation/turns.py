@@ -214,7 +214,7 @@ class Conversation:
     def _settle(turn: Turn, decision: decide.Decision, fallback: detect.LanguageGuess) -> None:
         """Record a decision on the turn; the message's language is the evidence's best named one."""
         turn.answer_language, turn.language_source = decision.tag, decision.source
-        turn.language_candidates = [list(c) for c in decision.candidates]
+        turn.language_candidates = [(str(t), float(p)) for t, p in decision.candidates]
         named = [(tag, p) for tag, p in decision.candidates if tag != tags.UNKNOWN]
         if named and not (fallback.known and fallback.tag == named[0][0]):
             tag, p = named[0]

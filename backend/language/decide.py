@@ -174,7 +174,7 @@ def decide_from(probabilities: Mapping[str, float], priors: Priors = Priors()) -
     for tag, _source, weight in prior_list:
         weighted[tag] = _share(probabilities, tag) * weight
     total = sum(weighted.values()) or 1.0
-    best = max((t for t in weighted if t != UNSURE), key=weighted.get, default=None)
+    best = max((t for t in weighted if t != UNSURE), key=lambda t: weighted[t], default=None)
     if best is not None and weighted[best] / total >= COMMIT:
         alone = probabilities.get(best, 0.0) >= COMMIT
         source = DETECTED if alone or best not in source_of else source_of[best]
