@@ -193,3 +193,24 @@ def test_sure_whisper_is_not_asked_twice(tmp_path):
     turn = _spoken_turn(tmp_path, recognizer, browser=("en",))
     assert recognizer.asked == [None]
     assert (turn.answer_language, turn.language_source) == ("ru", "detected")
+
+
+def test_an_unsure_first_message_takes_the_language_the_answer_and_message_agree_on(tmp_path):
+    from backend.conversation.turns import Conversation
+    from tests.fakes import ScriptedEngine
+
+    engine = ScriptedEngine("¡Hola! ¿En qué puedo ayudarte hoy? Estoy aquí para lo que necesites.",
+                            next_answers=["Perfecto, dime qué necesitas."])
+    conversation = Conversation(engine, tmp_path / "session")
+    first = conversation.add(conversation.prepare("Hola"))
+    assert first.answer_language == "und" and first.language_source == "unsure"
+    assert "same language as the user's latest message" in engine_prompt(conversation, first)
+    list(conversation.answer(first))
+    assert (first.answer_language, first.language_source) == ("es", "detected")
+    assert not first.language_mismatch
+    follow_up = conversation.add(conversation.prepare("ok"))
+    assert (follow_up.answer_language, follow_up.language_source) == ("es", "conversation")
+
+
+def engine_prompt(conversation, turn) -> str:
+    return conversation.prompt_for(turn)[0].text
