@@ -91,7 +91,7 @@ def main() -> None:
                 hearings += len(calls)
                 if setting == "no_prior":
                     top = tags.normalize_tag(turn.language.tag)
-                    row["whisper"] = top
+                    row["whisper"] = f"{top} {turn.language.confidence:.2f}"
                     counts["whisper_top1"]["right" if top == lang else "wrong"] += 1
                 if not heard:
                     counts[setting]["no_speech"] += 1

@@ -395,7 +395,7 @@ class Conversation:
             tag=tag, name=tags.language_name(tag), autonym=tags.autonym(tag),
             confidence=round(float(heard.get(tag, transcript.language_probability)), 3),
         )
-        self._settle(turn, decide.decide_speech(heard, turn.transcript, priors), whisper_guess)
+        self._settle(turn, decide.decide_speech(heard, turn.transcript, priors, transcript.language), whisper_guess)
         return True
 
     def _asr_takes_language(self) -> bool:

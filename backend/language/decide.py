@@ -158,8 +158,10 @@ def _share(probabilities: Mapping[str, float], tag: str) -> float:
     return 0.0 if words.covers(tag) else probabilities.get(UNSURE, 0.0)
 
 
-def decide_from(probabilities: Mapping[str, float], priors: Priors = Priors()) -> Decision:
+def decide_from(probabilities: Mapping[str, float], priors: Priors = Priors(),
+                commit: float | None = None) -> Decision:
     """The decision for evidence already weighed (text, speech, or both)."""
+    commit = COMMIT if commit is None else commit
     candidates = ranked(probabilities)[:5]
     if priors.pinned and tags.normalize_tag(priors.pinned) != UNSURE:
         tag = tags.normalize_tag(priors.pinned)
@@ -175,8 +177,8 @@ def decide_from(probabilities: Mapping[str, float], priors: Priors = Priors()) -
         weighted[tag] = _share(probabilities, tag) * weight
     total = sum(weighted.values()) or 1.0
     best = max((t for t in weighted if t != UNSURE), key=lambda t: weighted[t], default=None)
-    if best is not None and weighted[best] / total >= COMMIT:
-        alone = probabilities.get(best, 0.0) >= COMMIT
+    if best is not None and weighted[best] / total >= commit:
+        alone = probabilities.get(best, 0.0) >= commit
         source = DETECTED if alone or best not in source_of else source_of[best]
         return Decision(best, source, probabilities.get(best, 0.0), candidates)
     leader = max(probabilities.values())
@@ -227,7 +229,8 @@ def redecide(decision: Decision, answer_language: str) -> Decision | None:
 
 
 
-# Whisper's spoken-language probability below which a prior's language is also tried.
+# Whisper's spoken-language probability below which a prior's language is also tried; what it
+# needs to be taken on its own.
 SPEECH_SURE = 0.7
 # How much the text detector on the transcript counts beside Whisper's own language ID.
 TRANSCRIPT_WEIGHT = 0.5
@@ -251,8 +254,16 @@ def spoken(language_probs: Mapping[str, float] | Sequence[tuple[str, float]] | N
     return probs
 
 
-def decide_speech(heard: Mapping[str, float], transcript: str, priors: Priors = Priors()) -> Decision:
-    """The answer language for speech: Whisper's language ID and the transcript's text evidence
-    together, weighed with the priors."""
+def decide_speech(heard: Mapping[str, float], transcript: str, priors: Priors = Priors(),
+                  transcribed_in: str = UNSURE) -> Decision:
+    """The answer language for speech, weighed with the priors.
+
+    Whisper writes its transcript in the language it chose, so a transcript that reads as that
+    language confirms nothing: Whisper's own probabilities decide. A transcript that reads as
+    another language (Russian heard as Polish, written in Cyrillic) is evidence beside them.
+    Whisper's probability is taken at ``SPEECH_SURE``."""
     text = evidence(transcript) if transcript.strip() else {}
-    return decide_from(combine(heard, text, weights=(1.0, TRANSCRIPT_WEIGHT)), priors)
+    named = [t for t, _ in ranked(text) if t != UNSURE]
+    if not named or named[0] == tags.normalize_tag(transcribed_in):
+        return decide_from(heard, priors, commit=SPEECH_SURE)
+    return decide_from(combine(heard, text, weights=(1.0, TRANSCRIPT_WEIGHT)), priors, commit=SPEECH_SURE)
