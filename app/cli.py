@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--api-key", "api_key", "API key for --engine openai (never logged)", metavar="KEY")
     add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input", metavar="ID_OR_PATH")
     add("--tts", "tts_engine", "voice engine: auto, espeak, mms, off")
+    add("--end-of-turn", "end_of_turn", "voice mode: smart (a trained end-of-turn model and the last word "
+        "heard decide at each short pause) or silence (half a second of silence ends the turn)",
+        choices=["smart", "silence"])
     parser.add_argument("--allow-noncommercial-voices", dest="allow_noncommercial_voices", action="store_const",
                         const=True, default=None,
                         help="also use MMS-TTS voices (1,100+ languages; CC-BY-NC: not for commercial use) "

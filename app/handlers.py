@@ -16,7 +16,7 @@ from app import render
 from app.i18n import I18N, locale_from_request, translate, translate_error
 from backend.conversation import transcript
 from backend.conversation.speaker import answer_aloud
-from backend.conversation.turns import Conversation
+from backend.conversation.turns import Conversation, TurnStatus
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
 from backend.language.decide import browser_languages
@@ -134,7 +134,8 @@ class ChatController:
                 turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
         except UserFacingError as err:
             if turn is not None:
-                turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
+                turn.status, turn.error, turn.error_key, turn.error_params = (
+                    TurnStatus.ERROR, err.message, err.key, err.params)
         runtime.voice_session(session_id_of(request)).finished(conversation.generation)
         yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
 
@@ -161,6 +162,7 @@ class ChatController:
         utterance, barged = gr.skip(), gr.skip()
         if chunk is not None and voice.active:
             sample_rate, samples = chunk
+            voice.spoken_language = language_value
             for event in voice.hear(samples, sample_rate):
                 if event.kind == "barge_in":
                     barged = voice.barge_ins
@@ -170,6 +172,8 @@ class ChatController:
                     try:
                         turn = conversation.add(conversation.prepare(
                             "", [str(path)], language_value, browser=browser_languages_of(request)))
+                        if event.transcript is not None and event.transcript.text.strip():
+                            conversation.hear(turn, event.transcript)  # heard at the pause already
                         utterance = turn.id
                     except UserFacingError as err:
                         warn(err, request)
@@ -232,8 +236,8 @@ class ChatController:
 
     # -- the page itself -----------------------------------------------------------------------
     def refresh_status(self, request: gr.Request):
-        state = self.runtime.status().state
-        return status_markdown(self.runtime, locale_of(request)), gr.Timer(active=state == "loading")
+        waiting = self.runtime.status().waiting  # loading, or retrying after a passing failure
+        return status_markdown(self.runtime, locale_of(request)), gr.Timer(active=waiting)
 
     def drop_session(self, request: gr.Request = None) -> None:  # type: ignore[assignment]
         """The tab was closed: its conversation and voice go."""

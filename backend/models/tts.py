@@ -395,13 +395,6 @@ class SpeechRouter:
         self.overrides: dict[str, Voice] = {k.lower(): v for k, v in (overrides or {}).items()}
         self._broken: set[tuple[str, str]] = set()  # voices that failed to load: not tried again
 
-    def set_voice(self, language: str, voice: Voice | None) -> None:
-        """Choose a voice for a language (settings); None returns to the automatic choice."""
-        if voice is None:
-            self.overrides.pop(language.lower(), None)
-        else:
-            self.overrides[language.lower()] = voice
-
     def _engine_order(self) -> list[str]:
         order = [n for n in ENGINE_QUALITY if n in self.engines] + [n for n in self.engines if n not in ENGINE_QUALITY]
         if self.preferred_engine in self.engines:
