@@ -159,9 +159,10 @@ def _share(probabilities: Mapping[str, float], tag: str) -> float:
 
 
 def decide_from(probabilities: Mapping[str, float], priors: Priors = Priors(),
-                commit: float | None = None) -> Decision:
+                commit: float | None = None, plausible: float | None = None) -> Decision:
     """The decision for evidence already weighed (text, speech, or both)."""
     commit = COMMIT if commit is None else commit
+    plausible = PLAUSIBLE if plausible is None else plausible
     candidates = ranked(probabilities)[:5]
     if priors.pinned and tags.normalize_tag(priors.pinned) != UNSURE:
         tag = tags.normalize_tag(priors.pinned)
@@ -183,7 +184,7 @@ def decide_from(probabilities: Mapping[str, float], priors: Priors = Priors(),
         return Decision(best, source, probabilities.get(best, 0.0), candidates)
     leader = max(probabilities.values())
     for tag, source, _weight in prior_list:
-        if _share(probabilities, tag) >= PLAUSIBLE * leader:
+        if _share(probabilities, tag) >= plausible * leader:
             return Decision(tag, source, _share(probabilities, tag), candidates)
     return Decision(UNSURE, NOT_SURE, probabilities.get(best, 0.0) if best else 0.0, candidates)
 
@@ -234,6 +235,10 @@ def redecide(decision: Decision, answer_language: str) -> Decision | None:
 SPEECH_SURE = 0.7
 # How much the text detector on the transcript counts beside Whisper's own language ID.
 TRANSCRIPT_WEIGHT = 0.5
+# Whisper spreads an unsure guess over many languages: a prior's language must hold at least
+# this share of the best one's probability (an English browser is no reason to answer
+# unclear Arabic speech in English).
+SPEECH_PLAUSIBLE = 0.25
 
 
 def spoken(language_probs: Mapping[str, float] | Sequence[tuple[str, float]] | None, language: str = UNSURE,
@@ -265,5 +270,6 @@ def decide_speech(heard: Mapping[str, float], transcript: str, priors: Priors = 
     text = evidence(transcript) if transcript.strip() else {}
     named = [t for t, _ in ranked(text) if t != UNSURE]
     if not named or named[0] == tags.normalize_tag(transcribed_in):
-        return decide_from(heard, priors, commit=SPEECH_SURE)
-    return decide_from(combine(heard, text, weights=(1.0, TRANSCRIPT_WEIGHT)), priors, commit=SPEECH_SURE)
+        return decide_from(heard, priors, commit=SPEECH_SURE, plausible=SPEECH_PLAUSIBLE)
+    return decide_from(combine(heard, text, weights=(1.0, TRANSCRIPT_WEIGHT)), priors, commit=SPEECH_SURE,
+                       plausible=SPEECH_PLAUSIBLE)
