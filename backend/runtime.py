@@ -134,6 +134,9 @@ class Runtime:
     # -- model loading -------------------------------------------------------------------
     def start_loading(self) -> None:
         if self._loader is None:
+            # transformers' lazy modules fail ("partially initialized module") when two threads import
+            # them at once, as the loader and the page's language table would: import it here, once.
+            import transformers  # noqa: F401
             self._loader = threading.Thread(target=self.load, name="omnilingo-load", daemon=True)
             self._loader.start()
             # the word lists for short messages load beside the model, not on the first message
