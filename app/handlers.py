@@ -19,6 +19,7 @@ from backend.conversation.speaker import answer_aloud
 from backend.conversation.turns import Conversation, TurnStatus
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
+from backend.language.decide import browser_languages
 from backend.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,12 @@ def files_of(message: dict | None) -> list[str]:
         if path:
             files.append(str(path))
     return files
+
+
+def browser_languages_of(request: gr.Request | None) -> tuple[str, ...]:
+    """The visitor's languages, from the browser's Accept-Language header: a prior for the answer language."""
+    headers = getattr(request, "headers", None) or {}
+    return browser_languages(headers.get("accept-language"))
 
 
 def warn(err: UserFacingError, request: gr.Request | None) -> None:
@@ -101,7 +108,8 @@ class ChatController:
         if conversation.busy:
             raise gr.Error(translate("error.busy", locale_of(request)), print_exception=False)
         try:
-            turn = conversation.prepare((message or {}).get("text", ""), files_of(message), language_value)
+            turn = conversation.prepare((message or {}).get("text", ""), files_of(message), language_value,
+                                        browser=browser_languages_of(request))
         except UserFacingError as err:
             # gr.Error leaves the textbox as it was: the message and its files are kept.
             raise gr.Error(translate_error(err, locale_of(request)), print_exception=False) from None
@@ -179,8 +187,9 @@ class ChatController:
                     pictures = self.runtime.camera(session_id).save_latest(conversation.session_dir,
                                                                            f"{path.stem}-camera")
                     try:
-                        turn = conversation.add(conversation.prepare("", [str(path), *map(str, pictures)],
-                                                                     language_value))
+                        turn = conversation.add(conversation.prepare(
+                            "", [str(path), *map(str, pictures)], language_value,
+                            browser=browser_languages_of(request)))
                         if event.transcript is not None and event.transcript.text.strip():
                             conversation.hear(turn, event.transcript)  # heard at the pause already
                         utterance = turn.id
@@ -272,19 +281,24 @@ class ChatController:
             self.runtime.drop_session(session_hash)
 
     # -- the /chat API -------------------------------------------------------------------------
-    def chat_api(self, message: str, files: list[str] | None, language_value: str | None) -> dict:
+    def chat_api(self, message: str, files: list[str] | None, language_value: str | None,
+                 request: gr.Request) -> dict:
         """Ask Omnilingo one question (text, optional images, a recording or a video); returns the answer,
-        the language and, for a video, how many of its frames the model saw."""
-        return answer_once(self.runtime, message or "", [str(f) for f in files or []], language_value or "auto")
+        the language and, for a video, how many of its frames the model saw.
+
+        The request's Accept-Language header is a prior for the answer language, as on the page."""
+        return answer_once(self.runtime, message or "", [str(f) for f in files or []], language_value or "auto",
+                           browser=browser_languages_of(request))
 
 
-def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto") -> dict:
+def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto",
+                browser: tuple[str, ...] = ()) -> dict:
     """One stateless question for the API: never raises, errors come back as ``{"error": ...}``.
 
     A recording is transcribed first; the result then holds ``transcript`` and the spoken language."""
     conversation = runtime.new_conversation()
     try:
-        turn = conversation.add(conversation.prepare(message, files, language))
+        turn = conversation.add(conversation.prepare(message, files, language, browser=browser))
         runtime.require_model(wait_s=600.0)
         for _ in conversation.answer(turn):
             pass
@@ -296,6 +310,7 @@ def answer_once(runtime: Runtime, message: str, files: list[str], language: str 
             "language_name": turn.language.name,
             "confidence": round(turn.language.confidence, 4),
             "answer_language": turn.answer_language,
+            "language_source": turn.language_source,
             "answer_language_detected": turn.answer_guess.tag if turn.answer_guess else None,
             "language_mismatch": turn.language_mismatch,
             "status": turn.status,

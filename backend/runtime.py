@@ -20,6 +20,7 @@ from backend.conversation.camera import CameraFeed
 from backend.conversation.turns import Conversation, SessionRegistry
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
+from backend.language import words
 from backend.models import zerogpu
 from backend.models.asr import SpeechRecognizer, open_recognizer
 from backend.models.engine import Engine, LocalEngine, resolve_device
@@ -136,8 +137,13 @@ class Runtime:
     # -- model loading -------------------------------------------------------------------
     def start_loading(self) -> None:
         if self._loader is None:
+            # transformers' lazy modules fail ("partially initialized module") when two threads import
+            # them at once, as the loader and the page's language table would: import it here, once.
+            import transformers  # noqa: F401
             self._loader = threading.Thread(target=self.load, name="omnilingo-load", daemon=True)
             self._loader.start()
+            # the word lists for short messages load beside the model, not on the first message
+            threading.Thread(target=words.warm_up, name="omnilingo-word-lists", daemon=True).start()
             if zerogpu.enabled():
                 # ZeroGPU packs the CUDA weights when the app launches: load them before that.
                 self._loader.join()

@@ -267,3 +267,15 @@ def test_frames_go_as_one_video_where_the_chat_template_takes_video(tiny_dir, tm
     stats = GenerationStats()
     assert "".join(engine.stream([message], CancelScope(), 3, stats)) and stats.new_tokens == 3
     engine.close()
+
+
+def test_asking_again_in_the_language_keeps_the_video(tmp_path, corpus):
+    engine = ScriptedEngine("ok")
+    conversation = Conversation(engine, tmp_path / "s", asr=Heard("Was passiert hier?", "de"))
+    turn = conversation.add(conversation.prepare("", [str(make_video(tmp_path / "q.mp4", 3,
+                                                                        sound=speech(corpus)))]))
+    list(conversation.answer(turn))
+    retry = conversation.retry_in_language(turn.id)
+    list(conversation.answer(retry))
+    assert retry.video_path == turn.video_path and retry.frame_paths == turn.frame_paths
+    assert len(engine.prompts[-1][-1].images) == len(turn.frame_paths)
