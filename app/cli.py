@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--base-url", "base_url", "URL of the OpenAI-compatible server, for --engine openai", metavar="URL")
     add("--api-key", "api_key", "API key for --engine openai (never logged)", metavar="KEY")
     add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input", metavar="ID_OR_PATH")
-    add("--tts", "tts_engine", "voice engine: auto, espeak, mms, off")
+    add("--tts", "tts_engine", "voice engine: auto (a Piper voice where one exists, else espeak-ng), piper, "
+        "espeak (fast, offline, every language), mms, off", choices=["auto", "piper", "espeak", "mms", "off"])
+    add("--piper-voices", "piper_voices", "folder of installed Piper voices (<voice>.onnx + .onnx.json + "
+        "MODEL_CARD), used before any download", metavar="DIR")
     parser.add_argument("--allow-noncommercial-voices", dest="allow_noncommercial_voices", action="store_const",
                         const=True, default=None,
                         help="also use MMS-TTS voices (1,100+ languages; CC-BY-NC: not for commercial use) "

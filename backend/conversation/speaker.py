@@ -61,6 +61,7 @@ class AnswerSpeaker:
         self.voice = voice or router.voice_for(language)
         self.sentences = SentenceStream(language)
         self.note: UserFacingError | None = None
+        self.fallback_notes: list[str] = []  # why another voice than the chosen one spoke (turn.notes keys)
         self.first_audio_at: float | None = None
         self._todo: queue.Queue = queue.Queue()
         self._done: queue.Queue[SpokenChunk] = queue.Queue()
@@ -138,6 +139,8 @@ class AnswerSpeaker:
                     return
                 if self.stale:
                     return
+                if audio.note and audio.note not in self.fallback_notes:
+                    self.fallback_notes.append(audio.note)
                 if self.first_audio_at is None:
                     self.first_audio_at = time.perf_counter()
                 self._done.put(SpokenChunk(self.generation, audio, time.perf_counter()))
@@ -215,6 +218,7 @@ def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -
                 yield TurnEvent("audio", chunk=chunk)
         if speaker.note is not None and speaker.note.key not in turn.notes:
             turn.notes.append(speaker.note.key)
+        turn.notes.extend(n for n in speaker.fallback_notes if n not in turn.notes)
     finally:
         if not complete:
             conversation.stop_turn(turn)  # the consumer left early: the model must not run on
