@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from backend import languages  # noqa: E402
+from backend.models.tts import voice_table_cell  # noqa: E402
 
 START, END = "<!-- languages:start -->", "<!-- languages:end -->"
 # Measured with `python bench/langid.py --articles 8-15`: UDHR articles 8-15, held out
@@ -52,11 +53,12 @@ def render() -> str:
         "",
         DETECTOR_ACCURACY,
         "",
-        "| language | own name | tag | script | detect | hear | speak | model |",
+        "| language | own name | tag | script | detect | hear | speak (voice, licence; the first one speaks) "
+        "| model |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for info in rows:
-        voices = ", ".join(f"{engine}:{voice}" for engine, voice in info.tts_voices[:2]) or "—"
+        voices = ", ".join(voice_table_cell(engine, voice) for engine, voice in info.tts_voices[:2]) or "—"
         lines.append(
             f"| {info.name} | {info.autonym} | `{info.tag}` | {' '.join(info.scripts) or '—'}"
             f"{' (rtl)' if info.rtl else ''} | {'yes' if info.detector_knows else '—'} | "
