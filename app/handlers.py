@@ -14,12 +14,12 @@ import gradio as gr
 
 from app import render
 from app.i18n import I18N, locale_from_request, translate, translate_error
-from backend import languages
 from backend.conversation import transcript
 from backend.conversation.speaker import answer_aloud
 from backend.conversation.turns import Conversation
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
+from backend.language import tags
 from backend.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def voice_markdown(runtime: Runtime, language: str, locale: str = "en") -> str:
     """Which voice will read answers in the chosen language, neural or espeak-ng, and its licence."""
     if runtime.tts is None or not language or language == "auto":
         return ""
-    name = languages.display_name(language, locale)
+    name = tags.display_name(language, locale)
     try:
         desc = runtime.tts.describe(language)
     except Exception:  # noqa: BLE001 - the settings line must not break the page

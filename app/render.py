@@ -6,9 +6,9 @@ import html
 import re
 
 from app.i18n import translate, translate_error
-from backend import languages
 from backend.conversation.turns import Conversation, Turn
 from backend.errors import UserFacingError
+from backend.language import scripts, tags
 
 
 def language_badge(turn: Turn, locale: str = "en") -> str:
@@ -17,7 +17,7 @@ def language_badge(turn: Turn, locale: str = "en") -> str:
         return translate("turn.unknown_language", locale)
     # The language's own name: a reader recognises "français" or "日本語" whatever the UI
     # language; then its name in the UI's language ("français (Französisch)").
-    own, local = guess.autonym, languages.display_name(guess.tag, locale)
+    own, local = guess.autonym, tags.display_name(guess.tag, locale)
     name = own or local
     if own and own.casefold() != local.casefold():
         name = f"{own} ({local})"
@@ -38,7 +38,7 @@ def inert_markdown(text: str) -> str:
 
 def _text_block(text: str, tag: str) -> str:
     """User or model text in its own writing direction."""
-    direction = "rtl" if languages.is_rtl(tag) else "auto"
+    direction = "rtl" if scripts.is_rtl(tag) else "auto"
     return f'<div dir="{direction}">\n\n{inert_markdown(text)}\n\n</div>'
 
 
@@ -84,9 +84,9 @@ def assistant_message(turn: Turn, locale: str = "en", can_speak: bool = False) -
         notes.append(translate("turn.history_shortened", locale))
     options = []
     if turn.status == "done" and turn.language_mismatch and turn.answer_guess is not None:
-        wanted = languages.display_name(turn.answer_language, locale)
+        wanted = tags.display_name(turn.answer_language, locale)
         notes.append(translate(
-            "turn.mismatch", locale, answer_language=languages.display_name(turn.answer_guess.tag, locale),
+            "turn.mismatch", locale, answer_language=tags.display_name(turn.answer_guess.tag, locale),
             language=wanted,
         ))
         options.append({"value": f"retry:{turn.id}", "label": translate("button.retry", locale, language=wanted)})

@@ -13,8 +13,8 @@ import gradio as gr
 
 from app.handlers import ChatController, status_markdown
 from app.i18n import I18N, STRINGS
-from backend import languages
 from backend.conversation.voice import MIC_CHUNK_S
+from backend.language import scripts, table
 from backend.runtime import Runtime
 from backend.settings import state_secret
 
@@ -62,7 +62,7 @@ PAGE_LANGUAGE_JS = """() => {
     }
   }
 }""".replace("KNOWN_LOCALES", json.dumps(sorted(STRINGS))).replace(
-    "RTL_LOCALES", json.dumps(sorted(code for code in STRINGS if languages.is_rtl(code))))
+    "RTL_LOCALES", json.dumps(sorted(code for code in STRINGS if scripts.is_rtl(code))))
 
 
 def _t(key: str) -> Any:
@@ -71,7 +71,7 @@ def _t(key: str) -> Any:
 
 def build_ui(runtime: Runtime) -> gr.Blocks:
     language_choices = [(_t("language.auto"), "auto")] + [
-        (label, tag) for label, tag in languages.choices() if tag != "auto"
+        (label, tag) for label, tag in table.choices() if tag != "auto"
     ]
 
     with gr.Blocks(title="Omnilingo", fill_height=True, analytics_enabled=False) as demo:

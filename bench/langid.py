@@ -6,7 +6,7 @@ Snippets are cut deterministically from a TSV with columns bcp47, iso6393, name,
 article, text (the UDHR corpus by default): sentences of 20-200 characters, and
 short snippets of 10-29 characters cut at word boundaries (fixed 15-character slices
 for scripts written without spaces). Gold tags are folded with
-``backend.languages.normalize_tag``. Rows whose tag names a script that CLDR lists
+``backend.language.tags.normalize_tag``. Rows whose tag names a script that CLDR lists
 only as a secondary script of the language (Vietnamese in Han characters, Javanese
 in Javanese script...) are counted in ``rows_secondary_script`` and left out.
 Accuracies are means of per-language accuracies (every language weighs the same).
@@ -29,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend import languages  # noqa: E402
+from backend.language import detect, scripts  # noqa: E402
+from backend.language.tags import normalize_tag  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("OMNILINGO_CORPUS", ROOT.parent / "shared" / "corpus")) / "text" / "udhr_dev.tsv"
 
@@ -102,11 +103,11 @@ def build_snippets(path: Path, per_language: int, articles: set[int] | None = No
             if articles is not None and int(row["article"] or 0) not in articles:
                 continue
             parsed = langcodes.Language.get(tag)
-            if parsed.script and parsed.script not in languages.primary_scripts(parsed.language or "") \
-                    and languages.primary_scripts(parsed.language or ""):
+            if parsed.script and parsed.script not in scripts.primary_scripts(parsed.language or "") \
+                    and scripts.primary_scripts(parsed.language or ""):
                 left_out += 1
                 continue
-            gold = languages.normalize_tag(tag)
+            gold = normalize_tag(tag)
             variant = (tag, row["name"]) in variants
             for sentence in SENTENCE_END.split(text):
                 sentence = sentence.strip()
@@ -142,7 +143,7 @@ def pooled(results: dict[str, list[bool]], tags) -> float | None:
 _PROBE = """
 import resource, sys, time, json
 t = time.perf_counter()
-from backend.languages import detect
+from backend.language.detect import detect
 detect("Bonjour tout le monde, comment allez-vous ?")
 startup = time.perf_counter() - t
 for line in sys.stdin:
@@ -164,7 +165,7 @@ Baseline = tuple[Callable[[str], str], set[str] | None]  # (text -> folded tag, 
 def _baseline_detectors() -> dict[str, Baseline]:
     """Other detectors, where installed: what the README compares ours with."""
     found: dict[str, Baseline] = {}
-    model = languages._fasttext()
+    model = detect._fasttext()
     if model is not None:
         found["fasttext_lid176"] = (lambda text: (model.predict(text, k=1) or [("und", 0.0)])[0][0], None)
     try:
@@ -172,19 +173,19 @@ def _baseline_detectors() -> dict[str, Baseline]:
     except ImportError:
         pass
     else:
-        found["py3langid"] = (lambda text: languages.normalize_tag(py3langid.classify(text)[0]), None)
+        found["py3langid"] = (lambda text: normalize_tag(py3langid.classify(text)[0]), None)
     try:
         from lingua import Language, LanguageDetectorBuilder
     except ImportError:
         return found
-    known = {languages.normalize_tag(x.iso_code_639_1.name.lower()) for x in Language.all()}
+    known = {normalize_tag(x.iso_code_639_1.name.lower()) for x in Language.all()}
     for name, low_accuracy in (("lingua_low_accuracy", True), ("lingua", False)):
         builder = LanguageDetectorBuilder.from_all_languages()
         lingua = (builder.with_low_accuracy_mode() if low_accuracy else builder).with_preloaded_language_models().build()
 
         def guess(text: str, lingua=lingua) -> str:
             answer = lingua.detect_language_of(text)
-            return languages.normalize_tag(answer.iso_code_639_1.name.lower()) if answer else "und"
+            return normalize_tag(answer.iso_code_639_1.name.lower()) if answer else "und"
 
         found[name] = (guess, known)
     return found
@@ -195,14 +196,14 @@ def baselines(sentences, shorts, ld54: list[str]) -> dict[str, dict]:
     import unicodedata
 
     out: dict[str, dict] = {}
-    for name, (detect, supported) in _baseline_detectors().items():
+    for name, (guess_tag, supported) in _baseline_detectors().items():
         results = {"sentence": collections.defaultdict(list), "short": collections.defaultdict(list)}
         count, started = 0, time.perf_counter()
         for kind, data in (("sentence", sentences), ("short", shorts)):
             for gold in ld54:
                 for snippet, variant in data.get(gold, []):
                     if not variant and (supported is None or gold in supported):
-                        results[kind][gold].append(detect(unicodedata.normalize("NFC", snippet)) == gold)
+                        results[kind][gold].append(guess_tag(unicodedata.normalize("NFC", snippet)) == gold)
                         count += 1
         tags = [t for t in ld54 if results["sentence"].get(t)]
         out[name] = {"languages": len(tags), "sentence_acc": accuracy(results["sentence"], tags),
@@ -224,11 +225,11 @@ def main(argv: list[str] | None = None) -> int:
 
     per_language = 8 if args.quick else 40
     sentences, shorts, left_out = build_snippets(args.data, per_language, parse_articles(args.articles))
-    claimed = languages.detector_languages()
-    ld54 = sorted({languages.normalize_tag(name) for name in os.listdir(LANGDETECT_PROFILES)})
+    claimed = detect.detector_languages()
+    ld54 = sorted({normalize_tag(name) for name in os.listdir(LANGDETECT_PROFILES)})
 
-    detect = languages.detect_dominant.__wrapped__  # bypass the cache: measure real work
-    detect("warm up")
+    identify = detect.detect.__wrapped__  # bypass the cache: measure real work
+    identify("warm up")
     results = {"sentence": collections.defaultdict(list), "short": collections.defaultdict(list)}
     plain = {"sentence": collections.defaultdict(list), "short": collections.defaultdict(list)}
     confusions: collections.Counter[tuple[str, str, str]] = collections.Counter()
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             if gold not in claimed and gold not in ld54:
                 continue
             for snippet, variant in snippets:
-                guess = detect(snippet).tag
+                guess = identify(snippet).tag
                 results[kind][gold].append(guess == gold)
                 if not variant:
                     plain[kind][gold].append(guess == gold)

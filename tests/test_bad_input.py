@@ -472,10 +472,10 @@ def test_invalid_surrogates_are_replaced_not_crashing(app):
 
 def test_answer_with_html_renders_inert():
     from app import render
-    from backend import languages
     from backend.conversation.turns import Turn
+    from backend.language import detect
 
-    turn = Turn(id=1, text="hi", language=languages.detect("hello there friend"), answer_language="en",
+    turn = Turn(id=1, text="hi", language=detect.detect("hello there friend"), answer_language="en",
                 answer="Sure: <script>steal()</script> <iframe src=//evil></iframe> **done**", status="done")
     shown = render.assistant_message(turn)["content"]
     assert "<script" not in shown and "<iframe" not in shown and "&lt;script&gt;" in shown and "**done**" in shown
@@ -516,10 +516,10 @@ def test_long_history_is_shortened_and_the_user_told(session):
 
 
 def _voice_language_without_voice() -> str:
-    from backend import languages
+    from backend.language import table
     from backend.models.tts import voices_for
 
-    for _, tag in languages.choices():
+    for _, tag in table.choices():
         if tag != "auto" and not voices_for(tag):
             return tag
     pytest.skip("every language in the menu has a voice here")

@@ -315,13 +315,13 @@ def dominant_script(table: dict[str, str]) -> str:
 
 def test_language_names_follow_the_ui_language():
     from app import render
-    from backend import languages
     from backend.conversation.turns import Turn
+    from backend.language import detect, tags
 
-    asked = languages.detect("Quelle est la capitale du Portugal, et combien d'habitants y vivent ?")
+    asked = detect.detect("Quelle est la capitale du Portugal, et combien d'habitants y vivent ?")
     answer = "Die Hauptstadt von Portugal ist Lissabon, dort leben ungefähr fünfhunderttausend Menschen."
     turn = Turn(id=1, text="Quelle est la capitale du Portugal ?", language=asked, answer_language="fr",
-                answer=answer, status="done", answer_guess=languages.detect(answer))
+                answer=answer, status="done", answer_guess=detect.detect(answer))
     assert turn.language_mismatch
     # own name first (what the writer recognises), then the name in the UI's language
     assert render.language_badge(turn, "de").startswith("français (Französisch)")
@@ -331,5 +331,5 @@ def test_language_names_follow_the_ui_language():
     assert "Französisch" in german["content"] and "Deutsch" in german["content"]
     assert german["options"][0]["label"] == i18n.translate("button.retry", "de", language="Französisch")
     # Traditional Chinese names come from CLDR's zh-Hant data
-    assert languages.display_name("fr", "zh-TW") == "法文"
-    assert languages.display_name("fr", "not a locale") == "French"
+    assert tags.display_name("fr", "zh-TW") == "法文"
+    assert tags.display_name("fr", "not a locale") == "French"

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from backend import languages
-from backend.languages import LanguageGuess, detect, detect_dominant, normalize_tag
+from backend.language import rules, scripts, table, tags
+from backend.language.detect import LanguageGuess, detect, detector_languages
+from backend.language.tags import normalize_tag
+from backend.models import tts
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", ROOT.parent / "shared" / "corpus"))
@@ -38,8 +40,8 @@ def _paragraphs(gold: str, limit: int = 6, min_len: int = 80) -> list[str]:
     """
     plain, variants = [], []
     for row in ROWS:
-        lang, script = languages.split_tag(row["bcp47"])
-        if lang != gold or (script and script not in languages.primary_scripts(row["bcp47"].split("-")[0])):
+        lang, script = tags.split_tag(row["bcp47"])
+        if lang != gold or (script and script not in scripts.primary_scripts(row["bcp47"].split("-")[0])):
             continue
         text = row["text"].strip()
         if len(text) >= min_len:
@@ -139,10 +141,10 @@ def test_non_string_input_is_unknown() -> None:
 
 def test_deterministic() -> None:
     text = "Hej, hur mår du? Jag hoppas att allt är bra."
-    first = detect_dominant.__wrapped__(text)
+    first = detect.__wrapped__(text)
     for _ in range(3):
-        assert detect_dominant.__wrapped__(text) == first
-    out = subprocess.run([sys.executable, "-c", f"from backend.languages import detect; print(detect({text!r}))"],
+        assert detect.__wrapped__(text) == first
+    out = subprocess.run([sys.executable, "-c", f"from backend.language.detect import detect; print(detect({text!r}))"],
                          capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
     assert out == repr(first)
 
@@ -162,12 +164,12 @@ def test_known_guess_has_names() -> None:
     "मेरा laptop बहुत slow चल रहा है, RAM upgrade करूँ या SSD लगाऊँ?",
 ])
 def test_hindi_with_english_technical_words_is_hindi(text: str) -> None:
-    assert detect_dominant(text).tag == "hi"
+    assert detect(text).tag == "hi"
 
 
 def test_dominant_language_not_first_word() -> None:
     text = "OK, so quiero saber cómo puedo cambiar la contraseña de mi cuenta bancaria en línea"
-    assert detect_dominant(text).tag == "es"
+    assert detect(text).tag == "es"
 
 
 # --------------------------------------------------------------------------- tags and names
@@ -184,38 +186,38 @@ def test_normalize_tag(tag: str, folded: str) -> None:
 
 
 def test_script_information_is_kept_where_the_table_needs_it() -> None:
-    assert languages.split_tag("zh-Hant") == ("zh", "Hant")
-    assert set(languages.get("zh").scripts) >= {"Hans", "Hant"}
-    assert set(languages.get("sr").scripts) >= {"Cyrl", "Latn"}
+    assert tags.split_tag("zh-Hant") == ("zh", "Hant")
+    assert set(table.get("zh").scripts) >= {"Hans", "Hant"}
+    assert set(table.get("sr").scripts) >= {"Cyrl", "Latn"}
 
 
 @pytest.mark.parametrize("tag", ["ar", "he", "fa", "ur", "arb", "ps", "yi"])
 def test_rtl(tag: str) -> None:
-    assert languages.is_rtl(tag)
+    assert scripts.is_rtl(tag)
 
 
 @pytest.mark.parametrize("tag", ["en", "zh", "hi", "ru", "ja", "az"])
 def test_ltr(tag: str) -> None:
-    assert not languages.is_rtl(tag)
+    assert not scripts.is_rtl(tag)
 
 
 def test_names_and_autonyms() -> None:
-    assert languages.language_name("fr") == "French"
-    assert languages.autonym("fr") == "français"
-    assert languages.autonym("ja") == "日本語"
-    assert languages.autonym("arb") == "العربية"
+    assert tags.language_name("fr") == "French"
+    assert tags.autonym("fr") == "français"
+    assert tags.autonym("ja") == "日本語"
+    assert tags.autonym("arb") == "العربية"
 
 
 def test_choices_list_autonyms_with_auto_first() -> None:
-    options = languages.choices()
+    options = table.choices()
     assert options[0] == ("Auto", "auto")
     labels = dict((tag, label) for label, tag in options)
     assert labels["fr"] == "français (French)"
     assert labels["de"] == "Deutsch (German)"
     assert labels["en"] == "English"
-    tags = [tag for _, tag in options]
-    assert len(tags) == len(set(tags)) > 100
-    english_names = [languages.language_name(t).casefold() for t in tags[1:]]
+    codes = [tag for _, tag in options]
+    assert len(codes) == len(set(codes)) > 100
+    english_names = [tags.language_name(t).casefold() for t in codes[1:]]
     assert english_names == sorted(english_names)
 
 
@@ -223,23 +225,23 @@ def test_choices_list_autonyms_with_auto_first() -> None:
 
 
 def test_table_rows_are_consistent() -> None:
-    table = languages.LANGUAGES
-    assert languages.get("fr") is table["fr"]
-    french = table["fr"]
+    rows = table.languages()
+    assert table.get("fr") is rows["fr"]
+    french = rows["fr"]
     assert french.detector_knows and french.whisper_hears and french.model_tier == "strong"
-    assert french.direction == "ltr" and table["ar"].direction == "rtl"
-    assert languages.get("arb") is table["ar"] and languages.get("xx-nonsense") is None
-    for info in table.values():
+    assert not french.rtl and rows["ar"].rtl
+    assert table.get("arb") is rows["ar"] and table.get("xx-nonsense") is None
+    for info in rows.values():
         assert info.tag == normalize_tag(info.tag) and info.name and info.autonym
         assert info.model_tier in {"strong", "supported", "limited"}
         assert info.end_to_end == (info.detector_knows and bool(info.tts_voices))
 
 
-@pytest.mark.skipif(not languages.espeak_voices(), reason="espeak-ng is not installed")
+@pytest.mark.skipif(not tts.espeak_languages(), reason="espeak-ng is not installed")
 def test_many_languages_end_to_end() -> None:
     # 101 with Debian's espeak-ng 1.51: detected (CLD2, fastText, letters and markers for the
     # languages they miss) and spoken. A newer espeak-ng speaks more.
-    assert len(languages.end_to_end_languages()) >= 100
+    assert len(table.end_to_end_languages()) >= 100
 
 
 def test_espeak_listing_parser() -> None:
@@ -251,8 +253,10 @@ def test_espeak_listing_parser() -> None:
  5  fr-fr           --/M      French_(France)    roa/fr               (fr 5)
  5  en              --/M      en1                mb/mb-en1
 """
-    voices = languages.parse_espeak_voices(listing)
-    assert voices == {"af": ("af",), "zh": ("cmn",), "no": ("nb",), "en": ("en-gb",), "fr": ("fr-fr",)}
+    rows = tts.parse_espeak_voices(listing)
+    assert [row.language for row in rows] == ["af", "cmn", "nb", "en-gb", "fr-fr"]  # no MBROLA voice
+    assert rows[1].others == (("zh-cmn", 5), ("zh", 5))
+    assert {normalize_tag(row.language) for row in rows} == {"af", "zh", "no", "en", "fr"}
 
 
 def test_readme_table_is_current() -> None:
@@ -266,7 +270,7 @@ def test_readme_table_is_current() -> None:
 
 def _end_to_end_tags() -> list[str]:
     try:
-        return sorted(info.tag for info in languages.end_to_end_languages())
+        return sorted(info.tag for info in table.end_to_end_languages())
     except Exception:  # collection must not fail; the table tests report the cause
         return []
 
@@ -292,20 +296,20 @@ def test_end_to_end_language_from_real_paragraph_to_voice(tag: str, speech_route
 
     if tag not in _CORPUS_TAGS:
         pytest.skip(f"no UDHR text for {tag}")
-    main_script = (languages.primary_scripts(tag) or (None,))[0]
+    main_script = (scripts.primary_scripts(tag) or (None,))[0]
     paragraphs = [p for p in _paragraphs(tag, limit=60, min_len=30)
-                  if main_script is None or languages.script_counts(p).most_common(1)[0][0]
+                  if main_script is None or scripts.script_counts(p).most_common(1)[0][0]
                   in {main_script, "Hani", "Kana", "Hang"}][:3]
     if not paragraphs:
         pytest.skip(f"no UDHR paragraph in the main script of {tag}")
     conversation = Conversation(engine=None, session_dir=tmp_path)  # no model: nothing here generates
     turns = [conversation.prepare(p) for p in paragraphs]
     # "or its macrolanguage": Bosnian, Croatian and Serbian share one (sh), as do id and ms.
-    accepted = [t for t in turns if languages._same_macrolanguage(t.answer_language, tag)]
+    accepted = [t for t in turns if tags.same_macrolanguage(t.answer_language, tag)]
     assert len(accepted) * 2 > len(turns), f"{tag}: {[t.answer_language for t in turns]}"
     turn = accepted[0]
     system = conversation.prompt_for(turn)[0]
-    assert system.role == "system" and f"Answer in {languages.language_name(turn.answer_language)}" in system.text
+    assert system.role == "system" and f"Answer in {tags.language_name(turn.answer_language)}" in system.text
 
     voice = speech_router.voice_for(turn.answer_language)
     assert voice is not None, f"{tag}: the table says a voice speaks it"
@@ -371,12 +375,14 @@ def test_languages_beyond_the_detectors_and_their_neighbours(text: str, gold: st
 
 
 def test_fasttext_is_trusted_only_with_languages_it_recognised() -> None:
-    claimed = languages.detector_languages()
+    claimed = detector_languages()
     assert {"ku", "kok", "an"} <= claimed
     # lid.176 lists these but missed them on UDHR text, or names them for unrelated text
     assert not {"vec", "wa", "sc", "jbo", "min"} & claimed
     # the model ships inside the installed package: nothing is downloaded
-    assert languages._fasttext() is not None and "ku" in languages._fasttext().labels
+    from backend.language.detect import _fasttext
+
+    assert _fasttext() is not None and "ku" in _fasttext().labels
 
 
 def test_malay_in_jawi_is_malay() -> None:
@@ -386,6 +392,6 @@ def test_malay_in_jawi_is_malay() -> None:
 
 def test_markers_without_clear_evidence_leave_the_detectors_answer() -> None:
     # One marker on each side is no evidence: the rule keeps the answer it was given.
-    assert languages._clear({"no": 2, "da": 2}, "da", languages._MARGIN) == "da"
-    assert languages._clear({"no": 4, "da": 2}, "da", languages._MARGIN) == "no"
-    assert languages._neighbour("Guten Tag", "Latn", "de") == "de"
+    assert rules.clear({"no": 2, "da": 2}, "da", rules.MARGIN) == "da"
+    assert rules.clear({"no": 4, "da": 2}, "da", rules.MARGIN) == "no"
+    assert rules.neighbour("Guten Tag", "Latn", "de") == "de"

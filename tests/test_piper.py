@@ -90,7 +90,7 @@ def test_the_voice_list_for_the_language_table_puts_piper_first():
     engines = [engine for engine, _ in voices_for("de")]
     assert engines[0] == PIPER and (ESPEAK in engines or shutil.which("espeak-ng") is None)
     assert voice_table_cell(PIPER, "en_US-joe-medium") == "piper:en_US-joe-medium (CC0)"
-    assert "model card" in voice_table_cell(PIPER, "de_DE-thorsten-medium")
+    assert "on download" in voice_table_cell(PIPER, "de_DE-thorsten-medium")
 
 
 def test_cli_offers_piper_and_a_voices_folder(monkeypatch, tmp_path):

@@ -131,11 +131,11 @@ def test_retry_in_language_replaces_the_drifted_answer(conversation):
 
 
 def test_language_mismatch_needs_enough_text(conversation):
-    from backend import languages
+    from backend.language import detect
 
     turn, _ = _ask(conversation, "Quelle est la capitale de l'Australie ?")
     turn.answer = "The capital of Australia is Canberra, a planned city chosen as a compromise."
-    turn.answer_guess = languages.detect(turn.answer)
+    turn.answer_guess = detect.detect(turn.answer)
     assert turn.language_mismatch
     turn.answer = "Canberra."
     assert not turn.language_mismatch
@@ -148,17 +148,17 @@ def test_clear_forgets_everything(conversation, corpus):
 
 
 def test_auto_retry_happens_once_and_only_on_drift(conversation):
-    from backend import languages
+    from backend.language import detect
 
     turn, _ = _ask(conversation, "Quelle est la capitale de l'Australie ?")
     turn.answer = "The capital of Australia is Canberra, a planned city chosen as a compromise."
-    turn.answer_guess = languages.detect(turn.answer)
+    turn.answer_guess = detect.detect(turn.answer)
     retry = conversation.auto_retry(turn)
     assert retry is not None and retry.firm_language
     list(conversation.answer(retry))
     retry.answer = "The capital is Canberra, which was built on purpose as the seat of government."
-    retry.answer_guess = languages.detect(retry.answer)
+    retry.answer_guess = detect.detect(retry.answer)
     assert conversation.auto_retry(retry) is None, "never a second retry"
     fine, _ = _ask(conversation, "Et la plus grande ville ?")
-    fine.answer, fine.answer_guess = "Sydney est la plus grande ville du pays.", languages.detect("Sydney est la plus grande ville du pays.")
+    fine.answer, fine.answer_guess = "Sydney est la plus grande ville du pays.", detect.detect("Sydney est la plus grande ville du pays.")
     assert conversation.auto_retry(fine) is None

@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backend import languages, media
+from backend import media
 from backend.conversation.turns import Conversation, Turn
 from backend.errors import MediaError, UserFacingError
+from backend.language import detect, tags
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def to_markdown(conversation: Conversation, *, image_folder: str | None = None) 
         for path in turn.image_paths:
             name = Path(path).name
             lines += [f"![{name}]({image_folder}/{name})" if image_folder else f"[image: {name}]", ""]
-        answer_language = languages.language_name(turn.answer_language) if turn.answer_language != "und" else ""
+        answer_language = tags.language_name(turn.answer_language) if turn.answer_language != "und" else ""
         lines += ["### Omnilingo" + (f" ({answer_language})" if answer_language else ""), ""]
         if turn.answer:
             lines += [turn.answer, ""]
@@ -193,14 +194,14 @@ def _clean(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
     return _CONTROL_RE.sub("", value)[:limit].strip()
 
 
-def _guess(data: Any) -> languages.LanguageGuess:
+def _guess(data: Any) -> detect.LanguageGuess:
     data = data if isinstance(data, dict) else {}
-    tag = languages.normalize_tag(_clean(data.get("tag"), 35) or languages.UNKNOWN)
+    tag = tags.normalize_tag(_clean(data.get("tag"), 35) or tags.UNKNOWN)
     try:
         confidence = min(1.0, max(0.0, float(data.get("confidence", 0.0))))
     except (TypeError, ValueError):
         confidence = 0.0
-    return languages.LanguageGuess(tag=tag, name=languages.language_name(tag), autonym=languages.autonym(tag),
+    return detect.LanguageGuess(tag=tag, name=tags.language_name(tag), autonym=tags.autonym(tag),
                                    confidence=confidence)
 
 
@@ -295,13 +296,13 @@ def restore(conversation: Conversation, payload: str | bytes | dict | None) -> i
             continue
         status = raw.get("status") if raw.get("status") in FINISHED else "stopped"
         override = _clean(raw.get("language_override"), 35) or "auto"
-        answer_language = languages.normalize_tag(_clean(raw.get("answer_language"), 35) or languages.UNKNOWN)
+        answer_language = tags.normalize_tag(_clean(raw.get("answer_language"), 35) or tags.UNKNOWN)
         notes = [n for n in (raw.get("notes") or []) if isinstance(n, str) and len(n) < 64][:16]
         error = _clean(raw.get("error"), 2000) or None
         error_key = _clean(raw.get("error_key"), 64) or None
         turns.append(Turn(
             id=len(turns) + 1, text=text, language=_guess(raw.get("language")), answer_language=answer_language,
-            language_override=override if override == "auto" else languages.normalize_tag(override),
+            language_override=override if override == "auto" else tags.normalize_tag(override),
             image_paths=images, audio_path=audio_path, transcript=transcript, answer=_clean(raw.get("answer")),
             status=status, error=error if status == "error" else None,
             error_key=error_key if status in {"error", "no_speech"} else None, notes=notes,

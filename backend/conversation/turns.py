@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend import languages, media
+from backend import media
 from backend.errors import MediaError, ModelUnavailableError, UserFacingError
+from backend.language import detect, tags
 from backend.models.engine import Engine, GenerationStats, PromptMessage
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,8 @@ def system_prompt(language: str, firm: bool = False) -> str:
             "You are Omnilingo, a helpful assistant. Answer in the same language as the user's "
             "latest message. Be clear and concise. When the user shares images, look at them carefully."
         )
-    name = languages.language_name(language)
-    own = languages.autonym(language)
+    name = tags.language_name(language)
+    own = tags.autonym(language)
     label = name if own == name or not own else f"{name} ({own})"
     prompt = (
         f"You are Omnilingo, a helpful assistant. Answer in {label}, the language the user writes in, "
@@ -90,7 +91,7 @@ def system_prompt(language: str, firm: bool = False) -> str:
 class Turn:
     id: int
     text: str
-    language: languages.LanguageGuess
+    language: detect.LanguageGuess
     answer_language: str
     language_override: str = "auto"
     image_paths: list[str] = field(default_factory=list)
@@ -101,7 +102,7 @@ class Turn:
     error: str | None = None
     error_key: str | None = None
     error_params: dict[str, Any] = field(default_factory=dict)
-    answer_guess: languages.LanguageGuess | None = None
+    answer_guess: detect.LanguageGuess | None = None
     generation: int = 0
     firm_language: bool = False
     notes: list[str] = field(default_factory=list)
@@ -123,7 +124,7 @@ class Turn:
             return False
         if sum(ch.isalpha() for ch in self.answer) < MIN_LETTERS_TO_JUDGE_LANGUAGE:
             return False
-        return languages.normalize_tag(guess.tag) != languages.normalize_tag(self.answer_language)
+        return tags.normalize_tag(guess.tag) != tags.normalize_tag(self.answer_language)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -178,9 +179,9 @@ class Conversation:
                 return turn.answer_language
         return "und"
 
-    def choose_language(self, guess: languages.LanguageGuess, override: str = "auto") -> str:
+    def choose_language(self, guess: detect.LanguageGuess, override: str = "auto") -> str:
         if override and override != "auto":
-            return languages.normalize_tag(override)
+            return tags.normalize_tag(override)
         # "ok", "merci", a number: too little text to switch the conversation's language
         if guess.known and guess.confidence >= MIN_CONFIDENCE_TO_SWITCH:
             return guess.tag
@@ -211,7 +212,7 @@ class Conversation:
         # Decode everything before keeping anything: a bad file loses nothing.
         media.load_images(images, self.limits)
         clip = media.load_audio(audio[0], self.limits) if audio else None
-        guess = languages.detect(text)
+        guess = detect.detect(text)
         with self._lock:
             turn = Turn(
                 id=next(self._ids),
@@ -292,7 +293,7 @@ class Conversation:
             else:
                 turn.status = "done"
         if turn.answer.strip():
-            turn.answer_guess = languages.detect(turn.answer)
+            turn.answer_guess = detect.detect(turn.answer)
 
     def hear(self, turn: Turn) -> bool:
         """Transcribe the turn's recording; False (and a "did not catch that" turn) when nothing was said.
@@ -323,9 +324,9 @@ class Conversation:
             turn.error_key = "asr.no_speech"
             return False
         turn.transcript = transcript.text.strip()
-        tag = languages.normalize_tag(transcript.language)
-        turn.language = languages.LanguageGuess(
-            tag=tag, name=languages.language_name(tag), autonym=languages.autonym(tag),
+        tag = tags.normalize_tag(transcript.language)
+        turn.language = detect.LanguageGuess(
+            tag=tag, name=tags.language_name(tag), autonym=tags.autonym(tag),
             confidence=round(float(transcript.language_probability), 3),
         )
         turn.answer_language = self.choose_language(turn.language, turn.language_override)

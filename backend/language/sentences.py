@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import re
 
+from backend.language.tags import normalize_tag
+
 log = logging.getLogger(__name__)
 
 # Ends a sentence even when the next character follows without a space.
@@ -37,16 +39,17 @@ _PYSBD_LANGUAGES = {
     "en", "hi", "mr", "zh", "es", "am", "ar", "hy", "bg", "ur", "ru", "pl", "fa", "nl", "da", "fr",
     "my", "el", "it", "ja", "de", "kk", "sk",
 }
-_ALIASES = {"cmn": "zh", "yue": "zh", "arb": "ar", "pes": "fa", "prs": "fa", "nb": "da", "no": "da"}
+# Languages pysbd lacks, split by a close neighbour's rules.
+_STAND_INS = {"yue": "zh", "no": "da"}
 
 # Without any boundary a sentence is still spoken once it gets this long (at a comma or space).
 MAX_CHARS = 300
 
 
 def _pysbd_language(tag: str) -> str | None:
-    primary = (tag or "").strip().replace("_", "-").lower().split("-")[0]
-    primary = _ALIASES.get(primary, primary)
-    return primary if primary in _PYSBD_LANGUAGES else None
+    folded = normalize_tag(tag)
+    folded = _STAND_INS.get(folded, folded)
+    return folded if folded in _PYSBD_LANGUAGES else None
 
 
 class SentenceStream:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import ModelUnavailableError, UserFacingError
+from backend.language.tags import normalize_tag
 from backend.media import AudioClip
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,9 @@ ABSOLUTE_FLOOR = 10 ** (-50 / 20)  # -50 dBFS
 RISE_OVER_FLOOR = 2.0  # +6 dB over the 10th percentile frame
 MIN_DYNAMIC_RANGE = 2.0  # 95th/10th percentile RMS; white noise is about 1.1
 
-# Whisper's codes that differ from BCP 47, and BCP 47 tags Whisper knows by another code.
-_WHISPER_TO_BCP47 = {"jw": "jv"}
-_BCP47_TO_WHISPER = {
-    "jv": "jw", "iw": "he", "nb": "no", "cmn": "zh", "fil": "tl", "zsm": "ms", "arb": "ar",
-    "pes": "fa", "prs": "fa", "swh": "sw", "ekk": "et", "lvs": "lv", "yue": "yue", "zh-yue": "yue",
-    "khk": "mn", "uzn": "uz", "azj": "az", "npi": "ne", "ory": "or", "plt": "mg", "sh": "sr",
-}
+# Whisper's one language code that is not the folded BCP 47 tag (Javanese); normalize_tag
+# reads Whisper's codes, jw included.
+_WHISPER_CODES = {"jv": "jw"}
 # Scripts written without spaces between words: window texts are joined without one.
 _NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "km", "yue", "bo"}
 
@@ -72,44 +69,15 @@ class Transcript:
 # --------------------------------------------------------------------------- language codes
 
 
-def _normalize_tag(tag: str) -> str:
-    """BCP 47 through the language table when it is there (backend.languages), else as is."""
-    try:
-        from backend.languages import normalize_tag  # type: ignore[attr-defined]
-    except ImportError:
-        return tag
-    try:
-        return normalize_tag(tag) or tag
-    except Exception:  # noqa: BLE001 - the table must never break a transcript
-        log.debug("normalize_tag(%r) failed", tag, exc_info=True)
-        return tag
-
-
-def whisper_to_bcp47(code: str) -> str:
-    return _normalize_tag(_WHISPER_TO_BCP47.get(code, code))
-
-
 def bcp47_to_whisper(tag: str, known: set[str] | None = None) -> str | None:
     """The Whisper language code for a BCP 47 tag, or None when Whisper has no token for it."""
-    if not tag:
-        return None
     if known is None:
         from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
         known = set(LANGUAGES)
-    tag = tag.strip().replace("_", "-").lower()
-    candidates = [tag, tag.split("-")[0]]
-    try:
-        import langcodes
-
-        candidates.append(langcodes.standardize_tag(tag, macro=True).lower().split("-")[0])
-    except Exception:  # noqa: BLE001 - langcodes is optional and strict about bad tags
-        log.debug("langcodes could not read %r", tag)
-    for cand in candidates:
-        code = _BCP47_TO_WHISPER.get(cand, cand)
-        if code in known:
-            return code
-    return None
+    folded = normalize_tag(tag)
+    code = _WHISPER_CODES.get(folded, folded)
+    return code if code in known else None
 
 
 # --------------------------------------------------------------------------- speech energy
@@ -265,20 +233,6 @@ class SpeechRecognizer:
 
     # ------------------------------------------------------------------ languages
 
-    def supported_languages(self) -> list[str]:
-        """BCP 47 tags of every language the model can transcribe."""
-        if self._lang_ids:
-            codes = list(self._lang_ids)
-        else:
-            from transformers.models.whisper.tokenization_whisper import LANGUAGES
-
-            codes = list(LANGUAGES)
-        return [whisper_to_bcp47(c) for c in codes]
-
-    def supports_language(self, tag: str) -> bool:
-        known = set(self._lang_ids) if self._lang_ids else None
-        return bcp47_to_whisper(tag, known) is not None
-
     # ------------------------------------------------------------------ inference
 
     def _features(self, samples: np.ndarray):
@@ -316,7 +270,7 @@ class SpeechRecognizer:
         with self._lock, torch.inference_mode():
             enc = self._model.get_encoder()(self._features(clip.samples[start:end]))
             ranked, _ = self._first_step(enc)
-        return [(whisper_to_bcp47(code), p) for code, p in ranked]
+        return [(normalize_tag(code), p) for code, p in ranked]
 
     @staticmethod
     def _speechiest(samples: np.ndarray, spans: list[tuple[int, int]]) -> tuple[int, int]:
@@ -339,7 +293,7 @@ class SpeechRecognizer:
         speech = speech_seconds(samples, clip.sample_rate)
         if speech < MIN_SPEECH_S:
             return Transcript(
-                text="", language=whisper_to_bcp47(forced) if forced else "und", language_probability=0.0,
+                text="", language=normalize_tag(forced) if forced else "und", language_probability=0.0,
                 duration_s=duration, no_speech=True, speech_s=speech,
                 timings={"total": time.perf_counter() - t0},
             )
@@ -368,7 +322,7 @@ class SpeechRecognizer:
                             lang_prob = dict(ranked).get(forced, 0.0)
                 if no_speech_prob > NO_SPEECH_THRESHOLD and len(spans) == 1:
                     return Transcript(
-                        text="", language=whisper_to_bcp47(lang_code), language_probability=lang_prob,
+                        text="", language=normalize_tag(lang_code), language_probability=lang_prob,
                         duration_s=duration, no_speech=True, no_speech_probability=no_speech_prob,
                         speech_s=speech, windows=1, timings={**timings, "total": time.perf_counter() - t0},
                     )
@@ -393,7 +347,7 @@ class SpeechRecognizer:
         timings["total"] = time.perf_counter() - t0
         return Transcript(
             text=text,
-            language=whisper_to_bcp47(lang_code),
+            language=normalize_tag(lang_code),
             language_probability=float(lang_prob),
             duration_s=duration,
             no_speech=not text,

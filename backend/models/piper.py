@@ -35,7 +35,8 @@ import numpy as np
 
 from backend.errors import UserFacingError
 from backend.language.sentences import split_sentences
-from backend.models.tts import ESPEAK, PIPER, SYNTH_TIMEOUT_S, AudioChunk, Voice, _engine_failed, _tag_candidates
+from backend.language.tags import lookup_keys
+from backend.models.tts import ESPEAK, PIPER, SYNTH_TIMEOUT_S, AudioChunk, Voice, _engine_failed
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def catalogue() -> dict:
 def catalogue_voice_for(tag: str) -> CatalogueVoice | None:
     """The collection's voice for a language tag: the locale's own (en-GB), else the language's default."""
     data = catalogue()
-    for key in _tag_candidates(tag):
+    for key in lookup_keys(tag):
         if key in _NOT_MANDARIN:
             return None
         key = _ALIASES.get(key, key)
@@ -295,7 +296,7 @@ class PiperEngine:
         by_family: dict[str, Path] = {}
         for loc, path in self.local_voices.items():
             by_family.setdefault(loc.split("_")[0].lower(), path)
-        for key in _tag_candidates(tag):
+        for key in lookup_keys(tag):
             if key in _NOT_MANDARIN:
                 return None
             key = _ALIASES.get(key, key)

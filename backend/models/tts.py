@@ -33,12 +33,13 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from backend.errors import UserFacingError
 from backend.language.sentences import split_sentences
+from backend.language.tags import UNKNOWN, lookup_keys, normalize_tag
 
 log = logging.getLogger(__name__)
 
@@ -87,25 +88,8 @@ class TTSEngine(Protocol):
 # --------------------------------------------------------------------------- language tags
 
 
-def _tag_candidates(tag: str) -> list[str]:
-    """Lower-case lookup keys for a BCP 47 tag, most specific first: zh-hant-tw, zh-hant, zh, ..."""
-    tag = (tag or "").strip().replace("_", "-").lower()
-    if not tag:
-        return []
-    parts = tag.split("-")
-    keys = ["-".join(parts[:i]) for i in range(len(parts), 0, -1)]
-    try:
-        import langcodes
-
-        std = langcodes.standardize_tag(tag, macro=True).lower()  # arb -> ar, pes -> fa, iw -> he
-        std_parts = std.split("-")
-        keys += ["-".join(std_parts[:i]) for i in range(len(std_parts), 0, -1)]
-    except Exception:  # noqa: BLE001 - langcodes is strict about malformed tags
-        log.debug("langcodes could not read %r", tag)
-    return list(dict.fromkeys(keys))
-
-
 def _iso639_3(tag: str) -> str | None:
+    """ISO 639-3 code of the language as written (MMS-TTS names a voice by it), not folded."""
     try:
         import langcodes
 
@@ -140,33 +124,56 @@ _VOICE_LINE = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*(.*)$")
 _OTHER_LANG = re.compile(r"\(([^\s()]+)\s+(\d+)\)")
 
 
+class EspeakListing(NamedTuple):
+    """One row of ``espeak-ng --voices``: the voice's language, and the others it reads."""
+
+    priority: int
+    language: str  # lower case, as espeak-ng names it: en-gb, cmn, vi-vn-x-central
+    name: str
+    file: str
+    others: tuple[tuple[str, int], ...]  # (language, priority)
+
+
+def parse_espeak_voices(listing: str) -> list[EspeakListing]:
+    """The rows of ``espeak-ng --voices`` output, without MBROLA voices (they need extra packages)."""
+    rows = []
+    for line in listing.splitlines()[1:]:
+        m = _VOICE_LINE.match(line)
+        if m and not m.group(5).startswith("mb/"):
+            others = tuple((k.lower(), int(p)) for k, p in _OTHER_LANG.findall(m.group(6)))
+            rows.append(EspeakListing(int(m.group(1)), m.group(2).lower(), m.group(4), m.group(5), others))
+    return rows
+
+
 @functools.lru_cache(maxsize=4)
-def _espeak_table(binary: str) -> tuple[tuple[Voice, ...], dict[str, tuple[int, str]]]:
-    """espeak-ng's voices and a language key -> (priority, voice_id) index. Cached: one call a process."""
+def _espeak_listing(binary: str) -> tuple[EspeakListing, ...]:
+    """espeak-ng's voices, asked once a process; () when espeak-ng cannot run."""
     try:
         out = subprocess.run(
             [binary, "--voices"], capture_output=True, text=True, timeout=15, check=True
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         log.info("espeak-ng is not available: %s", exc)
-        return (), {}
-    rows = []
-    for line in out.splitlines()[1:]:
-        m = _VOICE_LINE.match(line)
-        if m:
-            rows.append((int(m.group(1)), m.group(2).lower(), m.group(4), m.group(5), m.group(6)))
+        return ()
+    return tuple(parse_espeak_voices(out))
+
+
+@functools.lru_cache(maxsize=4)
+def _espeak_table(binary: str) -> tuple[tuple[Voice, ...], dict[str, tuple[int, str]]]:
+    """espeak-ng's voices and a language key -> (priority, voice_id) index."""
+    rows = _espeak_listing(binary)
     counts: dict[str, int] = {}
-    for _, lang, *_ in rows:
-        counts[lang] = counts.get(lang, 0) + 1
+    for row in rows:
+        counts[row.language] = counts.get(row.language, 0) + 1
     voices: list[Voice] = []
     index: dict[str, tuple[int, str]] = {}
-    for pty, lang, name, file, others in rows:
+    for row in rows:
         # the language name selects a voice; where two voices share it, the file does
-        voice_id = lang if counts[lang] == 1 else file
+        voice_id = row.language if counts[row.language] == 1 else row.file
         if any(v.voice_id == voice_id for v in voices):
             continue
-        voices.append(Voice(ESPEAK, voice_id, lang, name.replace("_", " ")))
-        for key, prio in [(lang, pty)] + [(k.lower(), int(p)) for k, p in _OTHER_LANG.findall(others)]:
+        voices.append(Voice(ESPEAK, voice_id, row.language, row.name.replace("_", " ")))
+        for key, prio in [(row.language, row.priority), *row.others]:
             if key not in index or prio < index[key][0]:
                 index[key] = (prio, voice_id)
     return tuple(voices), index
@@ -174,7 +181,7 @@ def _espeak_table(binary: str) -> tuple[tuple[Voice, ...], dict[str, tuple[int, 
 
 # Region subtags that mean another spoken language than espeak's default for the base tag;
 # Nynorsk is read by the Norwegian voice (espeak-ng has one for both written standards).
-_ESPEAK_SPECIAL = {"zh-hk": "yue", "zh-mo": "yue", "zh-yue": "yue", "iw": "he", "in": "id", "no": "nb", "nn": "nb"}
+_ESPEAK_SPECIAL = {"zh-hk": "yue", "zh-mo": "yue", "zh-yue": "yue", "no": "nb", "nn": "nb"}
 
 
 class EspeakEngine:
@@ -199,7 +206,7 @@ class EspeakEngine:
         voices, index = self._table()
         if not voices:
             return None
-        for key in _tag_candidates(tag):
+        for key in lookup_keys(tag):
             key = _ESPEAK_SPECIAL.get(key, key)
             if key in index:
                 return index[key][1]
@@ -291,7 +298,7 @@ class VitsEngine:
         self._lock = threading.Lock()
 
     def _source_for(self, tag: str) -> str | None:
-        for key in _tag_candidates(tag):
+        for key in lookup_keys(tag):
             if key in self.models:
                 return self.models[key]
         if not self.use_hub:
@@ -447,7 +454,7 @@ class SpeechRouter:
                 if lookup is not None:
                     voices = lookup(language)
                 else:
-                    keys = set(_tag_candidates(language))
+                    keys = set(lookup_keys(language))
                     voices = [v for v in engine.voices() if v.language.lower() in keys]
             except Exception:  # noqa: BLE001 - a broken engine offers no voices
                 log.warning("TTS engine %s failed to list voices", name, exc_info=True)
@@ -457,7 +464,7 @@ class SpeechRouter:
 
     def voice_for(self, language: str) -> Voice | None:
         """The voice that is meant to speak the language (it may still fall back when it fails)."""
-        for key in _tag_candidates(language):
+        for key in lookup_keys(language):
             if key in self.overrides:
                 return self.overrides[key]
         voices = self.voices_for(language)
@@ -571,8 +578,7 @@ def _piper_forbids(licence: str | None) -> bool:
 
 
 # Licences of the engines whose voices all share one; Piper voices each have their own.
-ENGINE_LICENCE = {ESPEAK: "GPL-3.0 (a separate program)", MMS: "CC-BY-NC-4.0 (non-commercial)"}
-LICENCE_ON_DOWNLOAD = "read from its model card on download"
+ENGINE_LICENCE = {ESPEAK: "GPL-3.0, a separate program", MMS: "CC-BY-NC-4.0, non-commercial"}
 
 
 @dataclass(frozen=True)
@@ -600,11 +606,17 @@ def describe_voice(engine: str, voice_id: str, licence: str | None = None) -> Vo
 def voice_table_cell(engine: str, voice_id: str) -> str:
     """One voice in README's language table: engine:voice (licence)."""
     desc = describe_voice(engine, voice_id)
-    return f"{engine}:{voice_id} ({desc.licence or 'licence ' + LICENCE_ON_DOWNLOAD})"
+    return f"{engine}:{voice_id} ({desc.licence or 'licence read on download'})"
 
 
 def espeak_available() -> bool:
     return EspeakEngine().available
+
+
+def espeak_languages() -> frozenset[str]:
+    """Every language (folded tag) an espeak-ng voice is made for; empty without espeak-ng."""
+    rows = _espeak_listing(EspeakEngine().binary)
+    return frozenset(normalize_tag(row.language) for row in rows) - {UNKNOWN}
 
 
 __all__ = [
@@ -621,4 +633,6 @@ __all__ = [
     "speakable",
     "voices_for",
     "espeak_available",
+    "espeak_languages",
+    "parse_espeak_voices",
 ]
