@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 
 import gradio as gr
@@ -98,6 +99,10 @@ class ChatController:
         return self.runtime.sessions.get(session_id_of(request))
 
     def voice_info(self, language: str, request: gr.Request | None = None) -> str:
+        """The settings line for the chosen language; its voice starts loading (or downloading) at once."""
+        tts = self.runtime.tts
+        if tts is not None and language and language != "auto":
+            threading.Thread(target=tts.prepare, args=(language,), name="omnilingo-voice", daemon=True).start()
         return voice_markdown(self.runtime, language, locale_of(request))
 
     def view(self, conversation: Conversation, request: gr.Request | None) -> list[dict]:

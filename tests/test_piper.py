@@ -169,6 +169,21 @@ def test_a_noncommercial_hub_voice_is_refused_before_its_model_is_downloaded(mon
     assert engine.voices_for("fr") == []  # and the settings no longer offer it
 
 
+def test_a_hub_voice_downloads_card_config_model_in_order_with_a_progress_line(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    asked: list[str] = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _fake_hub(tmp_path, "* License: CC BY 4.0\n", asked))
+    lines: list[str] = []
+    engine = PiperEngine(voices_dir=None, espeak_binary="espeak-ng", progress=lines.append)
+    with pytest.raises(UserFacingError) as err:  # the stand-in files are not a voice
+        engine.load("fr_FR-siwis-medium")
+    assert err.value.key == "tts.piper_unavailable"
+    assert [Path(a).name for a in asked] == ["MODEL_CARD", "fr_FR-siwis-medium.onnx.json", "fr_FR-siwis-medium.onnx"]
+    assert any("Downloading the voice" in line and "fr_FR-siwis-medium" in line for line in lines)
+    assert engine.voice_info("fr").licence == "CC BY 4.0"  # shown in the settings from now on
+
+
 # --------------------------------------------------------------------------- the real joe voice
 
 

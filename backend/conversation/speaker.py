@@ -124,6 +124,9 @@ class AnswerSpeaker:
 
     def _run(self) -> None:
         try:
+            prepare = getattr(self.router, "prepare", None)
+            if prepare is not None:
+                prepare(self.language, self.voice)  # a neural voice loads while the model writes the first sentence
             while True:
                 sentence = self._todo.get()
                 if sentence is _END or self.stale:

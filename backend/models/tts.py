@@ -470,6 +470,24 @@ class SpeechRouter:
         voices = self.voices_for(language)
         return voices[0] if voices else None
 
+    def prepare(self, language: str, voice: Voice | None = None) -> None:
+        """Load (or download) the language's voice now, so the first sentence does not wait for it.
+
+        Meant for a background thread while the model writes; a failure is remembered like one in ``say``."""
+        voice = voice or self.voice_for(language)
+        engine = self.engines.get(voice.engine) if voice is not None else None
+        load = getattr(engine, "load", None)
+        if voice is None or load is None or (voice.engine, voice.voice_id) in self._broken:
+            return
+        try:
+            load(voice.voice_id)
+        except UserFacingError as exc:
+            if exc.key in _BROKEN_VOICE_KEYS:
+                reason = NOTE_NONCOMMERCIAL if exc.key in _NONCOMMERCIAL_KEYS else NOTE_FALLBACK
+                self._broken[(voice.engine, voice.voice_id)] = reason
+        except Exception:  # noqa: BLE001 - say() reports it when the sentence comes
+            log.debug("preparing voice %s/%s failed", voice.engine, voice.voice_id, exc_info=True)
+
     def describe(self, language: str) -> VoiceDescription | None:
         """The voice that will speak the language, neural or not, and its licence (for the settings)."""
         voice = self.voice_for(language)
