@@ -140,7 +140,7 @@ class ChatController:
             last = 0.0
             while turn is not None:
                 for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
-                    if event.kind == "audio":
+                    if event.kind == "audio" and event.chunk is not None:
                         audio = event.chunk.audio
                         voice.played(audio.samples, audio.sample_rate)
                         yield self.view(conversation, request), busy, event.chunk.wav_bytes()
@@ -152,7 +152,8 @@ class ChatController:
                 # The answer drifted to another language: ask once more, firmly, when the user wants it.
                 turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
         except UserFacingError as err:
-            turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
+            if turn is not None:
+                turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
         runtime.voice_session(session_id_of(request)).finished(conversation.generation)
         yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
 
@@ -182,7 +183,7 @@ class ChatController:
             for event in voice.hear(samples, sample_rate):
                 if event.kind == "barge_in":
                     barged = voice.barge_ins
-                elif event.kind == "utterance":
+                elif event.kind == "utterance" and event.audio is not None:
                     conversation = self.runtime.sessions.get(session_id)
                     path = voice.save_utterance(event.audio, conversation.session_dir)
                     try:
@@ -254,8 +255,9 @@ class ChatController:
 
     def drop_session(self, request: gr.Request = None) -> None:  # type: ignore[assignment]
         """The tab was closed: its conversation and voice go."""
-        if request is not None and getattr(request, "session_hash", None):
-            self.runtime.drop_session(request.session_hash)
+        session_hash = getattr(request, "session_hash", None) if request is not None else None
+        if session_hash:
+            self.runtime.drop_session(session_hash)
 
     # -- the /chat API -------------------------------------------------------------------------
     def chat_api(self, message: str, files: list[str] | None, language_value: str | None) -> dict:

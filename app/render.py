@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 from app.i18n import translate, translate_error
 from backend.conversation.turns import Conversation, Turn
@@ -98,7 +99,7 @@ def assistant_message(turn: Turn, locale: str = "en", can_speak: bool = False) -
     if turn.answer:
         parts.append(_text_block(turn.answer, turn.answer_language))
     parts.extend(f'<span class="turn-note">{html.escape(note)}</span>' for note in notes)
-    message = {"role": "assistant", "content": "\n\n".join(parts)}
+    message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(parts)}
     if options:
         message["options"] = options
     return message

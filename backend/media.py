@@ -13,7 +13,7 @@ import logging
 import math
 import struct
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,7 +274,7 @@ def load_audio(source: str | Path | bytes | bytearray | memoryview, limits: Medi
         name = "recording"
         _check_size(len(data), name, limits)
         head = data[:SNIFF_BYTES]
-        opener = lambda: io.BytesIO(data)  # noqa: E731 - each decoder needs a fresh stream
+        opener: Callable[[], io.BytesIO | str] = lambda: io.BytesIO(data)  # noqa: E731 - each decoder needs a fresh stream
     else:
         path = Path(source)
         name = path.name

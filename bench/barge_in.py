@@ -76,6 +76,7 @@ from bench.vad_noise import (  # noqa: E402
     rms,
     speech_pieces,
 )
+from tests.support import CORPUS  # noqa: E402
 
 SR = 16000
 MIC_SR = 48000
@@ -85,11 +86,6 @@ QUESTIONS = [
     "Pourquoi le ciel est-il bleu ? Expliquez simplement, s'il vous plaît.",
     "Je voudrais apprendre le français. Par où commencer ?",
 ]
-
-
-def corpus_speech() -> Path:
-    env = os.environ.get("OMNILINGO_CORPUS")
-    return (Path(env) if env else ROOT.parent / "shared" / "corpus") / "speech"
 
 
 def audio_files(folder: Path) -> list[Path]:
@@ -426,7 +422,7 @@ def p3_trial(engine, asr, router, config, chunk_s, piece, rng, max_new_tokens) -
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--speech", type=Path, default=corpus_speech(), help="recordings of people talking (any format)")
+    ap.add_argument("--speech", type=Path, default=CORPUS / "speech", help="recordings of people talking (any format)")
     ap.add_argument("--noise", type=Path, default=None, help="noise recordings (any format); default: generated")
     ap.add_argument("--quick", action="store_true", help="a small run (under a minute)")
     ap.add_argument("--trials", type=int, default=None, help="P1 trials (default 60, quick 8)")

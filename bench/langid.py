@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from backend.language import detect, scripts  # noqa: E402
 from backend.language.tags import normalize_tag  # noqa: E402
+from tests.support import CORPUS  # noqa: E402
 
-DEFAULT_DATA = Path(os.environ.get("OMNILINGO_CORPUS", ROOT.parent / "shared" / "corpus")) / "text" / "udhr_dev.tsv"
+DEFAULT_DATA = CORPUS / "text" / "udhr_dev.tsv"
 
 SENTENCE_END = re.compile(r"(?<=[.!?;:।॥။።。！？؟۔])\s+|(?<=[。！？])")
 PAIRS = {"id/ms": ("id", "ms"), "hr/bs/sr": ("hr", "bs", "sr"), "no/da": ("no", "da"), "af/nl": ("af", "nl")}

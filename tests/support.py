@@ -7,6 +7,9 @@ import struct
 import zlib
 from pathlib import Path
 
+# Real recordings, photos and text that travel with the tests (sources and licences in its README).
+CORPUS = Path(__file__).resolve().parent / "fixtures"
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
@@ -48,26 +51,3 @@ def message_files(message: dict) -> list[str]:
             inner = block.get("file")
             paths.append(inner.get("path") if isinstance(inner, dict) else block.get("path") or inner)
     return [p for p in paths if p]
-
-
-class ScriptedEngine:
-    """An engine that answers with fixed text pieces: whole sentences for speech to say, every time.
-
-    ``before_piece(i)`` runs before piece ``i`` is written, so a test can act mid-answer."""
-
-    name = "scripted"
-    accepts_images = True
-    accepts_audio = False
-
-    def __init__(self, pieces: list[str], before_piece=None) -> None:
-        self.pieces = pieces
-        self.before_piece = before_piece
-
-    def stream(self, messages, stop, max_new_tokens=512, stats=None):
-        for i, piece in enumerate(self.pieces):
-            if self.before_piece is not None:
-                self.before_piece(i)
-            yield piece
-
-    def close(self) -> None:
-        pass

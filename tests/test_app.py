@@ -169,6 +169,7 @@ def test_missing_model_still_starts_and_explains(tmp_path):
         runtime.close()
 
 
+@pytest.mark.slow
 def test_stop_halts_a_running_answer(tiny_gemma):
     from gradio_client import Client
 

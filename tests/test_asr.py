@@ -22,10 +22,11 @@ from backend.models.asr import (
     speech_seconds,
     split_windows,
 )
+from tests.support import CORPUS
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
-SPEECH_FILES = sorted((CORPUS / "speech").glob("*")) if (CORPUS / "speech").is_dir() else []
-needs_corpus = pytest.mark.skipif(not SPEECH_FILES, reason="corpus not found (set OMNILINGO_CORPUS)")
+SPEECH_FILES = sorted((CORPUS / "speech").glob("*"))
+# Recordings of 10 s and more (jfk, silero_*) take several windows of decoding each.
+SPEECH_CASES = [pytest.param(p, marks=pytest.mark.slow) if p.stat().st_size > 1_000_000 else p for p in SPEECH_FILES]
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
@@ -62,8 +63,7 @@ def assert_transcript(tr: Transcript, clip: AudioClip, whisper_languages: set[st
 # --------------------------------------------------------------------------- corpus recordings
 
 
-@needs_corpus
-@pytest.mark.parametrize("path", SPEECH_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SPEECH_CASES, ids=lambda p: p.name)
 def test_every_corpus_recording_runs_through_asr(recognizer, whisper_languages, path):
     clip = load_audio(path)
     tr = recognizer.transcribe(clip)
@@ -77,7 +77,6 @@ def test_every_corpus_recording_runs_through_asr(recognizer, whisper_languages, 
         assert tr.windows >= 2, "a minute of speech is chunked, not cut off at 30 s"
 
 
-@needs_corpus
 def test_language_probabilities_cover_every_whisper_language(recognizer, whisper_languages):
     ranked = recognizer.detect_language(load_audio(CORPUS / "speech" / "sr_french.aiff"))
     assert len(ranked) == len(whisper_languages) >= 99
@@ -88,7 +87,6 @@ def test_language_probabilities_cover_every_whisper_language(recognizer, whisper
     assert (tr.language, tr.language_probability) == pytest.approx(ranked[0])
 
 
-@needs_corpus
 def test_forced_language_is_used_and_reported(recognizer):
     clip = load_audio(CORPUS / "speech" / "sr_french.aiff")
     tr = recognizer.transcribe(clip, language="fr-CA")
@@ -174,13 +172,12 @@ def test_default_models():
 ROUND_TRIP = ["en", "fr", "de", "es", "ru", "ar", "hi", "zh", "ja", "ko", "sw", "tr"]
 
 
+@pytest.mark.slow
 @needs_espeak
 def test_espeak_round_trip_through_decoding_and_asr(recognizer, whisper_languages, tmp_path):
     from backend.models.tts import SpeechRouter
 
     udhr = CORPUS / "text" / "udhr_dev.tsv"
-    if not udhr.exists():
-        pytest.skip("corpus not found")
     sentences: dict[str, str] = {}
     with udhr.open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):

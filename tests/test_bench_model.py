@@ -27,6 +27,7 @@ def run_bench(*args: str) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["gemma-4-E2B-it", "Qwen2.5-Omni-7B"])
 def test_small_run_prints_the_figures(model):
     result = run_bench("--model", model, "--decode-tokens", "8")
@@ -42,6 +43,7 @@ def test_small_run_prints_the_figures(model):
     assert result["memory"]["load_rss_gib"] > 0
 
 
+@pytest.mark.slow
 def test_small_nf4_quantizes_only_the_language_model():
     pytest.importorskip("bitsandbytes")
     result = run_bench("--model", "gemma-4-E2B-it", "--precision", "nf4", "--decode-tokens", "4", "--scenarios", "text")

@@ -11,12 +11,15 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests import browser_helpers as bh
 from tests.support import free_port
 
-pytestmark = pytest.mark.skipif(not bh.have_chromium(), reason=f"chromium not installed at {bh.CHROMIUM}")
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not bh.have_chromium(), reason=f"chromium is not installed ({bh.CHROMIUM} not found)"),
+]
 
 QUESTION_FR = "Bonjour ! Pouvez-vous m'expliquer comment fonctionne la photosynthèse ?"
 MAX_NEW_TOKENS = 3500  # the tiny model never ends by itself; stays inside its 4096 context
@@ -49,7 +52,7 @@ def app_url(tiny_dir):
 
 @pytest.fixture(scope="module")
 def playwright():
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         yield p
 
 

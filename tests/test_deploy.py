@@ -106,6 +106,7 @@ def _app_env(tiny_gemma: Path, port: int, home: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_space_command_serves_the_app(tiny_gemma, tmp_path):
     """Exactly what a Space runs: `python app.py` in the repository root, with the Space's variables."""
     port = free_port()
@@ -140,6 +141,7 @@ def test_space_command_serves_the_app(tiny_gemma, tmp_path):
     assert "Shutting down" in log.read_text()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_laptop_app_cleanly(tiny_gemma, tmp_path):
     port = free_port()
     env = _app_env(tiny_gemma, port, tmp_path / "hf")

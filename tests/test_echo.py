@@ -3,9 +3,7 @@ turn; a user talking over it does."""
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,14 +12,11 @@ from backend.audio.echo import EchoGuard
 from backend.audio.pcm import SAMPLE_RATE
 from backend.audio.vad import VoiceActivityDetector
 from bench.vad_noise import echo_of, espeak, load_audio_16k, make_noise, rms, to_mic_chunks
+from tests.support import CORPUS
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
 SPEECH = CORPUS / "speech"
 
-pytestmark = [
-    pytest.mark.skipif(not SPEECH.is_dir(), reason=f"speech corpus not found at {SPEECH}"),
-    pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed"),
-]
+pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +57,7 @@ def starts(events):
 
 
 @pytest.mark.parametrize("delay_ms", [30, 80, 120, 200])
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_own_voice_coming_back_does_not_barge_in(assistant, delay_ms, seed):
     mic = mic_signal(assistant, delay_ms / 1000, seed)
     # without the guard the echo is taken for a user: the guard is what stops it
@@ -70,6 +65,7 @@ def test_own_voice_coming_back_does_not_barge_in(assistant, delay_ms, seed):
     assert starts(run(mic, EchoGuard(), assistant)) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay_ms", [40, 150])
 def test_user_talking_over_the_assistant_is_heard(assistant, user, delay_ms):
     at = 1.5  # the user cuts in 1.5 s into the answer
@@ -82,6 +78,7 @@ def test_user_talking_over_the_assistant_is_heard(assistant, user, delay_ms):
     assert onset - 0.3 <= found[0] <= onset + 1.0
 
 
+@pytest.mark.slow
 def test_playback_queued_in_pieces_without_times(assistant):
     """played() without t: sentences follow each other from the moment playback starts."""
     mic = mic_signal(assistant, 0.1, 4)

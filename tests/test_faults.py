@@ -15,6 +15,7 @@ from backend.conversation.turns import Conversation
 from backend.errors import UserFacingError
 from backend.runtime import Runtime
 from backend.settings import Settings
+from tests.fakes import ScriptedEngine
 
 HELLO = "Hello! Could you tell me something interesting about the moon?"
 
@@ -150,20 +151,11 @@ def test_asr_crash_is_a_plain_message(gemma_engine, tiny_dir, tmp_path, monkeypa
 # --------------------------------------------------------------------------- speech out
 
 
-class _SentenceEngine:
-    """Answers with real sentences, so there is something to speak."""
-
-    name = "sentences"
-    accepts_images = True
-    accepts_audio = False
-
-    def stream(self, messages, stop, max_new_tokens=512, stats=None):
-        yield from ["The moon is bright tonight. ", "It shines on the sea. ", "Good night!"]
-
-
 @pytest.fixture()
 def speaking(tmp_path):
-    conv = Conversation(_SentenceEngine(), tmp_path / "speaking")
+    # Real sentences, so there is something to speak.
+    engine = ScriptedEngine("The moon is bright tonight. It shines on the sea. Good night!", accepts_images=True)
+    conv = Conversation(engine, tmp_path / "speaking")
     yield conv
     conv.close()
 

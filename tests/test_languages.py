@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 import unicodedata
@@ -15,17 +14,12 @@ from backend.language import rules, scripts, table, tags
 from backend.language.detect import LanguageGuess, detect, detector_languages
 from backend.language.tags import normalize_tag
 from backend.models import tts
+from tests.support import CORPUS
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", ROOT.parent / "shared" / "corpus"))
 UDHR = CORPUS / "text" / "udhr_dev.tsv"
 
-needs_corpus = pytest.mark.skipif(not UDHR.exists(), reason=f"corpus not found at {UDHR}")
-
-
 def _udhr_rows() -> list[dict[str, str]]:
-    if not UDHR.exists():
-        return []
     with open(UDHR, encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle, delimiter="\t"))
 
@@ -68,7 +62,6 @@ FAMILIES = {
 }
 
 
-@needs_corpus
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_accuracy_floor_per_family(family: str) -> None:
     hits, total, misses = 0, 0, []
@@ -83,7 +76,6 @@ def test_accuracy_floor_per_family(family: str) -> None:
     assert hits / total >= 0.95, f"{family}: {hits}/{total}; misses {misses}"
 
 
-@needs_corpus
 def test_nfc_and_nfd_give_the_same_answer() -> None:
     decomposed = [row["text"] for row in ROWS
                   if row["bcp47"] == "vi" and unicodedata.normalize("NFC", row["text"]) != row["text"]][:4]
@@ -285,7 +277,6 @@ def speech_router():
     return SpeechRouter()
 
 
-@needs_corpus
 @pytest.mark.parametrize("tag", _end_to_end_tags())
 def test_end_to_end_language_from_real_paragraph_to_voice(tag: str, speech_router, tmp_path) -> None:
     """UDHR paragraph -> detected -> the prompt asks for that language by name -> a voice speaks it."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import subprocess
@@ -24,16 +23,14 @@ from backend.media import (
     load_image,
     load_images,
 )
-from tests.support import png_bomb
+from tests.support import CORPUS, png_bomb
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 SPEECH = CORPUS / "speech"
 IMAGES = CORPUS / "images"
 
-SPEECH_FILES = sorted(SPEECH.glob("*")) if SPEECH.is_dir() else []
-IMAGE_FILES = sorted(IMAGES.glob("*")) if IMAGES.is_dir() else []
+SPEECH_FILES = sorted(SPEECH.glob("*"))
+IMAGE_FILES = sorted(IMAGES.glob("*"))
 
-needs_corpus = pytest.mark.skipif(not SPEECH_FILES, reason="corpus not found (set OMNILINGO_CORPUS)")
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed")
 
@@ -54,7 +51,6 @@ def assert_clip_shape(clip: AudioClip) -> None:
 # --------------------------------------------------------------------------- audio: corpus
 
 
-@needs_corpus
 @pytest.mark.parametrize("path", SPEECH_FILES, ids=lambda p: p.name)
 def test_every_corpus_recording_decodes_to_16k_mono_with_its_duration(path):
     clip = load_audio(path)
@@ -67,7 +63,6 @@ def test_every_corpus_recording_decodes_to_16k_mono_with_its_duration(path):
     assert not is_image_file(path)
 
 
-@needs_corpus
 def test_bytes_decode_like_the_file():
     path = SPEECH / "sr_french.aiff"
     from_file = load_audio(path)
@@ -104,7 +99,6 @@ CONVERSIONS = {
 }
 
 
-@needs_corpus
 @needs_ffmpeg
 @needs_sox
 @pytest.mark.parametrize("ext", sorted(CONVERSIONS))
@@ -121,7 +115,6 @@ def test_browser_and_disk_formats_decode(tmp_path, ext):
     assert is_audio_file(dst)
 
 
-@needs_corpus
 @needs_ffmpeg
 def test_sound_track_of_a_video_is_used_and_a_silent_video_refused(tmp_path):
     with_audio = tmp_path / "clip.mp4"
@@ -304,7 +297,6 @@ def test_things_that_are_not_images(tmp_path, name, content, key):
     assert not is_image_file(path)
 
 
-@needs_corpus
 def test_recording_named_png(tmp_path):
     path = tmp_path / "photo.png"
     path.write_bytes((SPEECH / "sr_english.wav").read_bytes())

@@ -131,6 +131,7 @@ def test_transformers_serve_cli_is_the_one_we_start():
     assert out.returncode == 0 and "/v1/chat/completions" in out.stdout
 
 
+@pytest.mark.slow
 def test_streams_an_answer_from_the_server(server):
     engine = RemoteEngine(server.url, model=server.model)
     progress: list[str] = []
@@ -147,6 +148,7 @@ def test_streams_an_answer_from_the_server(server):
     engine.close()
 
 
+@pytest.mark.slow
 def test_stop_closes_the_stream_early_and_the_next_answer_still_works(server):
     engine = RemoteEngine(server.url, model=server.model)
     engine.load()
@@ -165,6 +167,7 @@ def test_stop_closes_the_stream_early_and_the_next_answer_still_works(server):
     engine.close()
 
 
+@pytest.mark.slow
 def test_consumer_that_walks_away_closes_the_stream(server):
     engine = RemoteEngine(server.url, model=server.model)
     engine.load()
@@ -175,6 +178,7 @@ def test_consumer_that_walks_away_closes_the_stream(server):
     engine.close()
 
 
+@pytest.mark.slow
 def test_unknown_model_is_a_clear_4xx_message(server):
     engine = RemoteEngine(server.url, model="someone/not-served", api_key="sk-secret-123")
     engine.load()  # this server lists no models, so the name is only checked by the first answer
@@ -197,6 +201,7 @@ def test_connection_refused_is_a_clear_message():
     assert "Could not reach" in caught.value.message
 
 
+@pytest.mark.slow
 def test_server_dying_mid_answer_is_a_clear_message(text_model, tmp_path):
     srv = Server(text_model, tmp_path / "home")
     try:
@@ -215,6 +220,7 @@ def test_server_dying_mid_answer_is_a_clear_message(text_model, tmp_path):
         srv.stop()
 
 
+@pytest.mark.slow
 def test_load_picks_the_served_model_and_refuses_others(tiny_gemma, tmp_path):
     # A server that lists its models: the hub cache holds a (tiny) Gemma 4 snapshot.
     home = tmp_path / "home"

@@ -58,6 +58,7 @@ def _chat(client, text: str, files=(), language: str = "auto") -> list:
     return job.outputs()[-1][0]
 
 
+@pytest.mark.slow
 def test_eight_sessions_twenty_turns_stay_apart(app, tmp_path):
     from gradio_client import Client
 

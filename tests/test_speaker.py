@@ -10,9 +10,9 @@ import pytest
 from backend.conversation.speaker import AnswerSpeaker, answer_aloud
 from backend.conversation.turns import Conversation
 from backend.models.tts import SpeechRouter, espeak_available
-from tests.support import ScriptedEngine
+from tests.fakes import ScriptedEngine, ScriptedVoice, long_answer
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 
 
 class Generation:
@@ -32,6 +32,7 @@ def _collect(speaker: AnswerSpeaker, timeout: float = 30.0) -> list:
     return chunks + speaker.ready()
 
 
+@needs_espeak
 def test_each_sentence_becomes_audio_as_the_text_streams():
     router = SpeechRouter()
     generation = Generation()
@@ -55,6 +56,7 @@ def test_each_sentence_becomes_audio_as_the_text_streams():
         assert chunk.wav_bytes()[:4] == b"RIFF"
 
 
+@needs_espeak
 def test_a_new_generation_drops_queued_speech():
     generation = Generation()
     speaker = AnswerSpeaker(SpeechRouter(), "en", 1, generation)
@@ -65,6 +67,7 @@ def test_a_new_generation_drops_queued_speech():
     assert _collect(speaker) == []
 
 
+@needs_espeak
 def test_language_without_a_voice_is_text_only_with_a_note():
     speaker = AnswerSpeaker(SpeechRouter(), "tlh", 1, Generation())
     speaker.feed("Some text. ")
@@ -77,6 +80,7 @@ def test_language_without_a_voice_is_text_only_with_a_note():
 SCRIPT = ["The moon is bright ", "tonight. It shines ", "on the sea and the sand"]
 
 
+@needs_espeak
 @pytest.mark.parametrize(("language", "has_voice"), [("en", True), ("tlh", False)])
 def test_answer_aloud_streams_text_and_audio(tmp_path, language, has_voice):
     router = SpeechRouter()
@@ -95,16 +99,33 @@ def test_answer_aloud_streams_text_and_audio(tmp_path, language, has_voice):
     conversation.close()
 
 
-def test_stop_silences_the_rest(gemma_engine, tmp_path):
-    import threading
-
-    conversation = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=3000)
+def test_stop_silences_the_rest(tmp_path):
+    engine = ScriptedEngine(long_answer(), token_delay_s=0.005)
+    voice = ScriptedVoice(delay_s=0.2)
+    conversation = Conversation(engine, tmp_path / "s", max_new_tokens=3000)
     turn = conversation.add(conversation.prepare("Tell me everything about the sea."))
-    threading.Timer(0.3, conversation.stop).start()
-    started = time.monotonic()
-    list(answer_aloud(conversation, turn, SpeechRouter(), speak=True))
-    assert turn.status == "stopped" and turn.stats.new_tokens < 3000
-    assert time.monotonic() - started < 30, "speech kept going after Stop"
+    said_at_stop = None
+    for event in answer_aloud(conversation, turn, SpeechRouter(engines=[voice]), speak=True):
+        if event.kind == "audio" and said_at_stop is None:
+            conversation.stop()
+            said_at_stop = len(voice.said)
+    assert turn.status == "stopped" and said_at_stop is not None
+    time.sleep(0.5)  # long enough for two more sentences, had the voice kept going
+    assert len(voice.said) <= said_at_stop + 1, "only the sentence already in the voice's mouth may finish"
+    assert turn.answer.count("Sentence number") < 500
+
+
+def test_a_sentence_is_heard_while_the_model_still_writes(tmp_path):
+    engine = ScriptedEngine("First sentence here. " + long_answer(20), token_delay_s=0.02)
+    conversation = Conversation(engine, tmp_path / "s", max_new_tokens=3000)
+    turn = conversation.add(conversation.prepare("Tell me a story."))
+    text_before_audio = ""
+    for event in answer_aloud(conversation, turn, SpeechRouter(engines=[ScriptedVoice()]), speak=True):
+        if event.kind == "audio":
+            assert event.chunk.audio.text == "First sentence here."
+            break
+        text_before_audio += event.text
+    assert "Sentence number 20" not in text_before_audio, "the first sentence waited for the whole answer"
 
 
 def test_speech_off_yields_only_text(gemma_engine, tmp_path):

@@ -25,8 +25,8 @@ from backend.models.tts import (
     speakable,
     voices_for,
 )
+from tests.support import CORPUS
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 UDHR = CORPUS / "text" / "udhr_dev.tsv"
 # Languages with an espeak-ng voice, in many scripts.
 SPOKEN = ["en", "fr", "de", "es", "ru", "ar", "hi", "zh", "ja", "ko", "sw", "tr", "vi", "fa", "he", "ta"]
@@ -37,8 +37,6 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 
 def udhr_sentences(languages: list[str]) -> dict[str, str]:
     """The first sentence of article 1 of the UDHR in each language."""
-    if not UDHR.exists():
-        pytest.skip("corpus not found (set OMNILINGO_CORPUS)")
     found: dict[str, str] = {}
     with UDHR.open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
@@ -54,6 +52,7 @@ def rms(x: np.ndarray) -> float:
 # --------------------------------------------------------------------------- espeak-ng
 
 
+@pytest.mark.slow
 @needs_espeak
 def test_espeak_speaks_corpus_sentences_in_many_languages():
     sentences = udhr_sentences(SPOKEN)
@@ -76,8 +75,6 @@ def test_espeak_speaks_corpus_sentences_in_many_languages():
 @needs_espeak
 def test_long_burmese_clause_is_spoken_in_pieces():
     # espeak-ng 1.51 aborts ("buffer overflow") on this UDHR paragraph as one clause.
-    if not UDHR.exists():
-        pytest.skip("corpus not found (set OMNILINGO_CORPUS)")
     with UDHR.open(encoding="utf-8") as fh:
         text = next(row["text"] for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
                     if row["bcp47"] == "my" and len(row["text"]) > 300)
@@ -194,6 +191,7 @@ def test_vits_is_off_unless_non_commercial_use_is_allowed(tiny_vits):
     assert all(v.engine != MMS for v in router.voices_for("en"))
 
 
+@pytest.mark.slow
 def test_vits_speaks_when_allowed_and_is_preferred(tiny_vits):
     router = SpeechRouter(engines=[VitsEngine(allow_noncommercial=True, models={"en": str(tiny_vits)}),
                                    EspeakEngine()], allow_noncommercial=True)

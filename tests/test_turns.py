@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 import pytest
 
 from backend.conversation.turns import Conversation, system_prompt
 from backend.errors import MediaError, UserFacingError
+from tests.fakes import ScriptedEngine, long_answer, tokens
 
 
 @pytest.fixture()
@@ -87,18 +89,33 @@ def test_empty_message_is_refused(conversation):
     assert info.value.key == "error.empty_message"
 
 
-def test_stop_marks_the_turn_stopped(gemma_engine, tmp_path):
+def _scripted(tmp_path, **engine_args) -> tuple[Conversation, ScriptedEngine]:
+    engine = ScriptedEngine(**engine_args)
+    return Conversation(engine, tmp_path / "s", max_new_tokens=2000), engine
+
+
+def test_stop_marks_the_turn_stopped(tmp_path):
+    conv, _ = _scripted(tmp_path, answer=long_answer())
+    turn = conv.add(conv.prepare("Count to ten thousand, please."))
+    for i, _ in enumerate(conv.answer(turn)):
+        if i == 2:
+            conv.stop()
+    assert turn.status == "stopped" and turn.stats.stopped
+    assert turn.answer == "".join(tokens(long_answer())[:3]), "the partial answer stays, and nothing after Stop"
+
+
+def test_stop_reaches_the_local_model(gemma_engine, tmp_path):
     conv = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=2000)
     turn = conv.add(conv.prepare("Count to ten thousand, please."))
     for i, _ in enumerate(conv.answer(turn)):
         if i == 2:
             conv.stop()
     assert turn.status == "stopped" and turn.stats.new_tokens < 2000
-    assert turn.answer  # the partial answer stays
+    assert turn.answer
 
 
-def test_barge_in_interrupts_and_drops_stale_chunks(gemma_engine, tmp_path):
-    conv = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=2000)
+def test_barge_in_interrupts_and_drops_stale_chunks(tmp_path):
+    conv, engine = _scripted(tmp_path, answer=long_answer(), next_answers=["Mountains are tall."])
     turn = conv.add(conv.prepare("Tell me a very long story about the sea."))
     kept = []
     for i, delta in enumerate(conv.answer(turn)):
@@ -107,19 +124,22 @@ def test_barge_in_interrupts_and_drops_stale_chunks(gemma_engine, tmp_path):
             generation = conv.interrupt()
             assert generation > turn.generation
     assert turn.status == "interrupted"
-    assert turn.answer == "".join(kept[:2]), "nothing of the old generation after the barge-in"
+    assert kept == tokens(long_answer())[:2], "nothing of the old generation after the barge-in"
+    assert turn.answer == "".join(kept)
     nxt, _ = _ask(conv, "Actually, tell me about mountains instead.")
-    assert nxt.status == "done" and nxt.generation > turn.generation
+    assert nxt.status == "done" and nxt.generation > turn.generation and nxt.answer == "Mountains are tall."
+    assert "sea" in engine.prompts[1][1].text, "the interrupted question stays in the history"
 
 
-def test_interrupt_during_prefill_stops_before_any_text(gemma_engine, tmp_path):
-    conv = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=2000)
+def test_interrupt_during_prefill_stops_before_any_text(tmp_path):
+    conv, _ = _scripted(tmp_path, answer=long_answer(), first_token_delay_s=5.0)
     turn = conv.add(conv.prepare("Describe the ocean at length."))
     stream = conv.answer(turn)
-    threading.Timer(0.0, conv.interrupt).start()
+    threading.Timer(0.1, conv.interrupt).start()
+    started = time.monotonic()
     deltas = list(stream)
-    assert turn.status in {"interrupted", "stopped"}
-    assert turn.stats.new_tokens < 2000 and len("".join(deltas)) < 2000
+    assert turn.status == "interrupted" and deltas == [] and turn.answer == ""
+    assert time.monotonic() - started < 4.0, "the prefill must not run to its end after a barge-in"
 
 
 def test_retry_in_language_replaces_the_drifted_answer(conversation):

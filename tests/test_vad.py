@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from backend.audio.pcm import SAMPLE_RATE
 from backend.audio.vad import VadConfig, VadEvent, VoiceActivityDetector, speech_segments
 from bench.vad_noise import NOISE_KINDS, load_audio_16k, make_noise, to_mic_chunks
+from tests.support import CORPUS
 
-CORPUS = Path(os.environ.get("OMNILINGO_CORPUS") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
 SPEECH = CORPUS / "speech"
 
-needs_corpus = pytest.mark.skipif(not SPEECH.is_dir(), reason=f"speech corpus not found at {SPEECH}")
 
 
 def speech(name: str) -> np.ndarray:
@@ -38,7 +34,6 @@ def covered(segs, a, b) -> float:
     return sum(max(0.0, min(e, b) - max(s, a)) for s, e in segs)
 
 
-@needs_corpus
 @pytest.mark.parametrize(
     "name, spans",
     [
@@ -59,7 +54,6 @@ def test_finds_the_speech_in_real_recordings(vad, name, spans):
         assert any(min(e, b) > max(s, a) for a, b in spans), (s, e)
 
 
-@needs_corpus
 @pytest.mark.parametrize("name", ["silero_en.wav", "silero_de.wav"])
 def test_long_read_speech_is_mostly_speech(vad, name):
     x = speech(name)
@@ -83,7 +77,6 @@ def test_silence_never_starts_a_turn(vad):
     assert stream_48k(vad, np.zeros(3 * SAMPLE_RATE, np.float32)) == []
 
 
-@needs_corpus
 def test_streaming_48k_int16_chunks_matches_offline(vad):
     x = speech("jfk.flac")
     offline = vad.speech_segments(x, SAMPLE_RATE)
@@ -95,7 +88,6 @@ def test_streaming_48k_int16_chunks_matches_offline(vad):
         assert abs(a - c) <= 0.07 and abs(b - d) <= 0.07
 
 
-@needs_corpus
 def test_odd_chunk_sizes_and_rates_give_the_same_turns(vad):
     x = speech("sr_french.aiff")
     ref = vad.speech_segments(x, SAMPLE_RATE)
@@ -114,7 +106,6 @@ def test_odd_chunk_sizes_and_rates_give_the_same_turns(vad):
     assert len(starts) == len(ref) and abs(starts[0] - ref[0][0]) <= 0.07
 
 
-@needs_corpus
 def test_utterance_keeps_the_preroll_and_start_comes_on_confirmation():
     cfg = VadConfig(preroll_ms=500)
     det = VoiceActivityDetector(cfg)
@@ -136,7 +127,6 @@ def test_utterance_keeps_the_preroll_and_start_comes_on_confirmation():
     assert np.max(np.abs(end.audio[: SAMPLE_RATE // 5])) < 1e-3
 
 
-@needs_corpus
 def test_short_burst_is_discarded_not_a_turn():
     det = VoiceActivityDetector()
     x = speech("jfk.flac")
@@ -152,7 +142,6 @@ def test_short_burst_is_discarded_not_a_turn():
     assert [e.kind for e in events if e.kind != "discarded"] == ["speech_start", "speech_end"]
 
 
-@needs_corpus
 @pytest.mark.parametrize("silence_ms", [300, 500, 900])
 def test_end_of_turn_after_the_configured_silence(silence_ms):
     det = VoiceActivityDetector(VadConfig(end_silence_ms=silence_ms))
@@ -172,7 +161,6 @@ def test_end_of_turn_after_the_configured_silence(silence_ms):
     assert [e.kind for e in events if e.kind != "discarded"] == ["speech_start", "speech_end"]
 
 
-@needs_corpus
 def test_state_is_kept_across_calls_and_reset_forgets_it():
     det = VoiceActivityDetector()
     x = speech("sr_french.aiff")
@@ -192,7 +180,6 @@ def test_state_is_kept_across_calls_and_reset_forgets_it():
     assert det.process(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE) == []
 
 
-@needs_corpus
 def test_max_utterance_cuts_long_speech():
     det = VoiceActivityDetector(VadConfig(max_utterance_s=3.0))
     events = det.process(speech("silero_en.wav")[: 10 * SAMPLE_RATE], SAMPLE_RATE)
@@ -208,7 +195,6 @@ def test_speech_probability_checks_frame_size(vad):
     assert vad.speech_probability(np.zeros(512, np.float32)) < 0.1
 
 
-@needs_corpus
 def test_module_helper_and_stereo_int16_input():
     x = speech("sr_english.wav")
     stereo = (np.stack([x, x], axis=1) * 32767).astype(np.int16)

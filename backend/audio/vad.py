@@ -126,6 +126,11 @@ class VoiceActivityDetector:
     Not thread-safe: one detector per microphone stream.
     """
 
+    # Silero's recurrent state, its audio context and rate input; set by reset().
+    _state: np.ndarray
+    _context: np.ndarray
+    _sr: np.ndarray
+
     def __init__(self, config: VadConfig | None = None, *, echo_guard: EchoGuard | None = None) -> None:
         self.config = config or VadConfig()
         self.echo_guard = echo_guard  # when set, the model hears the mic minus the assistant's own voice
@@ -275,7 +280,7 @@ class VoiceActivityDetector:
     def _discard(self) -> VadEvent:
         ev = VadEvent("discarded", self._onset_frame * FRAME_S, decided_at=self._frames_done * FRAME_S)
         # The burst's audio goes back to the pre-roll: if speech follows, its lead-in is kept.
-        for f in self._utt[-self._preroll.maxlen :]:
+        for f in self._utt[-(self._preroll.maxlen or 1) :]:
             self._preroll.append(f)
         self._utt = []
         self._phase = _IDLE

@@ -107,7 +107,7 @@ class AnswerSpeaker:
 
     def ready(self) -> list[SpokenChunk]:
         """Chunks synthesized so far, of the current generation only."""
-        out = []
+        out: list[SpokenChunk] = []
         while True:
             try:
                 chunk = self._done.get_nowait()
@@ -162,6 +162,15 @@ class TurnEvent:
 AUDIO_POLL_S = 0.02
 
 
+def _still_current(chunks: list[SpokenChunk], conversation) -> Iterator[TurnEvent]:
+    """Audio events for ``chunks``, checked one by one: a barge-in while the first of them is being
+    handed out (and played) makes the rest stale."""
+    for chunk in chunks:
+        if chunk.generation != conversation.generation:
+            return
+        yield TurnEvent("audio", chunk=chunk)
+
+
 def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -> Iterator[TurnEvent]:
     """Stream a turn's answer as text events and, when ``speak``, audio events of its sentences.
 
@@ -206,8 +215,7 @@ def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -
                                             lambda: conversation.generation)
                 speaker.feed(delta)
             if speaker is not None:
-                for chunk in speaker.ready():
-                    yield TurnEvent("audio", chunk=chunk)
+                yield from _still_current(speaker.ready(), conversation)
         reader.join()
         if failure:
             raise failure[0]
@@ -217,8 +225,7 @@ def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -
         speaker.finish()
         while not speaker.done and turn.status == "done" and turn.generation == conversation.generation:
             speaker.wait(AUDIO_POLL_S)
-            for chunk in speaker.ready():
-                yield TurnEvent("audio", chunk=chunk)
+            yield from _still_current(speaker.ready(), conversation)
         if speaker.note is not None and speaker.note.key not in turn.notes:
             turn.notes.append(speaker.note.key)
         turn.notes.extend(n for n in speaker.fallback_notes if n not in turn.notes)

@@ -294,7 +294,7 @@ def restore(conversation: Conversation, payload: str | bytes | dict | None) -> i
             audio_path = _restore_audio(conversation, raw["audio"], file_number)
         if not (text or transcript or images or audio_path):
             continue
-        status = raw.get("status") if raw.get("status") in FINISHED else "stopped"
+        status = str(raw["status"]) if raw.get("status") in FINISHED else "stopped"
         override = _clean(raw.get("language_override"), 35) or "auto"
         answer_language = tags.normalize_tag(_clean(raw.get("answer_language"), 35) or tags.UNKNOWN)
         notes = [n for n in (raw.get("notes") or []) if isinstance(n, str) and len(n) < 64][:16]

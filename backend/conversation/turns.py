@@ -299,6 +299,8 @@ class Conversation:
         """Transcribe the turn's recording; False (and a "did not catch that" turn) when nothing was said.
 
         The spoken language Whisper hears wins over the text detector for speech."""
+        if turn.audio_path is None:
+            return True  # nothing recorded: the typed text stands
         clip = media.load_audio(turn.audio_path, self.limits)
         accepts_audio = getattr(self.engine, "accepts_audio", False)
         if self.asr is None:

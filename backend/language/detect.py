@@ -87,7 +87,7 @@ class _ProfileScorer:
         self._np = np
         self._normalize_char = functools.lru_cache(maxsize=65536)(NGram.normalize)
         self._normalize_vi = NGram.normalize_vi
-        profile_dir = Path(__import__("langdetect").__file__).with_name("profiles")
+        profile_dir = Path(str(__import__("langdetect").__file__)).with_name("profiles")
         names = sorted(os.listdir(profile_dir))
         index: dict[str, int] = {}
         rows: list[int] = []
@@ -389,7 +389,7 @@ def _decide(text: str, profile_scores: dict[str, float],
         return (cld[0][0], 0.4 * cld[0][1]) if cld else (UNKNOWN, 0.05)
     sharpness = min(40.0, 4.0 + 2.0 * len(text) ** 0.5)
     profile = _softmax(profile_scores, sharpness)
-    top = max(profile_scores, key=profile_scores.get)
+    top = max(profile_scores, key=profile_scores.__getitem__)
     short = 0.7 if len(text) < 8 else 1.0
     if not cld:
         return top, profile[top] * short

@@ -11,7 +11,7 @@ Azerbaijani in Cyrillic, written Cantonese and Hakka. The marker word lists live
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from backend.language.scripts import written_in
@@ -95,7 +95,7 @@ def _count(pattern: re.Pattern[str], text: str) -> int:
     return len(pattern.findall(text))
 
 
-def clear(scores: dict[str, float], current: str, margin: float) -> str:
+def clear(scores: Mapping[str, float], current: str, margin: float) -> str:
     """The best-scoring language when it leads every other by ``margin``; else ``current``."""
     ranked = sorted(scores.items(), key=lambda kv: -kv[1])
     best, top = ranked[0]
@@ -127,7 +127,7 @@ def _south_slavic_cyrillic(text: str, current: str) -> str:
     scores = {"mk": 2 * _count(_MK_WORDS, low), "sr": 2 * _count(_SR_CYRL_WORDS, low)}
     if _SR_MK_LETTERS.isdisjoint(chars):
         scores["bg"] = 2 * _count(_BG_WORDS, low)
-    fallback = current if current in scores else max(scores, key=scores.get)
+    fallback = current if current in scores else max(scores, key=scores.__getitem__)
     return clear(scores, fallback, MARGIN)
 
 

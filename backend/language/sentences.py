@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from backend.language.tags import normalize_tag
 
@@ -60,7 +61,7 @@ class SentenceStream:
         self.max_chars = max_chars
         self._buffer = ""
         self._carry = ""  # a fragment without words ("1.", "—") waiting for its sentence
-        self._segmenter = None
+        self._segmenter: Any = None
         code = _pysbd_language(language)
         if code is not None:
             try:

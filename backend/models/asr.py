@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,8 +148,8 @@ class SpeechRecognizer:
         self.model_name = str(model)
         self.device = device
         self.dtype = dtype
-        self._model = None
-        self._processor = None
+        self._model: Any = None  # loaded on first use
+        self._processor: Any = None
         self._lock = threading.Lock()  # one transcription at a time per loaded model
         self._lang_ids: dict[str, int] = {}
         self._no_speech_id: int | None = None

@@ -202,12 +202,12 @@ class LocalEngine:
         self.trust_remote_code = trust_remote_code
         self.max_context_tokens = max_context_tokens
         self.family = "unknown"
-        self.model = None
-        self.processor = None
+        self.model: Any = None  # loaded by load()
+        self.processor: Any = None
         self.load_seconds: float | None = None
         self.accepts_images = True
         self.accepts_audio = False
-        self._generator = None  # the module whose generate() streams text
+        self._generator: Any = None  # the module whose generate() streams text
 
     # -- loading ---------------------------------------------------------------
     @property
