@@ -63,7 +63,7 @@ def read_licence(model_card: str) -> str | None:
 
 
 def forbids_commercial(licence: str | None) -> bool:
-    return bool(licence) and bool(_NONCOMMERCIAL.search(licence))
+    return licence is not None and _NONCOMMERCIAL.search(licence) is not None
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -267,6 +267,7 @@ class PiperEngine:
         self._loaded: OrderedDict[str, PiperVoice] = OrderedDict()
         self._licences: dict[str, str | None] = {}
         self._lock = threading.Lock()
+        self._voice_locks: dict[str, threading.Lock] = {}
 
     @property
     def available(self) -> bool:
@@ -367,6 +368,12 @@ class PiperEngine:
             if voice_id in self._loaded:
                 self._loaded.move_to_end(voice_id)
                 return self._loaded[voice_id]
+            # one lock per voice: a download of one language does not hold up the voices of others
+            voice_lock = self._voice_locks.setdefault(voice_id, threading.Lock())
+        with voice_lock:
+            with self._lock:
+                if voice_id in self._loaded:
+                    return self._loaded[voice_id]
             if voice_id.endswith(".onnx"):
                 onnx = Path(voice_id)
                 self._check_licence(voice_id, self._licence_of(voice_id))
@@ -376,9 +383,10 @@ class PiperEngine:
                 voice = PiperVoice(onnx, onnx.with_name(onnx.name + ".json"), self.threads, self.espeak_binary)
             except Exception as exc:  # noqa: BLE001 - a broken or unknown voice file
                 raise _unavailable(voice_id, f"{type(exc).__name__}: {exc}") from exc
-            self._loaded[voice_id] = voice
-            while len(self._loaded) > self.max_loaded:
-                self._loaded.popitem(last=False)
+            with self._lock:
+                self._loaded[voice_id] = voice
+                while len(self._loaded) > self.max_loaded:
+                    self._loaded.popitem(last=False)
             return voice
 
     def _check_licence(self, voice_id: str, licence: str | None) -> None:
@@ -406,10 +414,15 @@ class PiperEngine:
         label = self._label(key)
 
         class Progress(tqdm):
+            reported = -1
+
             def update(self, n=1):
                 shown = super().update(n)
                 if self.unit == "B" and self.total and self.total > 1_000_000:
-                    report(f"Downloading the voice {label}: {self.n / 1e6:.0f} of {self.total / 1e6:.0f} MB")
+                    tenth = int(10 * self.n / self.total)
+                    if tenth != self.reported:  # a line every 10 %, not every block
+                        self.reported = tenth
+                        report(f"Downloading the voice {label}: {self.n / 1e6:.0f} of {self.total / 1e6:.0f} MB")
                 return shown
 
         card_file, config_file, model_file = voice.files
