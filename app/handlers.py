@@ -86,6 +86,8 @@ def voice_markdown(runtime: Runtime, language: str, locale: str = "en") -> str:
     licence = desc.licence or translate("voice.licence_on_download", locale)
     key = "voice.neural" if desc.neural else "voice.espeak"
     line = translate(key, locale, language=name, voice=f"\u2068{desc.label}\u2069", licence=licence)
+    if desc.instead_of:
+        line += " · " + translate("voice.instead", locale, voice=f"\u2068{desc.instead_of}\u2069")
     return "🔊 " + line + (f" · {runtime.voice_download}" if runtime.voice_download else "")
 
 

@@ -57,6 +57,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "voice.espeak": "Voice for {language}: {voice} (synthetic, offline) · licence: {licence}",
         "voice.none": "No voice for {language}: answers are shown as text only.",
         "voice.licence_on_download": "read from its model card when it is downloaded",
+        "voice.instead": "instead of {voice}, which cannot be used here (offline, a failed download, "
+        "or a non-commercial licence)",
         "error.busy": "Please wait for the answer to finish, or press Stop.",
         "error.generic": "Something went wrong. Your message is kept; please try again.",
     },

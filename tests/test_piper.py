@@ -138,7 +138,8 @@ def test_offline_the_neural_voice_falls_back_to_espeak_with_a_note(empty_hub_cac
     assert "voice_fallback" in turn.notes and not [n for n in turn.notes if n.startswith("tts.")]
     assert "espeak-ng" in _shown_notes(turn, "en")
     assert "espeak-ng a lu cette réponse" in _shown_notes(turn, "fr")
-    assert router.describe("en").engine == ESPEAK  # the settings now name the voice that speaks
+    described = router.describe("en")  # the settings now name the voice that speaks, and the one it replaces
+    assert described.engine == ESPEAK and described.instead_of == "piper en_US-joe-medium"
     conversation.close()
 
 

@@ -21,6 +21,7 @@ from ``speak`` (shown as a note), never as an exception in the text path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import logging
@@ -491,15 +492,17 @@ class SpeechRouter:
     def describe(self, language: str) -> VoiceDescription | None:
         """The voice that will speak the language, neural or not, and its licence (for the settings)."""
         voice = self.voice_for(language)
+        instead_of = None
         if voice is not None and (voice.engine, voice.voice_id) in self._broken:
             # it failed here already (offline, refused licence): say which voice really speaks
+            instead_of = describe_voice(voice.engine, voice.voice_id).label
             voice = next((v for v in self.voices_for(language) if (v.engine, v.voice_id) not in self._broken), None)
         if voice is None:
             return None
         engine = self.engines.get(voice.engine)
         licence_of = getattr(engine, "licence", None)
         licence = licence_of(voice.voice_id) if licence_of is not None else None
-        return describe_voice(voice.engine, voice.voice_id, licence)
+        return dataclasses.replace(describe_voice(voice.engine, voice.voice_id, licence), instead_of=instead_of)
 
     def speak(
         self,
@@ -608,6 +611,7 @@ class VoiceDescription:
     label: str
     neural: bool
     licence: str | None  # None: not known before the voice is downloaded
+    instead_of: str | None = None  # the voice meant to speak, when it failed here (offline, licence)
 
 
 def describe_voice(engine: str, voice_id: str, licence: str | None = None) -> VoiceDescription:
