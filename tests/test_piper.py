@@ -201,8 +201,9 @@ def whisper_base(real_models_dir):
                                        cpu_threads=2)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def joe_router(joe_dir):
+    """One router for the module: the voice's ONNX session is made once."""
     return SpeechRouter(piper_voices=str(joe_dir))
 
 
