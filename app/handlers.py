@@ -17,7 +17,7 @@ from app import render
 from app.i18n import I18N, locale_from_request, translate, translate_error
 from backend.conversation import transcript
 from backend.conversation.speaker import answer_aloud
-from backend.conversation.turns import Conversation
+from backend.conversation.turns import Conversation, TurnStatus
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
 from backend.language import tags
@@ -155,7 +155,8 @@ class ChatController:
                 turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
         except UserFacingError as err:
             if turn is not None:
-                turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
+                turn.status, turn.error, turn.error_key, turn.error_params = (
+                    TurnStatus.ERROR, err.message, err.key, err.params)
         runtime.voice_session(session_id_of(request)).finished(conversation.generation)
         yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
 
@@ -252,8 +253,8 @@ class ChatController:
 
     # -- the page itself -----------------------------------------------------------------------
     def refresh_status(self, request: gr.Request):
-        state = self.runtime.status().state
-        return status_markdown(self.runtime, locale_of(request)), gr.Timer(active=state == "loading")
+        waiting = self.runtime.status().waiting  # loading, or retrying after a passing failure
+        return status_markdown(self.runtime, locale_of(request)), gr.Timer(active=waiting)
 
     def drop_session(self, request: gr.Request = None) -> None:  # type: ignore[assignment]
         """The tab was closed: its conversation and voice go."""

@@ -171,7 +171,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
 
         language.change(handlers.voice_info, [language], voice_info, api_visibility="private", queue=False)
 
-        timer = gr.Timer(1.0, active=runtime.status().state == "loading")
+        timer = gr.Timer(1.0, active=runtime.status().waiting)
         timer.tick(handlers.refresh_status, None, [model_status, timer], api_visibility="private", queue=False)
         demo.load(handlers.refresh_status, None, [model_status, timer], api_visibility="private", queue=False)
         demo.load(handlers.restore_conversation, [saved], [chatbot, download], api_visibility="private",

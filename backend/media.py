@@ -303,39 +303,6 @@ def load_audio(source: str | Path | bytes | bytearray | memoryview, limits: Medi
         raise MediaError(f"{name!r} is damaged and cannot be played.", key="media.audio_corrupt", name=name) from exc
 
 
-def audio_from_array(sample_rate: int, data: np.ndarray, limits: MediaLimits = DEFAULT_LIMITS) -> AudioClip:
-    """What a microphone component gives (int16 or float, mono or (n, channels)) as an AudioClip."""
-    name = "recording"
-    arr = np.asarray(data)
-    if not sample_rate or sample_rate <= 0:
-        raise MediaError("The recording has no sample rate.", key="media.audio_corrupt", name=name)
-    if arr.size == 0:
-        raise MediaError("The recording is empty.", key="media.audio_empty", name=name)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    elif arr.ndim == 2:
-        # (n, channels) is the convention; a (channels, n) array is recognised by its shape.
-        if arr.shape[0] <= 16 < arr.shape[1]:
-            arr = arr.T
-    else:
-        raise MediaError("The recording has an unexpected shape.", key="media.audio_corrupt", name=name)
-    samples = _to_float(arr)
-    return _finish_clip(samples, int(sample_rate), samples.shape[1], "array", name, limits)
-
-
-def _to_float(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype.kind == "f":
-        return arr.astype(np.float32, copy=False)
-    if arr.dtype.kind == "i":
-        return (arr.astype(np.float32) / float(2 ** (8 * arr.dtype.itemsize - 1))).astype(np.float32)
-    if arr.dtype.kind == "u":
-        half = float(2 ** (8 * arr.dtype.itemsize - 1))
-        return ((arr.astype(np.float32) - half) / half).astype(np.float32)
-    if arr.dtype.kind == "b":
-        return arr.astype(np.float32)
-    raise MediaError("The recording has an unknown sample type.", key="media.audio_corrupt", name="recording")
-
-
 def _too_long(name: str, seconds: float, limits: MediaLimits) -> MediaError:
     return MediaError(
         f"{name!r} is too long ({_fmt_duration(seconds)}; the limit is {_fmt_duration(limits.max_audio_seconds)}).",

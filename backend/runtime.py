@@ -1,11 +1,17 @@
-"""What the app holds while it runs: settings, the engine (loaded in the background), the sessions."""
+"""What the app holds while it runs: settings, the engine (loaded in the background), the sessions.
+
+A load that fails for a reason that passes (the model server is not up yet, a download was
+cut off) is tried again in the background with a growing delay, and at once when a message
+arrives; the load status says so meanwhile ("retrying", with the seconds left)."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,20 +27,38 @@ from backend.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# Failures worth trying again: the server is not up (yet), overloaded or restarting, or the
+# download broke off. A wrong URL, key, model name or damaged weights will not fix themselves.
+TRANSIENT_LOAD_ERRORS = {
+    "remote.unreachable", "remote.timeout", "remote.server_error", "remote.disconnected", "model.download_failed",
+}
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 60.0
+# How long a message waits for the attempt it triggers (a refused connection answers at once).
+RETRY_ON_MESSAGE_S = 5.0
+
+
 @dataclass
 class LoadStatus:
-    state: str  # "loading" | "ready" | "failed"
+    state: str  # "loading" | "retrying" | "ready" | "failed"
     message: str
     elapsed_s: float
     key: str = "model.loading"
     params: dict = field(default_factory=dict)
+    retry_in_s: float | None = None  # for "retrying": seconds to the next attempt
+
+    @property
+    def waiting(self) -> bool:
+        """The model is not there yet but may come: loading, or retrying after a passing failure."""
+        return self.state in {"loading", "retrying"}
 
 
 def build_engine(settings: Settings) -> Engine:
     if settings.engine == "openai":
         from backend.models.remote import RemoteEngine
 
-        return RemoteEngine(base_url=settings.base_url, model=settings.model, api_key=settings.api_key)
+        return RemoteEngine(base_url=settings.base_url, model=settings.model, api_key=settings.api_key,
+                            concurrency=settings.concurrency)
     # On a ZeroGPU Space each answer runs in a lent GPU worker; elsewhere this is the engine itself.
     return zerogpu.wrap(LocalEngine(
         model=settings.model,
@@ -61,19 +85,27 @@ class Runtime:
         self.voice_download = ""  # the last progress line of a voice download
         self.tts = self._build_tts(settings, self._voice_progress)
         self.work_dir = Path(tempfile.mkdtemp(prefix="omnilingo-"))
-        self.sessions = SessionRegistry(self._new_conversation)
+        idle_s = settings.session_idle_minutes * 60 if settings.session_idle_minutes > 0 else None
+        self.sessions = SessionRegistry(self._new_conversation, idle_s=idle_s, on_evict=self._forget_voice)
         self._voices: dict[str, VoiceSession] = {}
         self._voices_lock = threading.Lock()
         self._status = LoadStatus("loading", f"Starting {self.engine.name}…", 0.0)
         self._started = time.monotonic()
-        self._ready = threading.Event()
+        self._ready = threading.Event()  # the first load attempt is over
+        self._changed = threading.Condition()  # notified after every load attempt
+        self._attempts = 0
+        self._wake = threading.Event()  # try again now
+        self._closing = threading.Event()
+        self._retry_at: float | None = None
+        self.retry_first_s = RETRY_FIRST_S
+        self.retry_max_s = RETRY_MAX_S
         self._loader: threading.Thread | None = None
         self.asr_error: UserFacingError | None = None
 
     @property
     def model_concurrency(self) -> int:
-        """Answers generated at once: one per local device; a serving engine batches many."""
-        return 1 if isinstance(self.engine, LocalEngine) else max(1, self.settings.concurrency)
+        """Answers generated at once, as the engine declares (one per local device, many on a server)."""
+        return max(1, int(getattr(self.engine, "concurrency", 1)))
 
     @staticmethod
     def _build_asr(settings: Settings) -> SpeechRecognizer | None:
@@ -114,14 +146,43 @@ class Runtime:
                 self._loader.join()
 
     def load(self) -> None:
+        """Load the engine, trying again after passing failures until it works or the app closes."""
         def progress(message: str) -> None:
             self._status = LoadStatus("loading", message, time.monotonic() - self._started)
             log.info(message)
 
+        delay = self.retry_first_s
+        asr_loaded = False
+        while not self._closing.is_set():
+            retry = self._load_once(progress, delay)
+            with self._changed:
+                self._attempts += 1
+                self._changed.notify_all()
+            self._ready.set()
+            if not retry:
+                break
+            if not asr_loaded:  # speech recognition need not wait for the model server
+                self._load_asr()
+                asr_loaded = True
+            self._wake.wait(max(0.0, (self._retry_at or 0) - time.monotonic()))
+            self._wake.clear()
+            delay = min(delay * 2, self.retry_max_s)
+        if not asr_loaded:
+            self._load_asr()
+
+    def _load_once(self, progress: Callable[[str], None], delay: float) -> bool:
+        """One attempt; True when it failed in a way worth trying again after ``delay`` seconds."""
         try:
             self.engine.load(progress)
         except UserFacingError as err:
-            self._status = LoadStatus("failed", err.message, time.monotonic() - self._started, err.key, err.params)
+            elapsed = time.monotonic() - self._started
+            if err.key in TRANSIENT_LOAD_ERRORS and not self._closing.is_set():
+                self._retry_at = time.monotonic() + delay
+                self._status = LoadStatus("retrying", err.message, elapsed, "model.retrying",
+                                          {"detail": err.message, "cause": err.key})
+                log.warning("%s Trying again in %.0f s.", err.message, delay)
+                return True
+            self._status = LoadStatus("failed", err.message, elapsed, err.key, err.params)
             log.error(err.message)
         except Exception as err:  # unexpected: keep serving, say so plainly
             log.exception("model load failed")
@@ -130,11 +191,20 @@ class Runtime:
                 time.monotonic() - self._started, "model.broken",
             )
         else:
+            self._retry_at = None
             self._status = LoadStatus("ready", f"{self.engine.name} is ready.", time.monotonic() - self._started,
                                       "model.ready")
-        finally:
-            self._ready.set()
-        self._load_asr()
+        return False
+
+    def retry_now(self, timeout: float = RETRY_ON_MESSAGE_S) -> LoadStatus:
+        """While retrying: try again at once and wait up to ``timeout`` for that attempt."""
+        with self._changed:
+            if self._status.state != "retrying":
+                return self.status()
+            attempts = self._attempts
+            self._wake.set()
+            self._changed.wait_for(lambda: self._attempts > attempts, timeout)
+        return self.status()
 
     def _load_asr(self) -> None:
         """Speech recognition loads after the model; when it cannot, typing still works."""
@@ -155,6 +225,13 @@ class Runtime:
         if status.state == "loading":
             status = LoadStatus(status.state, status.message, time.monotonic() - self._started, status.key,
                                 status.params)
+        elif status.state == "retrying":
+            seconds = max(0, round((self._retry_at or 0) - time.monotonic()))
+            status = LoadStatus(
+                status.state, f"{status.params.get('detail', '')} Trying again in {seconds} s.",
+                time.monotonic() - self._started, status.key, {**status.params, "seconds": seconds},
+                retry_in_s=float(seconds),
+            )
         return status
 
     def wait_until_loaded(self, timeout: float | None = None) -> LoadStatus:
@@ -163,11 +240,15 @@ class Runtime:
         return self.status()
 
     def require_model(self, wait_s: float = 0.0) -> None:
-        """Raise a plain message when the model is not there to answer."""
+        """Raise a plain message when the model is not there to answer.
+
+        While a passing failure is being retried, a message triggers an attempt at once."""
         if wait_s:
             self._ready.wait(wait_s)
         status = self.status()
-        if status.state == "failed":
+        if status.state == "retrying":
+            status = self.retry_now(max(RETRY_ON_MESSAGE_S, min(wait_s, 60.0)))
+        if status.state in {"failed", "retrying"}:
             raise UserFacingError(status.message, key=status.key, **status.params)
         if status.state == "loading":
             raise UserFacingError(
@@ -183,16 +264,22 @@ class Runtime:
                 voice = self._voices[session_id] = VoiceSession(self.sessions.get(session_id))
             return voice
 
-    def drop_session(self, session_id: str) -> None:
-        """A tab went away: free its conversation, files, audio buffers and events."""
+    def _forget_voice(self, session_id: str) -> None:
         with self._voices_lock:
             voice = self._voices.pop(session_id, None)
         if voice is not None:
             voice.stop()
+
+    def drop_session(self, session_id: str) -> None:
+        """A tab went away: free its conversation, files, audio buffers and events."""
+        self._forget_voice(session_id)
         self.sessions.drop(session_id)
 
     def close(self) -> None:
+        self._closing.set()
+        self._wake.set()
         with self._voices_lock:
             self._voices.clear()
         self.sessions.close_all()
         self.engine.close()
+        shutil.rmtree(self.work_dir, ignore_errors=True)

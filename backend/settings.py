@@ -38,8 +38,9 @@ class Settings:
     max_image_megapixels: int = 40
     max_audio_seconds: int = 600
     max_new_tokens: int = 1024
-    concurrency: int = 8  # UI events served at once; model work is still one at a time per device
+    concurrency: int = 8  # UI events served at once, and answers asked of a model server at once
     state_secret: str | None = field(default=None, repr=False)  # signs the conversation kept in the browser
+    session_idle_minutes: int = 120  # a session idle this long is closed, its files deleted
     auto_retry_language: bool = False
     trust_remote_code: bool = False
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The GPU pass of the model benchmark: every default model at its released size,
-# bf16 and 4-bit nf4, on one CUDA device. JSON per run and a Markdown table go to $OUT.
-# Sized for about 6 minutes on an H200 (each run is capped at RUN_TIMEOUT seconds).
+# The GPU pass of the model benchmark: each default model (MODELS) at its released size, in bf16
+# and 4-bit nf4 (PRECISIONS), on one CUDA device, through bench/model.py. For every run it checks
+# that the environment can load the model, and records load memory, peak memory, time to first
+# token, decode speed and stop latency; JSON per run, a Markdown table (bench/run_all.py) and the
+# nf4-versus-bf16 goals (goals.txt) go to $OUT. Each run is capped at RUN_TIMEOUT seconds.
 #
-# Before the session, on a machine with the package index (wheels travel with the
-# working tree; keep them under 64 MiB):
+# With no package index on the GPU machine, fetch the pinned wheels beforehand where there is one:
 #     bash bench/gpu_check.sh --fetch-wheels        # -> build/wheels (git-ignored)
-# In the session (the device tool's `run`, carry=["build/wheels"]):
+# then copy build/wheels next to the checkout there and run:
 #     bash bench/gpu_check.sh
 set -uo pipefail
 
@@ -22,7 +23,7 @@ PINNED="bitsandbytes==0.50.2 transformers==5.23.0 accelerate==1.15.0"
 
 if [[ "${1:-}" == "--fetch-wheels" ]]; then
     mkdir -p "$WHEELS"
-    # Linux x86_64 CUDA machine, the Python here; dependencies the machine lacks are reported below.
+    # Wheels for Linux x86_64 and the Python found here; anything else missing is reported at run time.
     $PYTHON -m pip download --no-deps --only-binary=:all: --platform manylinux_2_24_x86_64 \
         --platform manylinux2014_x86_64 --platform any -d "$WHEELS" $PINNED
     du -sh "$WHEELS"
@@ -55,7 +56,7 @@ EOF
 )
 if [[ -n "$missing" ]]; then
     echo "== installing from $WHEELS: $missing"
-    $PYTHON -m pip install --no-index --find-links "$WHEELS" $missing || echo "!! install failed: carry $WHEELS (bash bench/gpu_check.sh --fetch-wheels)"
+    $PYTHON -m pip install --no-index --find-links "$WHEELS" $missing || echo "!! install failed: provide $WHEELS (bash bench/gpu_check.sh --fetch-wheels)"
 fi
 $PYTHON - <<'EOF' || { echo "!! the environment cannot run bench/model.py"; exit 2; }
 import torch, transformers, bitsandbytes, torchvision, PIL
@@ -85,7 +86,7 @@ results=("$OUT"/model_*.json)
 if (( ${#results[@]} )); then
     $PYTHON bench/run_all.py --skip-run --merge "${results[@]}" --out "$OUT/results.json" --no-readme > "$OUT/table.md"
     cat "$OUT/table.md"
-    # The issue's goal: nf4 peak memory <= 35 % of bf16, decode >= 60 % of bf16.
+    # The goals for 4-bit: nf4 peak memory <= 35 % of bf16, decode >= 60 % of bf16.
     $PYTHON - "$OUT" <<'EOF'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])

@@ -318,11 +318,12 @@ def sync(device: str) -> None:
 
 def run_once(engine, messages, max_new_tokens: int, stop_after: int | None = None):
     """One streamed answer through the app's engine. With ``stop_after``, a watcher sets the
-    stop event once that many tokens came out and the time until stream() returns is measured."""
+    answer's scope once that many tokens came out and the time until stream() returns is measured."""
+    from backend.cancel import CancelScope
     from backend.models.engine import GenerationStats
 
     stats = GenerationStats()
-    stop = threading.Event()
+    stop = CancelScope()
     stop_set_at: list[float] = []
     done = threading.Event()
 
@@ -330,7 +331,7 @@ def run_once(engine, messages, max_new_tokens: int, stop_after: int | None = Non
         while not done.is_set():
             if stats.new_tokens >= stop_after:
                 stop_set_at.append(time.perf_counter())
-                stop.set()
+                stop.cancel()
                 return
             time.sleep(0.0005)
 

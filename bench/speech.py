@@ -114,7 +114,7 @@ def _cpu_s() -> float:
 
 def bench_voice(router, language: str, sentences: list[str], whisper) -> dict:
     """First audio of a short sentence, real-time factor, and round-trip word error rate through Whisper."""
-    from backend.media import audio_from_array
+    from backend.media import load_audio
 
     router.say("Warm up.", language)
     first, first_cpu = [], []
@@ -129,7 +129,7 @@ def bench_voice(router, language: str, sentences: list[str], whisper) -> dict:
         chunk = router.say(sentence, language)
         elapsed = time.perf_counter() - t0
         rtf.append(elapsed / max(chunk.duration_s, 1e-6))
-        clip = audio_from_array(chunk.sample_rate, chunk.samples)
+        clip = load_audio(chunk.wav_bytes())
         segments, _ = whisper.transcribe(clip.samples, language=language, beam_size=1)
         heard = " ".join(seg.text for seg in segments).strip()
         heard_all.append(heard)

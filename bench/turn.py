@@ -14,7 +14,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
+from backend.cancel import CancelScope  # noqa: E402
 from backend.models.engine import GenerationStats, LocalEngine, PromptMessage  # noqa: E402
 from tests.support import CORPUS  # noqa: E402
 
@@ -45,23 +45,23 @@ def measure(model_dir: Path, runs: int, decode_tokens: int) -> dict:
     text_prompt = [PromptMessage("system", "Answer in French."), PromptMessage("user", "Bonjour, comment ça va ?")]
     image_prompt = [PromptMessage("system", "Answer in French."),
                     PromptMessage("user", "Que dit ce panneau ?", images=[image])]
-    list(engine.stream(text_prompt, threading.Event(), 4))  # warm-up
+    list(engine.stream(text_prompt, CancelScope(), 4))  # warm-up
 
     ttft_text, ttft_image, rates, stop_latency = [], [], [], []
     for _ in range(runs):
         for prompt, sink in ((text_prompt, ttft_text), (image_prompt, ttft_image)):
             stats = GenerationStats()
-            list(engine.stream(prompt, threading.Event(), decode_tokens, stats))
+            list(engine.stream(prompt, CancelScope(), decode_tokens, stats))
             sink.append(stats.first_token_s)
             if prompt is text_prompt:
                 rates.append((stats.new_tokens - 1) / (stats.total_s - stats.first_token_s))
-        # stop latency: event set -> stream() returned (generate joined)
-        stop, stats = threading.Event(), GenerationStats()
+        # stop latency: scope cancelled -> stream() returned (generate joined)
+        stop, stats = CancelScope(), GenerationStats()
         set_at = 0.0
         for _ in engine.stream(text_prompt, stop, 5000, stats):
             if stats.new_tokens >= 8 and not stop.is_set():
                 set_at = time.perf_counter()
-                stop.set()
+                stop.cancel()
         stop_latency.append(time.perf_counter() - set_at)
     engine.close()
     return {

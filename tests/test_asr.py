@@ -13,7 +13,7 @@ import soundfile as sf
 
 from backend.errors import ModelUnavailableError
 from backend.language.sentences import split_sentences
-from backend.media import AudioClip, audio_from_array, load_audio
+from backend.media import AudioClip, load_audio
 from backend.models.asr import (
     DEFAULT_ASR_MODEL,
     SpeechRecognizer,
@@ -132,12 +132,34 @@ def test_nothing_said_gives_no_speech(recognizer, samples):
     assert tr.duration_s == pytest.approx(len(samples) / 16_000)
 
 
-def test_microphone_silence(recognizer):
-    tr = recognizer.transcribe(audio_from_array(48_000, np.zeros(48_000 * 2, dtype=np.int16)))
-    assert tr.no_speech
-
-
 # --------------------------------------------------------------------------- model availability
+
+
+def test_a_spoken_message_during_the_background_load_waits_for_it(tiny_whisper, monkeypatch):
+    """The app loads Whisper in the background; a recording arriving meanwhile must not load it a second time."""
+    import threading
+    import time
+
+    from transformers import WhisperForConditionalGeneration
+
+    loads = []
+    real = WhisperForConditionalGeneration.from_pretrained.__func__
+
+    def slow_load(cls, *args, **kwargs):
+        loads.append(threading.current_thread().name)
+        time.sleep(0.5)  # a real model takes seconds: the second caller arrives meanwhile
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(WhisperForConditionalGeneration, "from_pretrained", classmethod(slow_load))
+    recognizer = SpeechRecognizer(str(tiny_whisper), device="cpu")
+    background = threading.Thread(target=recognizer.load, name="background-load")
+    background.start()
+    time.sleep(0.1)
+    speech = load_audio(CORPUS / "speech" / "jfk.flac")
+    heard = recognizer.transcribe(speech)  # the spoken message's turn
+    background.join()
+    assert loads == ["background-load"], "loaded once, by the background load"
+    assert heard.duration_s > 0 and heard.language
 
 
 def test_missing_hub_model_explains_where_it_looked():

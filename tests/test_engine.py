@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from backend.cancel import CancelScope
 from backend.errors import ModelUnavailableError
 from backend.models.engine import (
     SKIP_MODULES,
@@ -41,7 +42,7 @@ def test_4bit_config_keeps_towers_and_heads_unquantized():
     config = bnb_config("gemma4")
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
     assert config.bnb_4bit_compute_dtype == torch.bfloat16
-    # patterns are anchored at the start of the module path (design.md)
+    # bitsandbytes anchors skip patterns at the start of the module path
     assert config.llm_int8_skip_modules == [
         "lm_head", "model.vision_tower", "model.embed_vision", "model.audio_tower", "model.embed_audio",
     ]
@@ -60,7 +61,7 @@ def test_nf4_load_quantizes_the_language_model_only(tiny_gemma):
     quantized = [name for name, m in engine.model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert quantized, "no layer was quantized"
     assert all(name.startswith("model.language_model.") for name in quantized)
-    answer = "".join(engine.stream([PromptMessage("user", "hello")], threading.Event(), max_new_tokens=4))
+    answer = "".join(engine.stream([PromptMessage("user", "hello")], CancelScope(), max_new_tokens=4))
     assert isinstance(answer, str)
     engine.close()
 
@@ -86,7 +87,7 @@ def test_generates_from_text_and_images(family, tiny_gemma, tiny_qwen, corpus):
     inputs = engine.encode(messages)
     assert "pixel_values" in inputs
     stats = GenerationStats()
-    deltas = list(engine.stream(messages, threading.Event(), max_new_tokens=12, stats=stats))
+    deltas = list(engine.stream(messages, CancelScope(), max_new_tokens=12, stats=stats))
     assert stats.new_tokens == 12 and stats.prompt_tokens > 20
     assert stats.first_token_s is not None and not stats.stopped
     assert "".join(deltas)
@@ -100,17 +101,17 @@ def test_audio_goes_to_the_model_natively(gemma_engine):
 
 def test_streams_in_several_pieces(gemma_engine):
     messages = [PromptMessage("user", "Tell me a story")]
-    pieces = list(gemma_engine.stream(messages, threading.Event(), max_new_tokens=60))
+    pieces = list(gemma_engine.stream(messages, CancelScope(), max_new_tokens=60))
     assert len(pieces) > 1
 
 
 def test_stop_ends_generation_within_a_decode_step(gemma_engine):
-    stop = threading.Event()
+    stop = CancelScope()
     stats = GenerationStats()
     seen_at_stop = None
     for _ in gemma_engine.stream([PromptMessage("user", "Count")], stop, max_new_tokens=1500, stats=stats):
         if seen_at_stop is None and stats.new_tokens >= 5:
-            stop.set()
+            stop.cancel()
             seen_at_stop = stats.new_tokens
     assert stats.stopped
     # the criterion is checked after every token: at most the token in flight follows
@@ -118,9 +119,9 @@ def test_stop_ends_generation_within_a_decode_step(gemma_engine):
 
 
 def test_stop_from_another_thread(gemma_engine):
-    stop = threading.Event()
+    stop = CancelScope()
     stats = GenerationStats()
-    timer = threading.Timer(0.2, stop.set)
+    timer = threading.Timer(0.2, stop.cancel)
     timer.start()
     started = time.perf_counter()
     list(gemma_engine.stream([PromptMessage("user", "Count")], stop, max_new_tokens=1500, stats=stats))
@@ -129,11 +130,10 @@ def test_stop_from_another_thread(gemma_engine):
 
 
 def test_abandoned_stream_does_not_leave_generation_running(gemma_engine):
-    stop = threading.Event()
+    stop = CancelScope()
     stream = gemma_engine.stream([PromptMessage("user", "Count")], stop, max_new_tokens=1500)
     next(stream)
     stream.close()  # the consumer walks away
-    assert stop.is_set()
     assert not any(t.name == "omnilingo-generate" and t.is_alive() for t in threading.enumerate())
 
 
@@ -145,7 +145,7 @@ def test_long_history_is_shortened_to_fit(tiny_gemma):
         messages += [PromptMessage("user", f"question {i} " * 10), PromptMessage("assistant", "answer " * 10)]
     messages.append(PromptMessage("user", "last question"))
     stats = GenerationStats()
-    list(engine.stream(messages, threading.Event(), max_new_tokens=8, stats=stats))
+    list(engine.stream(messages, CancelScope(), max_new_tokens=8, stats=stats))
     assert stats.truncated_history > 0
     assert stats.prompt_tokens <= 600
 
@@ -169,3 +169,48 @@ def test_corrupt_weights_give_a_plain_message(tiny_gemma, tmp_path):
     with pytest.raises(ModelUnavailableError) as info:
         LocalEngine(str(broken), device="cpu").load()
     assert str(broken) in info.value.message
+
+
+def test_each_engine_declares_how_many_answers_it_runs_at_once(tmp_path):
+    from backend.models.remote import RemoteEngine
+    from backend.models.zerogpu import ZeroGPUEngine
+    from backend.runtime import Runtime
+    from backend.settings import Settings
+
+    def runtime_for(engine) -> int:
+        runtime = Runtime(Settings(asr_model="off", tts_engine="off", concurrency=8), engine=engine)
+        try:
+            return runtime.model_concurrency
+        finally:
+            runtime.close()
+
+    local = LocalEngine(str(tmp_path), device="cpu")
+    assert runtime_for(local) == 1  # one generate() at a time per device
+    # A lent ZeroGPU worker runs one answer at a time, although the engine is not a LocalEngine.
+    assert runtime_for(ZeroGPUEngine(local)) == 1
+    assert runtime_for(RemoteEngine("http://127.0.0.1:9/v1", model="m", concurrency=8)) == 8
+
+
+def test_a_download_cut_off_is_worth_trying_again(tmp_path, monkeypatch):
+    import httpx
+    import huggingface_hub
+    import transformers
+    from huggingface_hub import constants
+
+    from backend.runtime import TRANSIENT_LOAD_ERRORS
+
+    def cut_off(*args, **kwargs):
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    def not_in_cache(*args, **kwargs):
+        raise OSError("not in the cache")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cut_off)
+    # Nothing here may reach the network: what from_pretrained finds is what the cut download left.
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", not_in_cache)
+    engine = LocalEngine("someone/not-downloaded-yet", device="cpu")
+    with pytest.raises(ModelUnavailableError) as caught:
+        engine.load()
+    assert caught.value.key == "model.download_failed" and caught.value.key in TRANSIENT_LOAD_ERRORS
+    assert "cut off" in caught.value.message

@@ -16,7 +16,6 @@ from backend.errors import MediaError
 from backend.media import (
     AudioClip,
     MediaLimits,
-    audio_from_array,
     is_audio_file,
     is_image_file,
     load_audio,
@@ -198,32 +197,6 @@ def test_missing_file(tmp_path):
     with pytest.raises(MediaError) as err:
         load_audio(tmp_path / "nowhere.wav")
     assert err.value.key == "media.file_missing"
-
-
-# --------------------------------------------------------------------------- audio: microphone arrays
-
-
-def test_microphone_int16_stereo_48k():
-    t = np.arange(48_000) / 48_000
-    tone = (0.25 * np.sin(2 * np.pi * 300 * t) * 32767).astype(np.int16)
-    clip = audio_from_array(48_000, np.stack([tone, tone], axis=1))
-    assert_clip_shape(clip)
-    assert clip.duration_s == pytest.approx(1.0)
-    assert np.abs(clip.samples).max() == pytest.approx(0.25, rel=0.05)
-
-
-def test_microphone_channels_first_and_float():
-    data = np.zeros((2, 8000), dtype=np.float64)
-    data[0, ::2] = 0.5
-    clip = audio_from_array(8000, data)
-    assert clip.source_channels == 2 and clip.duration_s == pytest.approx(1.0)
-
-
-@pytest.mark.parametrize("data", [np.zeros(0, dtype=np.int16), np.zeros((0, 2), dtype=np.float32)])
-def test_empty_microphone_recording(data):
-    with pytest.raises(MediaError) as err:
-        audio_from_array(48_000, data)
-    assert err.value.key == "media.audio_empty"
 
 
 # --------------------------------------------------------------------------- images

@@ -224,10 +224,10 @@ def test_joe_speaks_an_english_sentence(joe_router):
 @pytest.mark.real
 @needs_espeak
 def test_joe_round_trip_through_whisper_base(joe_router, whisper_base):
-    from backend.media import audio_from_array
+    from backend.media import load_audio
 
     chunk = joe_router.say(SENTENCE, "en")
-    clip = audio_from_array(chunk.sample_rate, chunk.samples)
+    clip = load_audio(chunk.wav_bytes())
     segments, info = whisper_base.transcribe(clip.samples, language="en", beam_size=1)
     heard = " ".join(s.text for s in segments).lower()
     for word in ("weather", "sunny", "warm", "tomorrow", "afternoon"):

@@ -15,14 +15,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from backend.errors import GenerationError, ModelUnavailableError
+from backend.cancel import CancelScope
+from backend.errors import GenerationError, ModelUnavailableError, UserFacingError
 from backend.models.engine import GenerationStats, PromptMessage
 from backend.models.remote import RemoteEngine, image_data_url, normalize_base_url
 from tests.support import free_port
@@ -71,9 +71,9 @@ def build_tiny_text_model(out: Path) -> Path:
 class Server:
     """``transformers serve [MODEL]`` in a subprocess on a free loopback port."""
 
-    def __init__(self, model: Path | None, home: Path) -> None:
+    def __init__(self, model: Path | None, home: Path, port: int | None = None) -> None:
         self.model = str(model) if model else None
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         (home / "hub").mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_HUB_OFFLINE": "1",
@@ -139,7 +139,7 @@ def test_streams_an_answer_from_the_server(server):
     assert engine.loaded and engine.name == server.model
     assert any(server.url in line for line in progress)
     stats = GenerationStats()
-    deltas = list(engine.stream(_messages(), threading.Event(), max_new_tokens=12, stats=stats))
+    deltas = list(engine.stream(_messages(), CancelScope(), max_new_tokens=12, stats=stats))
     answer = "".join(deltas)
     assert len(deltas) > 1, "the answer should arrive in several pieces"
     assert len(answer.split()) == 12 and set(answer.split()) <= set(WORDS)
@@ -152,17 +152,17 @@ def test_streams_an_answer_from_the_server(server):
 def test_stop_closes_the_stream_early_and_the_next_answer_still_works(server):
     engine = RemoteEngine(server.url, model=server.model)
     engine.load()
-    stop = threading.Event()
+    stop = CancelScope()
     stats = GenerationStats()
     received = []
     for delta in engine.stream(_messages("hello"), stop, max_new_tokens=2000, stats=stats):
         received.append(delta)
         if len(received) == 3:
-            stop.set()
+            stop.cancel()
     assert len(received) == 3
     assert stats.stopped
     # The server is free again: the stopped stream was closed, not left generating 2000 tokens.
-    again = list(engine.stream(_messages("merci"), threading.Event(), max_new_tokens=5))
+    again = list(engine.stream(_messages("merci"), CancelScope(), max_new_tokens=5))
     assert len(again) == 5
     engine.close()
 
@@ -171,10 +171,10 @@ def test_stop_closes_the_stream_early_and_the_next_answer_still_works(server):
 def test_consumer_that_walks_away_closes_the_stream(server):
     engine = RemoteEngine(server.url, model=server.model)
     engine.load()
-    stream = engine.stream(_messages(), threading.Event(), max_new_tokens=2000)
+    stream = engine.stream(_messages(), CancelScope(), max_new_tokens=2000)
     assert next(stream)
     stream.close()  # what Gradio does when the browser tab goes away
-    assert len(list(engine.stream(_messages(), threading.Event(), max_new_tokens=4))) == 4
+    assert len(list(engine.stream(_messages(), CancelScope(), max_new_tokens=4))) == 4
     engine.close()
 
 
@@ -183,7 +183,7 @@ def test_unknown_model_is_a_clear_4xx_message(server):
     engine = RemoteEngine(server.url, model="someone/not-served", api_key="sk-secret-123")
     engine.load()  # this server lists no models, so the name is only checked by the first answer
     with pytest.raises(GenerationError) as caught:
-        list(engine.stream(_messages(), threading.Event(), max_new_tokens=4))
+        list(engine.stream(_messages(), CancelScope(), max_new_tokens=4))
     message = caught.value.message
     assert "HTTP 400" in message and "someone/not-served" in message and server.url in message
     assert "sk-secret-123" not in message and "sk-secret-123" not in repr(engine)
@@ -197,7 +197,7 @@ def test_connection_refused_is_a_clear_message():
     assert "Could not reach the model server" in caught.value.message and url in caught.value.message
     assert not engine.loaded
     with pytest.raises(GenerationError) as caught:
-        list(engine.stream(_messages(), threading.Event(), max_new_tokens=4))
+        list(engine.stream(_messages(), CancelScope(), max_new_tokens=4))
     assert "Could not reach" in caught.value.message
 
 
@@ -209,7 +209,7 @@ def test_server_dying_mid_answer_is_a_clear_message(text_model, tmp_path):
         engine.load()
         received = []
         with pytest.raises(GenerationError) as caught:
-            for delta in engine.stream(_messages(), threading.Event(), max_new_tokens=3000):
+            for delta in engine.stream(_messages(), CancelScope(), max_new_tokens=3000):
                 received.append(delta)
                 if len(received) == 1:
                     srv.kill()
@@ -242,7 +242,7 @@ def test_load_picks_the_served_model_and_refuses_others(tiny_gemma, tmp_path):
         from PIL import Image
 
         picture = Image.new("RGB", (64, 48), (200, 10, 10))
-        stream = engine.stream(_messages("Que vois-tu ?", [picture]), threading.Event(), max_new_tokens=1)
+        stream = engine.stream(_messages("Que vois-tu ?", [picture]), CancelScope(), max_new_tokens=1)
         try:
             first = next(stream)
         except GenerationError as err:  # random byte tokens may break the server's decoder, never the request
@@ -284,3 +284,43 @@ def test_missing_or_bad_url_says_what_to_pass():
         RemoteEngine(None)
     with pytest.raises(ModelUnavailableError, match="not an http"):
         RemoteEngine("localhost:8000")
+
+
+def test_app_started_before_its_model_server_connects_once_the_server_is_up(text_model, tmp_path):
+    """Starting the app first and the model server second must not leave "model not available" for good."""
+    from backend.runtime import Runtime
+    from backend.settings import Settings
+
+    port = free_port()
+    settings = Settings(engine="openai", base_url=f"http://127.0.0.1:{port}/v1", model=str(text_model),
+                        asr_model="off", tts_engine="off", max_new_tokens=8)
+    patient = Runtime(settings)  # retries on its own, quickly
+    patient.retry_first_s, patient.retry_max_s = 0.2, 0.5
+    waiting = Runtime(settings)  # its next attempt is far away: only a message brings it forward
+    waiting.retry_first_s = waiting.retry_max_s = 3600
+    srv = None
+    try:
+        for runtime in (patient, waiting):
+            status = runtime.wait_until_loaded(30)
+            assert status.state == "retrying" and status.waiting
+            assert "Could not reach the model server" in status.message and "Trying again in" in status.message
+        with pytest.raises(UserFacingError) as caught:
+            waiting.require_model()  # a message while the server is still down: a plain answer, no hang
+        assert caught.value.key == "model.retrying" and "Trying again in" in caught.value.message
+
+        srv = Server(text_model, tmp_path / "home", port=port)
+        deadline = time.monotonic() + 60
+        while patient.status().state != "ready" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert patient.status().state == "ready"
+        assert waiting.status().state == "retrying"
+        waiting.require_model()  # a message arrives: tried again at once, and it works
+        assert waiting.status().state == "ready"
+        conversation = waiting.new_conversation()
+        turn = conversation.add(conversation.prepare("Bonjour, comment allez-vous ?"))
+        assert "".join(conversation.answer(turn)) and turn.status == "done"
+    finally:
+        patient.close()
+        waiting.close()
+        if srv is not None:
+            srv.stop()

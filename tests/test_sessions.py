@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from backend.settings import Settings
+from tests.fakes import ScriptedEngine
 from tests.support import free_port, message_files, message_text
 
 TURNS = 20
@@ -174,3 +175,42 @@ def test_drop_session_frees_folder_voice_and_conversation(app):
     assert not voice.active
     runtime.drop_session("tab-that-closes")  # twice is harmless
     runtime.drop_session("never-existed")
+
+
+def test_sessions_idle_too_long_are_closed(tmp_path):
+    from backend.runtime import Runtime
+
+    runtime = Runtime(Settings(asr_model="off", tts_engine="off", session_idle_minutes=60), engine=ScriptedEngine("Bonjour, je vais bien."))
+    try:
+        gone = runtime.sessions.get("tab-left-open")
+        voice = runtime.voice_session("tab-left-open")
+        voice.start()
+        folder = gone.session_dir
+        (folder / "image-0001.png").write_bytes(b"x")
+        assert runtime.sessions.evict_idle(time.monotonic() + 30 * 60) == [], "half an hour idle is kept"
+        time.sleep(0.5)
+        kept = runtime.sessions.get("tab-in-use")
+        used_at = time.monotonic()
+        # An hour after the second tab was last used: the first has been idle for longer.
+        assert runtime.sessions.evict_idle(used_at + 60 * 60 - 0.25) == ["tab-left-open"]
+        assert not folder.exists() and "tab-left-open" not in runtime.sessions
+        assert "tab-left-open" not in runtime._voices and not voice.active
+        assert "tab-in-use" in runtime.sessions and kept.session_dir.exists()
+        # Coming back later starts afresh.
+        assert runtime.sessions.get("tab-left-open") is not gone
+    finally:
+        runtime.close()
+
+
+def test_a_session_still_answering_is_not_evicted(tmp_path):
+    from backend.conversation.turns import Conversation, SessionRegistry
+
+    registry = SessionRegistry(lambda sid: Conversation(ScriptedEngine("Bonjour, je vais bien."), tmp_path / sid), idle_s=60)
+    conversation = registry.get("busy")
+    turn = conversation.add(conversation.prepare("Bonjour, comment allez-vous ?"))
+    answer = conversation.answer(turn)
+    next(answer)  # streaming
+    assert registry.evict_idle(time.monotonic() + 3600) == [] and "busy" in registry
+    list(answer)
+    assert registry.evict_idle(time.monotonic() + 3600) == ["busy"]
+    registry.close_all()

@@ -7,20 +7,13 @@ import time
 import numpy as np
 import pytest
 
+from backend.cancel import CancelScope
 from backend.conversation.speaker import AnswerSpeaker, answer_aloud
 from backend.conversation.turns import Conversation
 from backend.models.tts import SpeechRouter, espeak_available
 from tests.fakes import ScriptedEngine, ScriptedVoice, long_answer
 
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
-
-
-class Generation:
-    def __init__(self) -> None:
-        self.value = 1
-
-    def __call__(self) -> int:
-        return self.value
 
 
 def _collect(speaker: AnswerSpeaker, timeout: float = 30.0) -> list:
@@ -34,9 +27,7 @@ def _collect(speaker: AnswerSpeaker, timeout: float = 30.0) -> list:
 
 @needs_espeak
 def test_each_sentence_becomes_audio_as_the_text_streams():
-    router = SpeechRouter()
-    generation = Generation()
-    speaker = AnswerSpeaker(router, "fr", 1, generation)
+    speaker = AnswerSpeaker(SpeechRouter(), "fr", CancelScope(1))
     text = "Bonjour à tous. Il fait beau aujourd'hui à Paris ! Voulez-vous une promenade ?"
     for ch in text:
         speaker.feed(ch)
@@ -58,18 +49,18 @@ def test_each_sentence_becomes_audio_as_the_text_streams():
 
 @needs_espeak
 def test_a_new_generation_drops_queued_speech():
-    generation = Generation()
-    speaker = AnswerSpeaker(SpeechRouter(), "en", 1, generation)
+    scope = CancelScope(1)
+    speaker = AnswerSpeaker(SpeechRouter(), "en", scope)
     for sentence in ["One sentence here. ", "Another one follows. ", "And a third one. ", "Last one."]:
         speaker.feed(sentence)
-    generation.value = 2  # a barge-in
+    scope.next()  # a barge-in
     speaker.finish()
     assert _collect(speaker) == []
 
 
 @needs_espeak
 def test_language_without_a_voice_is_text_only_with_a_note():
-    speaker = AnswerSpeaker(SpeechRouter(), "tlh", 1, Generation())
+    speaker = AnswerSpeaker(SpeechRouter(), "tlh", CancelScope(1))
     speaker.feed("Some text. ")
     speaker.finish()
     assert speaker.done and _collect(speaker) == []

@@ -148,12 +148,9 @@ def test_speak_stops_when_asked():
 
 @needs_espeak
 def test_override_and_preferred_engine():
-    router = SpeechRouter(preferred_engine="espeak")
     scot = Voice(ESPEAK, "en-gb-scotland", "en", "Scottish")
-    router.set_voice("en", scot)
-    assert router.voice_for("en-GB") == scot
-    router.set_voice("en", None)
-    assert router.voice_for("en").voice_id == "en-gb"
+    assert SpeechRouter(overrides={"en": scot}).voice_for("en-GB") == scot
+    assert SpeechRouter(preferred_engine="espeak").voice_for("en").voice_id == "en-gb"
 
 
 def test_speakable_drops_markdown_urls_and_emoji():

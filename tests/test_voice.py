@@ -176,3 +176,36 @@ def test_own_voice_from_the_speakers_does_not_interrupt(voice, corpus):
     events = _feed(voice, echo)
     assert not [e for e in events if e.kind == "barge_in"]
     assert voice.barge_ins == 0
+
+
+def test_voice_listens_again_after_an_automatic_language_retry(tmp_path):
+    # Answers in English whatever it is asked: the drift an automatic language retry is for.
+    drifting = ScriptedEngine("The capital of Australia is Canberra, a planned city chosen as a compromise.")
+    conversation = Conversation(drifting, tmp_path / "s")
+    voice = VoiceSession(conversation)
+    voice.start()
+    turn = conversation.add(conversation.prepare("Quelle est la capitale de l'Australie ?"))
+    voice.answering(turn.generation)
+    answered = []
+    while turn is not None:  # what the chat does with --auto-retry-language
+        list(answer_aloud(conversation, turn, None, speak=False))
+        answered.append(turn)
+        turn = conversation.auto_retry(turn)
+    voice.finished(conversation.generation)
+    assert len(answered) == 2 and answered[1].firm_language and answered[1].status == "done"
+    assert voice.state == LISTENING, "the answer is over: the next words are a new turn, not a barge-in"
+    conversation.close()
+
+
+def test_the_echo_guard_is_changed_under_the_lock_hear_holds(tmp_path):
+    conversation = Conversation(ScriptedEngine(), tmp_path / "s")
+    voice = VoiceSession(conversation)
+    voice.start()
+    held = []
+    played, cleared = voice.echo.played, voice.echo.clear
+    voice.echo.played = lambda *a, **k: (held.append(("played", voice._lock.locked())), played(*a, **k))
+    voice.echo.clear = lambda: (held.append(("clear", voice._lock.locked())), cleared())
+    voice.played(np.zeros(1600, dtype=np.float32), 16000)
+    voice.barge_in()
+    assert held == [("played", True), ("clear", True)]
+    conversation.close()

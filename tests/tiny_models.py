@@ -138,7 +138,7 @@ def build_gemma4(out: Path) -> Path:
             "hidden_size": 64,
             "num_hidden_layers": 2,
             "num_attention_heads": 2,
-            # the first subsampling conv sees the mel bins (design.md)
+            # Gemma 4 audio: the first subsampling conv's channels must equal the mel bins
             "subsampling_conv_channels": [128, 32],
             "output_proj_dims": 64,
         },

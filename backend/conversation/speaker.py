@@ -8,19 +8,18 @@ on (Stop, barge-in, a new turn) the old ones are dropped wherever they are.
 
 from __future__ import annotations
 
-import io
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 
-import numpy as np
-
+from backend.cancel import CancelScope
 from backend.errors import UserFacingError
 from backend.language.sentences import SentenceStream
 from backend.models.tts import AudioChunk, SpeechRouter, Voice, speakable
+from backend.streams import ThreadStream
 
 log = logging.getLogger(__name__)
 
@@ -32,64 +31,53 @@ class SpokenChunk:
     ready_at: float  # perf_counter when synthesis finished
 
     def wav_bytes(self) -> bytes:
-        import soundfile as sf
-
-        buffer = io.BytesIO()
-        samples = np.clip(self.audio.samples, -1.0, 1.0)
-        sf.write(buffer, samples, self.audio.sample_rate, format="WAV", subtype="PCM_16")
-        return buffer.getvalue()
+        return self.audio.wav_bytes()
 
 
 _END = object()
 
 
 class AnswerSpeaker:
-    """One answer's voice. ``feed`` text deltas, ``finish`` at the end, read ``ready()`` chunks."""
+    """One answer's voice. ``feed`` text deltas, ``finish`` at the end, read ``ready()`` chunks.
 
-    def __init__(
-        self,
-        router: SpeechRouter,
-        language: str,
-        generation: int,
-        current_generation: Callable[[], int],
-        voice: Voice | None = None,
-    ) -> None:
+    Everything it holds belongs to ``scope``: once that is cancelled, nothing more is spoken or
+    handed out."""
+
+    def __init__(self, router: SpeechRouter, language: str, scope: CancelScope, voice: Voice | None = None) -> None:
         self.router = router
         self.language = language
-        self.generation = generation
-        self._current = current_generation
+        self.scope = scope
         self.voice = voice or router.voice_for(language)
         self.sentences = SentenceStream(language)
         self.note: UserFacingError | None = None
         self.fallback_notes: list[str] = []  # why another voice than the chosen one spoke (turn.notes keys)
         self.first_audio_at: float | None = None
         self._todo: queue.Queue = queue.Queue()
-        self._done: queue.Queue[SpokenChunk] = queue.Queue()
-        self._cancelled = threading.Event()
-        self._finished = threading.Event()
+        self._spoken: ThreadStream[SpokenChunk] | None = None
         if self.voice is None:
             self.note = UserFacingError(
                 f"There is no voice for {language}; the answer is shown as text only.",
                 key="tts.no_voice", language=language,
             )
-            self._finished.set()
-            self._worker = None
         else:
-            self._worker = threading.Thread(target=self._run, name="omnilingo-speak", daemon=True)
-            self._worker.start()
+            self._spoken = ThreadStream(self._synthesize, scope=scope, name="omnilingo-speak")
+
+    @property
+    def generation(self) -> int:
+        return self.scope.generation
 
     @property
     def stale(self) -> bool:
-        return self._cancelled.is_set() or self._current() != self.generation
+        return self.scope.cancelled
 
     def feed(self, delta: str) -> None:
-        if self._worker is None or self.stale:
+        if self._spoken is None or self.stale:
             return
         for sentence in self.sentences.feed(delta):
             self._todo.put(sentence)
 
     def finish(self) -> None:
-        if self._worker is None:
+        if self._spoken is None:
             return
         if not self.stale:
             for sentence in self.sentences.flush():
@@ -97,63 +85,61 @@ class AnswerSpeaker:
         self._todo.put(_END)
 
     def cancel(self) -> None:
-        self._cancelled.set()
+        """Drop what is left of this voice (its scope stays as it is)."""
+        if self._spoken is not None:
+            self._spoken.close(wait=False)  # never wait for a sentence being synthesized
         self._todo.put(_END)
 
     @property
     def done(self) -> bool:
         """All speech produced (or dropped) and handed out."""
-        return self._finished.is_set() and self._done.empty()
+        return self._spoken is None or self._spoken.finished
 
     def ready(self) -> list[SpokenChunk]:
-        """Chunks synthesized so far, of the current generation only."""
-        out: list[SpokenChunk] = []
-        while True:
-            try:
-                chunk = self._done.get_nowait()
-            except queue.Empty:
-                return out
-            if chunk.generation == self._current() and not self._cancelled.is_set():
-                out.append(chunk)
+        """Chunks synthesized so far, while the answer's scope is live."""
+        if self._spoken is None:
+            return []
+        return [chunk for chunk in self._spoken.ready() if not self.scope.is_stale(chunk.generation)]
 
     def wait(self, timeout: float) -> None:
         """Block until a chunk is ready, speech is finished, or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while self._done.empty() and not self._finished.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        if self._spoken is not None:
+            self._spoken.wait(timeout)
 
-    def _run(self) -> None:
-        try:
-            prepare = getattr(self.router, "prepare", None)
-            if prepare is not None:
-                prepare(self.language, self.voice)  # a neural voice loads while the model writes the first sentence
-            while True:
-                sentence = self._todo.get()
-                if sentence is _END or self.stale:
-                    return
-                text = speakable(sentence)
-                if not text.strip():
-                    continue
-                try:
-                    audio = self.router.say(text, self.language, self.voice)
-                except UserFacingError as err:
-                    self.note = err
-                    log.warning("speech stopped: %s", err.message)
-                    return
-                if self.stale:
-                    return
-                if audio.note and audio.note not in self.fallback_notes:
-                    self.fallback_notes.append(audio.note)
-                if self.first_audio_at is None:
-                    self.first_audio_at = time.perf_counter()
-                self._done.put(SpokenChunk(self.generation, audio, time.perf_counter()))
-        finally:
-            self._finished.set()
+    def _synthesize(self, emit: Callable[[SpokenChunk], None], stopping: Callable[[], bool]) -> None:
+        prepare = getattr(self.router, "prepare", None)
+        if prepare is not None:
+            prepare(self.language, self.voice)  # a neural voice loads while the model writes the first sentence
+        while True:
+            sentence = self._todo.get()
+            if sentence is _END or stopping():
+                return
+            text = speakable(sentence)
+            if not text.strip():
+                continue
+            try:
+                audio = self.router.say(text, self.language, self.voice)
+            except UserFacingError as err:
+                self.note = err
+                log.warning("speech stopped: %s", err.message)
+                return
+            if stopping():
+                return
+            if audio.note and audio.note not in self.fallback_notes:
+                self.fallback_notes.append(audio.note)
+            if self.first_audio_at is None:
+                self.first_audio_at = time.perf_counter()
+            emit(SpokenChunk(self.generation, audio, time.perf_counter()))
+
+
+class TurnEventKind(StrEnum):
+    TEXT = "text"
+    AUDIO = "audio"
 
 
 @dataclass
 class TurnEvent:
-    kind: str  # "text" | "audio"
+    kind: TurnEventKind
     text: str = ""
     chunk: SpokenChunk | None = None
 
@@ -162,13 +148,13 @@ class TurnEvent:
 AUDIO_POLL_S = 0.02
 
 
-def _still_current(chunks: list[SpokenChunk], conversation) -> Iterator[TurnEvent]:
+def _still_current(chunks: list[SpokenChunk], scope: CancelScope) -> Iterator[TurnEvent]:
     """Audio events for ``chunks``, checked one by one: a barge-in while the first of them is being
     handed out (and played) makes the rest stale."""
     for chunk in chunks:
-        if chunk.generation != conversation.generation:
+        if scope.is_stale(chunk.generation):
             return
-        yield TurnEvent("audio", chunk=chunk)
+        yield TurnEvent(TurnEventKind.AUDIO, chunk=chunk)
 
 
 def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -> Iterator[TurnEvent]:
@@ -180,58 +166,47 @@ def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -
     turn was stopped or interrupted)."""
     if not speak or router is None:
         for delta in conversation.answer(turn):
-            yield TurnEvent("text", text=delta)
+            yield TurnEvent(TurnEventKind.TEXT, text=delta)
         return
 
-    deltas: queue.Queue = queue.Queue()
-    failure: list[BaseException] = []
+    scope: CancelScope = conversation.scope
 
-    def read_answer() -> None:
-        try:
-            for delta in conversation.answer(turn):
-                deltas.put(delta)
-        except BaseException as err:  # handed to the consumer below
-            failure.append(err)
-        finally:
-            deltas.put(_END)
+    def read_answer(emit: Callable[[str], None], stopping: Callable[[], bool]) -> None:
+        for delta in conversation.answer(turn):
+            emit(delta)
+            if stopping():
+                return
 
-    reader = threading.Thread(target=read_answer, name="omnilingo-answer", daemon=True)
-    reader.start()
+    deltas: ThreadStream[str] = ThreadStream(read_answer, name="omnilingo-answer")
     speaker: AnswerSpeaker | None = None
     complete = False
     try:
         while True:
             try:
                 delta = deltas.get(timeout=AUDIO_POLL_S)
-            except queue.Empty:
-                delta = None
-            if delta is _END:
+            except StopIteration:
                 break
             if delta is not None:
-                yield TurnEvent("text", text=delta)
+                yield TurnEvent(TurnEventKind.TEXT, text=delta)
                 if speaker is None:
                     # Made at the first words: for speech input the language is known only after hearing.
-                    speaker = AnswerSpeaker(router, turn.answer_language, turn.generation,
-                                            lambda: conversation.generation)
+                    speaker = AnswerSpeaker(router, turn.answer_language, scope)
                 speaker.feed(delta)
             if speaker is not None:
-                yield from _still_current(speaker.ready(), conversation)
-        reader.join()
-        if failure:
-            raise failure[0]
+                yield from _still_current(speaker.ready(), scope)
         complete = True
         if speaker is None:
             return
         speaker.finish()
-        while not speaker.done and turn.status == "done" and turn.generation == conversation.generation:
+        while not speaker.done and turn.status == "done" and not scope.cancelled:
             speaker.wait(AUDIO_POLL_S)
-            yield from _still_current(speaker.ready(), conversation)
+            yield from _still_current(speaker.ready(), scope)
         if speaker.note is not None and speaker.note.key not in turn.notes:
             turn.notes.append(speaker.note.key)
         turn.notes.extend(n for n in speaker.fallback_notes if n not in turn.notes)
     finally:
         if not complete:
             conversation.stop_turn(turn)  # the consumer left early: the model must not run on
-            reader.join()
+        deltas.close()
         if speaker is not None and not speaker.done:
             speaker.cancel()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import media
-from backend.conversation.turns import Conversation, Turn
+from backend.conversation.turns import Conversation, Turn, TurnStatus
 from backend.errors import MediaError, UserFacingError
 from backend.language import detect, tags
 
@@ -41,7 +41,7 @@ MAX_TEXT_CHARS = 100_000
 MAX_IMAGES_PER_TURN = 16
 # Pictures kept in the browser are shrunk to this many pixels on their long side.
 BROWSER_IMAGE_SIDE = 768
-FINISHED = {"done", "stopped", "interrupted", "error", "no_speech"}
+FINISHED = {TurnStatus.DONE, TurnStatus.STOPPED, TurnStatus.INTERRUPTED, TurnStatus.ERROR, TurnStatus.NO_SPEECH}
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp",
          ".bmp": "image/bmp", ".tif": "image/tiff", ".wav": "audio/wav"}
@@ -294,7 +294,7 @@ def restore(conversation: Conversation, payload: str | bytes | dict | None) -> i
             audio_path = _restore_audio(conversation, raw["audio"], file_number)
         if not (text or transcript or images or audio_path):
             continue
-        status = str(raw["status"]) if raw.get("status") in FINISHED else "stopped"
+        status = TurnStatus(raw["status"]) if raw.get("status") in FINISHED else TurnStatus.STOPPED
         override = _clean(raw.get("language_override"), 35) or "auto"
         answer_language = tags.normalize_tag(_clean(raw.get("answer_language"), 35) or tags.UNKNOWN)
         notes = [n for n in (raw.get("notes") or []) if isinstance(n, str) and len(n) < 64][:16]

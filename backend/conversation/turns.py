@@ -1,8 +1,9 @@
 """The conversation: history, the language of each turn, streaming answers, stop and barge-in.
 
-A ``Conversation`` belongs to one browser session. Every answer runs under a
-generation number; stopping or barging in bumps it, so any chunk that still
-carries an old number (text or audio) is thrown away wherever it surfaces.
+A ``Conversation`` belongs to one browser session. Every answer runs inside a
+``CancelScope`` (backend/cancel.py): Stop cancels it; a barge-in or a new turn cancels it
+and opens the next generation, so any chunk that still carries an old generation (text
+or audio) is thrown away wherever it surfaces.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from backend import media
+from backend.cancel import CancelScope
 from backend.errors import MediaError, ModelUnavailableError, UserFacingError
 from backend.language import detect, tags
 from backend.models.engine import Engine, GenerationStats, PromptMessage
@@ -87,6 +90,29 @@ def system_prompt(language: str, firm: bool = False) -> str:
     return prompt
 
 
+class TurnStatus(StrEnum):
+    """Where a turn stands; the values are what transcripts store and the page compares."""
+
+    PENDING = "pending"
+    STREAMING = "streaming"
+    DONE = "done"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+    NO_SPEECH = "no_speech"
+
+
+class Note(StrEnum):
+    """Remarks kept in ``turn.notes`` (speech failures add their error key, "tts.…", beside these)."""
+
+    HISTORY_SHORTENED = "history_shortened"
+    HEARD_BY_MODEL_ONLY = "heard_by_model_only"
+    NO_VOICE = "tts.no_voice"
+    # another voice than the chosen one spoke (backend.models.tts NOTE_FALLBACK / NOTE_NONCOMMERCIAL)
+    VOICE_FALLBACK = "voice_fallback"
+    VOICE_NONCOMMERCIAL = "voice_noncommercial"
+
+
 @dataclass
 class Turn:
     id: int
@@ -98,7 +124,7 @@ class Turn:
     audio_path: str | None = None
     transcript: str | None = None
     answer: str = ""
-    status: str = "pending"  # pending | streaming | done | stopped | interrupted | error | no_speech
+    status: TurnStatus = TurnStatus.PENDING
     error: str | None = None
     error_key: str | None = None
     error_params: dict[str, Any] = field(default_factory=dict)
@@ -150,11 +176,15 @@ class Conversation:
         self.session_dir = Path(session_dir or tempfile.mkdtemp(prefix="omnilingo-session-"))
         self.session_dir.mkdir(parents=True, exist_ok=True)
         self.turns: list[Turn] = []
-        self.generation = 0
+        # The current answer's scope; the engine and the speaker are handed it.
+        self.scope = CancelScope(0)
         self._ids = itertools.count(1)
         self._file_ids = itertools.count(1)
-        self._stop = threading.Event()
         self._lock = threading.RLock()
+
+    @property
+    def generation(self) -> int:
+        return self.scope.generation
 
     # -- preparing a turn ------------------------------------------------------------
     def _keep_image(self, source: str | Path) -> str:
@@ -228,15 +258,14 @@ class Conversation:
     def add(self, turn: Turn) -> Turn:
         """Append a turn and open its generation: a barge-in from now on cancels it, even before it starts."""
         with self._lock:
-            self.generation += 1
-            turn.generation = self.generation
-            self._stop = threading.Event()
+            self.scope = self.scope.next()
+            turn.generation = self.scope.generation
             self.turns.append(turn)
         return turn
 
     # -- prompting ---------------------------------------------------------------------
     def prompt_for(self, turn: Turn) -> list[PromptMessage]:
-        history = [t for t in self.turns if t.id < turn.id and t.status not in {"error", "no_speech"}]
+        history = [t for t in self.turns if t.id < turn.id and t.status not in {TurnStatus.ERROR, TurnStatus.NO_SPEECH}]
         image_budget = MAX_IMAGES_IN_CONTEXT
         messages: list[PromptMessage] = []
         for past in reversed(history + [turn]):
@@ -258,40 +287,43 @@ class Conversation:
     def answer(self, turn: Turn, max_new_tokens: int | None = None) -> Iterator[str]:
         """Stream the answer to ``turn``; yields text deltas of the current generation only."""
         with self._lock:
-            generation, stop = turn.generation, self._stop
-            if generation != self.generation or stop.is_set():
-                if turn.status == "pending":
-                    turn.status = "interrupted" if generation != self.generation else "stopped"
+            scope = self.scope
+            if scope.is_stale(turn.generation):
+                if turn.status == TurnStatus.PENDING:
+                    moved_on = turn.generation != scope.generation
+                    turn.status = TurnStatus.INTERRUPTED if moved_on else TurnStatus.STOPPED
                 return
-            turn.status = "streaming"
+            turn.status = TurnStatus.STREAMING
             turn.answer = ""
         stats = turn.stats = GenerationStats()
         try:
             if turn.audio_path and turn.transcript is None and not self.hear(turn):
                 return
             messages = self.prompt_for(turn)
-            for delta in self.engine.stream(messages, stop, max_new_tokens or self.max_new_tokens, stats):
-                if generation != self.generation:
-                    break  # a stale chunk from an interrupted answer
+            for delta in self.engine.stream(messages, scope, max_new_tokens or self.max_new_tokens, stats):
+                if scope.cancelled:
+                    break  # a chunk that was on its way when the answer was stopped
                 turn.answer += delta
                 yield delta
         except UserFacingError as err:
-            turn.status, turn.error, turn.error_key, turn.error_params = "error", err.message, err.key, err.params
+            turn.status, turn.error, turn.error_key, turn.error_params = (
+                TurnStatus.ERROR, err.message, err.key, err.params)
             raise
         except Exception as err:  # never a traceback for the user; the log keeps it
             log.exception("answer failed")
-            turn.status, turn.error, turn.error_key = "error", "Something went wrong while answering.", "error.generation"
+            turn.status, turn.error, turn.error_key = (
+                TurnStatus.ERROR, "Something went wrong while answering.", "error.generation")
             raise UserFacingError(turn.error, key="error.generation") from err
         finally:
             if stats.truncated_history:
-                turn.notes.append("history_shortened")
-        if turn.status == "streaming":
-            if generation != self.generation:
-                turn.status = "interrupted"
-            elif stop.is_set() or stats.stopped:
-                turn.status = "stopped"
+                turn.notes.append(Note.HISTORY_SHORTENED)
+        if turn.status == TurnStatus.STREAMING:
+            if self.scope is not scope:
+                turn.status = TurnStatus.INTERRUPTED
+            elif scope.cancelled or stats.stopped:
+                turn.status = TurnStatus.STOPPED
             else:
-                turn.status = "done"
+                turn.status = TurnStatus.DONE
         if turn.answer.strip():
             turn.answer_guess = detect.detect(turn.answer)
 
@@ -305,7 +337,7 @@ class Conversation:
         accepts_audio = getattr(self.engine, "accepts_audio", False)
         if self.asr is None:
             if accepts_audio:
-                turn.notes.append("heard_by_model_only")
+                turn.notes.append(Note.HEARD_BY_MODEL_ONLY)
                 return True
             raise UserFacingError("Speech input is not available in this setup.", key="asr.unavailable")
         started = time.perf_counter()
@@ -315,13 +347,13 @@ class Conversation:
             if not accepts_audio:
                 raise
             log.warning("speech recognition unavailable; the model hears the recording itself")
-            turn.notes.append("heard_by_model_only")
+            turn.notes.append(Note.HEARD_BY_MODEL_ONLY)
             return True
         finally:
             turn.asr_s = time.perf_counter() - started
         if transcript.no_speech or not transcript.text.strip():
             turn.transcript = ""
-            turn.status = "no_speech"
+            turn.status = TurnStatus.NO_SPEECH
             turn.error = "I did not catch that. Please try again, a little closer to the microphone."
             turn.error_key = "asr.no_speech"
             return False
@@ -336,53 +368,65 @@ class Conversation:
 
     def stop(self) -> None:
         """The Stop button: end the answer in progress within one decode step."""
-        self._stop.set()
+        self.scope.cancel()
 
     def stop_turn(self, turn: Turn) -> None:
         """Stop ``turn``'s answer if it is still the one running (never a newer one)."""
         with self._lock:
-            if turn.generation == self.generation:
-                self._stop.set()
+            if turn.generation == self.scope.generation:
+                self.scope.cancel()
 
     def interrupt(self) -> int:
         """A barge-in: stop the answer, mark it interrupted, and start a new generation."""
         with self._lock:
-            self._stop.set()
             for turn in self.turns:
-                if turn.status in {"pending", "streaming"}:
-                    turn.status = "interrupted"
-            self.generation += 1
-            return self.generation
+                if turn.status in {TurnStatus.PENDING, TurnStatus.STREAMING}:
+                    turn.status = TurnStatus.INTERRUPTED
+            self.scope = self.scope.next()
+            return self.scope.generation
+
+    def _repeat(self, turn_id: int) -> Turn:
+        """A new turn that asks ``turn_id``'s question again with a firmer language instruction,
+        in its place in the history."""
+        original = next(t for t in self.turns if t.id == turn_id)
+        retry = Turn(
+            id=next(self._ids),
+            text=original.text,
+            language=original.language,
+            answer_language=original.answer_language,
+            language_override=original.language_override,
+            image_paths=list(original.image_paths),
+            audio_path=original.audio_path,
+            transcript=original.transcript,
+            firm_language=True,
+        )
+        self.turns = [t for t in self.turns if t.id != turn_id]
+        return retry
 
     def retry_in_language(self, turn_id: int) -> Turn:
-        """A new turn that repeats ``turn_id``'s question with a firmer language instruction."""
+        """The user asks again, firmly: a new turn in a new generation."""
         with self._lock:
-            original = next(t for t in self.turns if t.id == turn_id)
-            retry = Turn(
-                id=next(self._ids),
-                text=original.text,
-                language=original.language,
-                answer_language=original.answer_language,
-                language_override=original.language_override,
-                image_paths=list(original.image_paths),
-                audio_path=original.audio_path,
-                transcript=original.transcript,
-                firm_language=True,
-            )
-            # The retry replaces the drifted answer in the history.
-            self.turns = [t for t in self.turns if t.id != turn_id]
+            retry = self._repeat(turn_id)
         return self.add(retry)
 
     def auto_retry(self, turn: Turn) -> Turn | None:
-        """One firmer retry for an answer that drifted to another language (never a second one)."""
-        if turn.status != "done" or not turn.language_mismatch or turn.firm_language:
+        """One firmer retry for an answer that drifted to another language (never a second one).
+
+        The retry continues the same answer: it runs in the turn's scope, so Stop or a barge-in
+        ends it like the first attempt, and whoever waits for that answer sees it finish."""
+        if turn.status != TurnStatus.DONE or not turn.language_mismatch or turn.firm_language:
             return None
-        return self.retry_in_language(turn.id)
+        with self._lock:
+            if self.scope.is_stale(turn.generation):
+                return None
+            retry = self._repeat(turn.id)
+            retry.generation = self.scope.generation
+            self.turns.append(retry)
+        return retry
 
     def clear(self) -> None:
         with self._lock:
-            self._stop.set()
-            self.generation += 1
+            self.scope = self.scope.next()
             self.turns = []
             for child in self.session_dir.glob("*"):
                 child.unlink(missing_ok=True)
@@ -397,17 +441,23 @@ class Conversation:
 
     @property
     def busy(self) -> bool:
-        return any(t.status == "streaming" for t in self.turns)
+        return any(t.status == TurnStatus.STREAMING for t in self.turns)
 
     def last(self) -> Turn | None:
         return self.turns[-1] if self.turns else None
 
 
 class SessionRegistry:
-    """Per-session conversations, keyed by the UI's session id (gr.State would deep-copy events)."""
+    """Per-session conversations, keyed by the UI's session id (gr.State would deep-copy events).
 
-    def __init__(self, factory) -> None:
+    A tab that goes away without saying so (a closed laptop, a lost connection) would keep its
+    conversation and files forever: sessions idle longer than ``idle_s`` are closed whenever
+    the registry is used, unless they are still answering."""
+
+    def __init__(self, factory, idle_s: float | None = None, on_evict=None) -> None:
         self._factory = factory
+        self._idle_s = idle_s
+        self._on_evict = on_evict  # called with the session id of each evicted session
         self._sessions: dict[str, Conversation] = {}
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -418,7 +468,26 @@ class SessionRegistry:
             if conversation is None:
                 conversation = self._sessions[session_id] = self._factory(session_id)
             self._touched[session_id] = time.monotonic()
-            return conversation
+        self.evict_idle()
+        return conversation
+
+    def evict_idle(self, now: float | None = None) -> list[str]:
+        """Close the sessions idle longer than the limit at ``now`` (time.monotonic); returns their ids."""
+        if self._idle_s is None:
+            return []
+        deadline = (time.monotonic() if now is None else now) - self._idle_s
+        with self._lock:
+            idle = [sid for sid, touched in self._touched.items()
+                    if touched < deadline and not self._sessions[sid].busy]
+            evicted = [(sid, self._sessions.pop(sid)) for sid in idle]
+            for sid in idle:
+                self._touched.pop(sid, None)
+        for session_id, conversation in evicted:
+            log.info("closing a session idle for more than %.0f min", self._idle_s / 60)
+            if self._on_evict is not None:
+                self._on_evict(session_id)
+            conversation.close()
+        return [sid for sid, _ in evicted]
 
     def drop(self, session_id: str) -> None:
         with self._lock:
@@ -426,6 +495,9 @@ class SessionRegistry:
             self._touched.pop(session_id, None)
         if conversation is not None:
             conversation.close()
+
+    def __contains__(self, session_id: str) -> bool:
+        return session_id in self._sessions
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -3,8 +3,9 @@
 The microphone streams into ``VoiceSession.hear``; silero VAD (behind the echo guard,
 so the assistant's own voice coming back through the speakers does not count) finds
 where the user starts and stops. A start while the assistant thinks or speaks is a
-barge-in: the conversation's generation moves on, which stops the model within one
-decode step and drops every queued sentence of the old answer. The end of speech
+barge-in: the conversation cancels the answer's scope and opens the next generation,
+which stops the model within one decode step and drops every queued sentence of the
+old answer. The end of speech
 hands over the utterance, pre-roll included, as the next turn.
 """
 
@@ -14,6 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +37,16 @@ VOICE_VAD = VadConfig(min_speech_ms=160)
 MIC_CHUNK_S = 0.1
 
 
+class VoiceEventKind(StrEnum):
+    SPEECH_START = "speech_start"
+    BARGE_IN = "barge_in"
+    UTTERANCE = "utterance"
+    DISCARDED = "discarded"
+
+
 @dataclass
 class VoiceEvent:
-    kind: str  # "speech_start" | "barge_in" | "utterance" | "discarded"
+    kind: VoiceEventKind
     t: float  # stream time, seconds
     audio: np.ndarray | None = None  # 16 kHz float32, for "utterance"
     detected_at: float = field(default_factory=time.perf_counter)
@@ -88,37 +97,41 @@ class VoiceSession:
             if event.kind == "speech_start":
                 if self.state in (THINKING, SPEAKING):
                     self.barge_in()
-                    out.append(VoiceEvent("barge_in", event.t))
+                    out.append(VoiceEvent(VoiceEventKind.BARGE_IN, event.t))
                 else:
-                    out.append(VoiceEvent("speech_start", event.t))
+                    out.append(VoiceEvent(VoiceEventKind.SPEECH_START, event.t))
             elif event.kind == "speech_end" and event.audio is not None:
                 self.utterances += 1
                 self.state = THINKING
-                out.append(VoiceEvent("utterance", event.t, audio=event.audio))
+                out.append(VoiceEvent(VoiceEventKind.UTTERANCE, event.t, audio=event.audio))
             elif event.kind == "discarded":
-                out.append(VoiceEvent("discarded", event.t))
+                out.append(VoiceEvent(VoiceEventKind.DISCARDED, event.t))
         return out
 
     def barge_in(self) -> int:
         """The user cut in: stop the answer and its voice, listen again."""
         generation = self.conversation.interrupt()
-        self.echo.clear()
-        self.barge_ins += 1
-        self.state = LISTENING
+        with self._lock:  # hear() runs the echo guard under this lock on another thread
+            self.echo.clear()
+            self.barge_ins += 1
+            self.state = LISTENING
         log.info("barge-in: answer interrupted (generation %d)", generation)
         return generation
 
     # -- the assistant's side -----------------------------------------------------------------
     def answering(self, generation: int) -> None:
+        """The answer of ``generation`` starts (an automatic language retry keeps the generation)."""
         self._answering_generation = generation
         if self.active:
             self.state = THINKING
 
     def played(self, samples: np.ndarray, sample_rate: int) -> None:
         """Audio about to reach the speakers: the echo guard must know it to ignore it."""
-        self.echo.played(np.asarray(samples, dtype=np.float32), sample_rate=sample_rate)
-        if self.active:
-            self.state = SPEAKING
+        samples = np.asarray(samples, dtype=np.float32)
+        with self._lock:  # hear() runs the echo guard under this lock on another thread
+            self.echo.played(samples, sample_rate=sample_rate)
+            if self.active:
+                self.state = SPEAKING
 
     def finished(self, generation: int) -> None:
         """The answer's text and speech were all handed out."""

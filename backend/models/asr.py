@@ -151,6 +151,8 @@ class SpeechRecognizer:
         self._model: Any = None  # loaded on first use
         self._processor: Any = None
         self._lock = threading.Lock()  # one transcription at a time per loaded model
+        # Loaded once: the background load and a spoken message arriving meanwhile share it.
+        self._load_lock = threading.Lock()
         self._lang_ids: dict[str, int] = {}
         self._no_speech_id: int | None = None
 
@@ -161,6 +163,11 @@ class SpeechRecognizer:
     def load(self) -> None:
         if self._model is not None:
             return
+        with self._load_lock:
+            if self._model is None:
+                self._load()
+
+    def _load(self) -> None:
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -231,8 +238,6 @@ class SpeechRecognizer:
             model=source,
             looked_in=cache,
         )
-
-    # ------------------------------------------------------------------ languages
 
     # ------------------------------------------------------------------ inference
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,14 +20,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from backend.cancel import CancelScope
 from backend.errors import GenerationError, ModelUnavailableError
+from backend.streams import ThreadStream
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = {"cuda": "google/gemma-4-E4B-it", "cpu": "google/gemma-4-E2B-it"}
 
-# bitsandbytes anchors skip patterns at the start of the module path, and any
-# explicit list replaces its automatic lm_head exclusion (design.md).
+# bitsandbytes anchors skip patterns at the start of the module path ("vision_tower" does not
+# skip "model.vision_tower.*"), and any explicit list replaces its automatic lm_head exclusion.
 SKIP_MODULES = {
     "gemma4": ["lm_head", "model.vision_tower", "model.embed_vision", "model.audio_tower", "model.embed_audio"],
     "qwen2_5_omni": [
@@ -63,11 +66,13 @@ class Engine(Protocol):
     name: str
     accepts_images: bool
     accepts_audio: bool
+    # Answers this engine generates at once: the UI queues the rest.
+    concurrency: int
 
     def load(self, progress: Callable[[str], None] | None = None) -> None: ...
 
     def stream(
-        self, messages: list[PromptMessage], stop: threading.Event, max_new_tokens: int = 512,
+        self, messages: list[PromptMessage], scope: CancelScope, max_new_tokens: int = 512,
         stats: GenerationStats | None = None,
     ) -> Iterator[str]: ...
 
@@ -102,7 +107,7 @@ def bnb_config(family: str):
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        # fp16 compute gives empty output on Gemma (design.md)
+        # fp16 compute gives empty output on Gemma
         bnb_4bit_compute_dtype=torch.bfloat16,
         llm_int8_skip_modules=list(SKIP_MODULES.get(family, ["lm_head"])),
     )
@@ -138,16 +143,32 @@ def choose_cpu_dtype(n_params: int, memory_bytes: int | None = None, fast_bf16: 
     return "float32" if n_params * 4 < 0.6 * memory_bytes else "bfloat16"
 
 
-class _StopOnEvent:
-    """A StoppingCriteria that ends generate() within one decode step of the event."""
+class _StopWhen:
+    """A StoppingCriteria that ends generate() within one decode step of ``stopping()`` turning true."""
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    def __init__(self, stopping: Callable[[], bool]) -> None:
+        self.stopping = stopping
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        return torch.full((input_ids.shape[0],), self.stopping(), dtype=torch.bool, device=input_ids.device)
+
+
+def _is_network_failure(err: BaseException) -> bool:
+    """A connection refused, dropped or timed out (not a missing or gated repository)."""
+    import httpx
+
+    cause: BaseException | None = err
+    for _ in range(8):  # the error and what caused it
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionError | TimeoutError | httpx.TransportError):
+            return True
+        if type(cause).__name__ in {"ConnectionError", "ChunkedEncodingError", "ReadTimeout", "IncompleteRead"}:
+            return True  # requests' and http.client's, without importing them
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _missing_weights_message(model: str, err: Exception) -> ModelUnavailableError:
@@ -185,6 +206,9 @@ def device_lock(device: str) -> threading.Lock:
 class LocalEngine:
     """An omni vision-language model run in-process with transformers."""
 
+    # One generate() at a time per device (see device_lock).
+    concurrency = 1
+
     def __init__(
         self,
         model: str | None = None,
@@ -208,6 +232,7 @@ class LocalEngine:
         self.accepts_images = True
         self.accepts_audio = False
         self._generator: Any = None  # the module whose generate() streams text
+        self._download_error: Exception | None = None  # the last download's network failure
 
     # -- loading ---------------------------------------------------------------
     @property
@@ -219,7 +244,7 @@ class LocalEngine:
             return True
         if self.quantization == "none":
             return False
-        # bitsandbytes 4-bit works on CPU but runs 3-6x slower than fp32 there (design.md)
+        # bitsandbytes 4-bit works on CPU but decodes 3-6x slower than fp32 there
         return self.device.startswith("cuda")
 
     def load(self, progress: Callable[[str], None] | None = None) -> None:
@@ -254,6 +279,13 @@ class LocalEngine:
         except ImportError:
             raise
         except Exception as err:  # hub misses, bad folders, corrupt or unknown weights
+            if self._download_error is not None:
+                # The weights are missing because the download broke off: worth trying again.
+                raise ModelUnavailableError(
+                    f"The download of {self.model_id} was cut off ({type(self._download_error).__name__}); "
+                    "it will be tried again.",
+                    key="model.download_failed", model=self.model_id,
+                ) from err
             raise _missing_weights_message(self.model_id, err) from err
         model.eval()
         self.model = model
@@ -288,6 +320,7 @@ class LocalEngine:
                 return shown
 
         report(f"Looking for {model_id} on the Hugging Face hub…")
+        self._download_error = None
         try:
             snapshot_download(
                 model_id, tqdm_class=Progress,
@@ -295,6 +328,8 @@ class LocalEngine:
             )
         except Exception as err:  # no network, gated repo…: from_pretrained then explains what is missing
             log.warning("download of %s failed: %s", model_id, type(err).__name__)
+            if _is_network_failure(err):
+                self._download_error = err
 
     def _plain_dtype(self, config: Any):
         import torch
@@ -318,12 +353,13 @@ class LocalEngine:
         self.model = None
         self._generator = None
         self.processor = None
+        # Never import torch here: at shutdown the loader thread may still be importing it, and an
+        # import here would wait for that to finish.
+        torch = sys.modules.get("torch")
         try:
-            import torch
-
-            if torch.cuda.is_available():
+            if torch is not None and torch.cuda.is_initialized():
                 torch.cuda.empty_cache()
-        except Exception:  # nothing to free on a broken CUDA setup
+        except Exception:  # nothing to free on a broken (or half-imported) CUDA setup
             log.debug("could not empty the CUDA cache", exc_info=True)
 
     # -- prompting ---------------------------------------------------------------
@@ -382,11 +418,11 @@ class LocalEngine:
     def stream(
         self,
         messages: list[PromptMessage],
-        stop: threading.Event,
+        scope: CancelScope,
         max_new_tokens: int = 512,
         stats: GenerationStats | None = None,
     ) -> Iterator[str]:
-        """Yield text deltas. Setting ``stop`` ends generation within one decode step."""
+        """Yield text deltas. Cancelling ``scope`` ends generation within one decode step."""
         if not self.loaded:
             self.load()
         from transformers import StoppingCriteriaList
@@ -396,7 +432,7 @@ class LocalEngine:
         lock = device_lock(self.device)
         # Wait for the device without ignoring a stop pressed meanwhile.
         while not lock.acquire(timeout=0.05):
-            if stop.is_set():
+            if scope.cancelled:
                 stats.stopped = True
                 return
         finished = False
@@ -404,59 +440,53 @@ class LocalEngine:
             messages, stats.truncated_history = self.fit_to_context(messages, max_new_tokens)
             inputs = self.encode(messages)
             stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
-            streamer = _counting_streamer(
-                self.processor.tokenizer, stats, started, skip_prompt=True, skip_special_tokens=True, timeout=600.0
-            )
-            failure: list[BaseException] = []
+            tokenizer = self.processor.tokenizer
 
-            def run() -> None:
+            def generate(emit: Callable[[str], None], stopping: Callable[[], bool]) -> None:
+                streamer = _counting_streamer(tokenizer, stats, started, emit, skip_prompt=True,
+                                              skip_special_tokens=True)
+                self._generator.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_StopWhen(stopping)]),
+                )
+
+            # Closing the stream (the consumer left early) stops generate() too; it is joined
+            # before the device is released.
+            deltas: ThreadStream[str]
+            with ThreadStream(generate, scope=scope, name="omnilingo-generate") as deltas:
                 try:
-                    self._generator.generate(
-                        **inputs,
-                        max_new_tokens=max_new_tokens,
-                        do_sample=False,
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop)]),
-                    )
-                except BaseException as err:  # surfaced to the consumer below
-                    failure.append(err)
-                    streamer.end()
-
-            worker = threading.Thread(target=run, name="omnilingo-generate", daemon=True)
-            worker.start()
-            try:
-                for delta in streamer:
-                    if delta:
-                        yield delta
-                    if stop.is_set():
-                        break
-                else:
-                    finished = True
-            finally:
-                # A consumer that stops reading would leave generate() running: always stop it.
-                if not finished:
-                    stop.set()
-                worker.join()
-            if failure:
-                raise _generation_error(failure[0])
+                    yield from deltas
+                except Exception as err:
+                    raise _generation_error(err) from err
+                finished = not scope.cancelled
         finally:
             lock.release()
             stats.total_s = time.perf_counter() - started
-            stats.stopped = stats.stopped or stop.is_set() or not finished
+            stats.stopped = stats.stopped or scope.cancelled or not finished
 
 
 @functools.lru_cache(maxsize=1)
 def _counting_streamer_class():
-    from transformers import TextIteratorStreamer
+    from transformers import TextStreamer
 
-    class CountingStreamer(TextIteratorStreamer):
-        """Counts generated tokens and stamps the first one (text may lag behind tokens)."""
+    class CountingStreamer(TextStreamer):
+        """Hands out finished text, counts generated tokens and stamps the first one (text may lag
+        behind tokens)."""
 
-        def __init__(self, tokenizer, stats: GenerationStats, started: float, **kwargs) -> None:
+        def __init__(self, tokenizer, stats: GenerationStats, started: float, emit: Callable[[str], None],
+                     **kwargs) -> None:
             super().__init__(tokenizer, **kwargs)
             self.stats = stats
             self.started = started
+            self.emit = emit
             self.seen_prompt = False
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if text:
+                self.emit(text)
 
         def put(self, value) -> None:
             if not self.seen_prompt:
@@ -470,9 +500,9 @@ def _counting_streamer_class():
     return CountingStreamer
 
 
-def _counting_streamer(tokenizer, stats: GenerationStats, started: float, **kwargs):
+def _counting_streamer(tokenizer, stats: GenerationStats, started: float, emit: Callable[[str], None], **kwargs):
     # The class is made on first use so that importing the engine does not import transformers.
-    return _counting_streamer_class()(tokenizer, stats, started, **kwargs)
+    return _counting_streamer_class()(tokenizer, stats, started, emit, **kwargs)
 
 
 def _generation_error(err: BaseException) -> GenerationError:

@@ -3,7 +3,7 @@
 ``RemoteEngine`` has the same interface as ``backend.models.engine.LocalEngine``: language
 detection, speech recognition, voices and barge-in stay in Omnilingo; only the
 answer is generated remotely, streamed over server-sent events. Images travel as
-base64 data URLs. Setting the stop event ends the answer at once for the user and
+base64 data URLs. Cancelling the answer's scope ends the answer at once for the user and
 closes the HTTP stream at the server's next token, which is how vLLM learns to
 abort the request.
 """
@@ -14,8 +14,6 @@ import base64
 import io
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,19 +21,21 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from backend.cancel import CancelScope
 from backend.errors import GenerationError, ModelUnavailableError
 from backend.models.engine import GenerationStats, PromptMessage
+from backend.streams import ThreadStream
 
 log = logging.getLogger(__name__)
 
 # Longest wait for the next streamed token; a busy server with a large image may take a while to start.
 DEFAULT_TIMEOUT_S = 120.0
-# How often the consumer looks at the stop event while no token arrives.
+# How often the consumer looks at the cancel scope while no token arrives.
 STOP_POLL_S = 0.05
 # Server messages are shown to the user: keep them short.
 MAX_SERVER_MESSAGE = 300
-
-_END = object()
+# Answers asked of the server at once: it batches them (vLLM's continuous batching).
+DEFAULT_CONCURRENCY = 8
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -74,6 +74,7 @@ class RemoteEngine:
         api_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         accepts_images: bool = True,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         if not base_url:
             raise ModelUnavailableError(
@@ -88,6 +89,7 @@ class RemoteEngine:
         # Speech is transcribed by Omnilingo's own Whisper and sent as text.
         self.accepts_audio = False
         self.timeout = timeout
+        self.concurrency = max(1, concurrency)
         self.served_models: list[str] = []
         self._api_key = api_key
         self._loaded = False
@@ -256,11 +258,11 @@ class RemoteEngine:
     def stream(
         self,
         messages: list[PromptMessage],
-        stop: threading.Event,
+        scope: CancelScope,
         max_new_tokens: int = 512,
         stats: GenerationStats | None = None,
     ) -> Iterator[str]:
-        """Yield text deltas; setting ``stop`` ends the answer and closes the HTTP stream."""
+        """Yield text deltas; cancelling ``scope`` ends the answer and closes the HTTP stream."""
         if not self._loaded:
             try:
                 self.load()
@@ -269,36 +271,14 @@ class RemoteEngine:
         stats = stats if stats is not None else GenerationStats()
         started = time.perf_counter()
         body = self.payload(messages, max_new_tokens)
-        chunks: queue.Queue = queue.Queue()
-        done = threading.Event()  # the consumer left: the reader closes the stream
 
-        def read() -> None:
-            try:
-                self._read_stream(body, chunks, stop, done)
-            except BaseException as err:  # handed to the consumer
-                chunks.put(err)
-            finally:
-                chunks.put(_END)
+        def read(emit: Callable[[tuple[str, Any]], None], stopping: Callable[[], bool]) -> None:
+            self._read_stream(body, emit, stopping)
 
-        reader = threading.Thread(target=read, name="omnilingo-remote-stream", daemon=True)
-        reader.start()
+        chunks: ThreadStream[tuple[str, Any]] = ThreadStream(read, scope=scope, name="omnilingo-remote-stream", poll_s=STOP_POLL_S)
         finished = False
         try:
-            while True:
-                if stop.is_set():
-                    break
-                try:
-                    item = chunks.get(timeout=STOP_POLL_S)
-                except queue.Empty:
-                    continue
-                if item is _END:
-                    finished = True
-                    break
-                if isinstance(item, BaseException):
-                    if stop.is_set():
-                        break  # a stopped answer may break off any way it likes
-                    raise item
-                kind, value = item
+            for kind, value in chunks:
                 if kind == "usage":
                     stats.prompt_tokens = int(value.get("prompt_tokens") or stats.prompt_tokens)
                     stats.new_tokens = int(value.get("completion_tokens") or stats.new_tokens)
@@ -307,12 +287,16 @@ class RemoteEngine:
                     stats.first_token_s = time.perf_counter() - started
                 stats.new_tokens += 1
                 yield value
+            finished = not scope.cancelled
         finally:
-            done.set()
+            # Not joined: the reader may sit in a network read; it closes the stream at its next line.
+            chunks.close(wait=False)
             stats.total_s = time.perf_counter() - started
-            stats.stopped = stats.stopped or stop.is_set() or not finished
+            stats.stopped = stats.stopped or scope.cancelled or not finished
 
-    def _read_stream(self, body: dict, chunks: queue.Queue, stop: threading.Event, done: threading.Event) -> None:
+    def _read_stream(
+        self, body: dict, emit: Callable[[tuple[str, Any]], None], stopping: Callable[[], bool],
+    ) -> None:
         usage_seen = False
         received_any = False
         finish_seen = False
@@ -323,7 +307,7 @@ class RemoteEngine:
                     raise self._status_error(response)
                 for line in response.iter_lines():
                     # Leaving the with-block early closes the connection: the server stops generating.
-                    if stop.is_set() or done.is_set():
+                    if stopping():
                         return
                     if not line.startswith("data:"):
                         continue  # blank separators, comments, event names
@@ -345,19 +329,19 @@ class RemoteEngine:
                         )
                     if event.get("usage"):
                         usage_seen = True
-                        chunks.put(("usage", event["usage"]))
+                        emit(("usage", event["usage"]))
                     for choice in event.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content")
                         if text:
                             received_any = True
-                            chunks.put(("text", text))
+                            emit(("text", text))
                         finish_seen = finish_seen or bool(choice.get("finish_reason"))
-            if not finish_seen and not (stop.is_set() or done.is_set()):
+            if not finish_seen and not stopping():
                 # Neither [DONE] nor a finish reason: the server went away between two events.
                 raise httpx.RemoteProtocolError("stream ended early")
         except GenerationError:
             raise
         except httpx.HTTPError as err:
-            if stop.is_set() or done.is_set():
+            if stopping():
                 return
             raise self._transport_error(err, midway=received_any or usage_seen) from None

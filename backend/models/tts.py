@@ -76,6 +76,14 @@ class AudioChunk:
     def duration_s(self) -> float:
         return len(self.samples) / float(self.sample_rate) if self.sample_rate else 0.0
 
+    def wav_bytes(self) -> bytes:
+        """16-bit PCM WAV, as the browser plays it."""
+        import soundfile as sf
+
+        buffer = io.BytesIO()
+        sf.write(buffer, np.clip(self.samples, -1.0, 1.0), self.sample_rate, format="WAV", subtype="PCM_16")
+        return buffer.getvalue()
+
 
 @runtime_checkable
 class TTSEngine(Protocol):
@@ -417,13 +425,6 @@ class SpeechRouter:
         self.overrides: dict[str, Voice] = {k.lower(): v for k, v in (overrides or {}).items()}
         # voices that failed to load, with the note a fallback carries: not tried again
         self._broken: dict[tuple[str, str], str] = {}
-
-    def set_voice(self, language: str, voice: Voice | None) -> None:
-        """Choose a voice for a language (settings); None returns to the automatic choice."""
-        if voice is None:
-            self.overrides.pop(language.lower(), None)
-        else:
-            self.overrides[language.lower()] = voice
 
     def _engine_order(self) -> list[str]:
         order = [n for n in ENGINE_QUALITY if n in self.engines] + [n for n in self.engines if n not in ENGINE_QUALITY]

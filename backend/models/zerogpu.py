@@ -8,18 +8,19 @@ pickled between the app and the worker. Elsewhere everything here is a no-op and
 
 ``ZeroGPUEngine`` adapts ``LocalEngine`` to those rules: the worker runs
 ``LocalEngine.stream`` (prompt encoding, ``generate()`` and its streamer thread all
-happen there), the stop event stays in the app (an Event cannot be pickled), and
-stopping closes the worker's generator, which sets the engine's own stop flag there.
+happen there), the answer's cancel scope stays in the app (it holds an Event, which
+cannot be pickled), and cancelling it closes the worker's generator, which stops
+``generate()`` there.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
+from backend.cancel import CancelScope
 from backend.models.engine import GenerationStats, PromptMessage
 
 # Seconds of GPU asked for one answer: a fixed part (worker start, prefill) plus decoding.
@@ -70,14 +71,16 @@ _ENGINE: Any = None
 def _stream_on_gpu(messages: list[PromptMessage], max_new_tokens: int = 512) -> Iterator[tuple[str, dict]]:
     """Runs in the ZeroGPU worker: yields (text delta, stats so far)."""
     stats = GenerationStats()
-    stop = threading.Event()
-    for delta in _ENGINE.stream(messages, stop, max_new_tokens, stats):
+    for delta in _ENGINE.stream(messages, CancelScope(), max_new_tokens, stats):
         yield delta, asdict(stats)
     yield "", asdict(stats)
 
 
 class ZeroGPUEngine:
     """A LocalEngine whose answers are generated on a ZeroGPU worker."""
+
+    # A Space lends one GPU per call: answers queue one at a time.
+    concurrency = 1
 
     def __init__(self, engine: Any) -> None:
         global _ENGINE
@@ -111,7 +114,7 @@ class ZeroGPUEngine:
     def stream(
         self,
         messages: list[PromptMessage],
-        stop: threading.Event,
+        scope: CancelScope,
         max_new_tokens: int = 512,
         stats: GenerationStats | None = None,
     ) -> Iterator[str]:
@@ -122,7 +125,7 @@ class ZeroGPUEngine:
             for delta, snapshot in worker:
                 for key, value in snapshot.items():
                     setattr(stats, key, value)
-                if stop.is_set():
+                if scope.cancelled:
                     break
                 if delta:
                     yield delta
@@ -131,7 +134,7 @@ class ZeroGPUEngine:
         finally:
             # Closing the worker's generator stops generate() there within one decode step.
             worker.close()
-            stats.stopped = stats.stopped or stop.is_set() or not finished
+            stats.stopped = stats.stopped or scope.cancelled or not finished
 
 
 def wrap(engine: Any) -> Any:
