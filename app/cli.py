@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "espeak (fast, offline, every language), mms, off", choices=["auto", "piper", "espeak", "mms", "off"])
     add("--piper-voices", "piper_voices", "folder of installed Piper voices (<voice>.onnx + .onnx.json + "
         "MODEL_CARD), used before any download", metavar="DIR")
+    add("--end-of-turn", "end_of_turn", "voice mode: smart (a trained end-of-turn model and the last word "
+        "heard decide at each short pause) or silence (half a second of silence ends the turn)",
+        choices=["smart", "silence"])
     parser.add_argument("--allow-noncommercial-voices", dest="allow_noncommercial_voices", action="store_const",
                         const=True, default=None,
                         help="also use MMS-TTS voices (1,100+ languages; CC-BY-NC: not for commercial use) "

@@ -183,6 +183,7 @@ class ChatController:
         utterance, barged = gr.skip(), gr.skip()
         if chunk is not None and voice.active:
             sample_rate, samples = chunk
+            voice.spoken_language = language_value
             for event in voice.hear(samples, sample_rate):
                 if event.kind == "barge_in":
                     barged = voice.barge_ins
@@ -191,6 +192,8 @@ class ChatController:
                     path = voice.save_utterance(event.audio, conversation.session_dir)
                     try:
                         turn = conversation.add(conversation.prepare("", [str(path)], language_value))
+                        if event.transcript is not None and event.transcript.text.strip():
+                            conversation.hear(turn, event.transcript)  # heard at the pause already
                         utterance = turn.id
                     except UserFacingError as err:
                         warn(err, request)

@@ -261,7 +261,9 @@ class Runtime:
         with self._voices_lock:
             voice = self._voices.get(session_id)
             if voice is None:
-                voice = self._voices[session_id] = VoiceSession(self.sessions.get(session_id))
+                voice = self._voices[session_id] = VoiceSession(
+                    self.sessions.get(session_id), end_of_turn=self.settings.end_of_turn
+                )
             return voice
 
     def _forget_voice(self, session_id: str) -> None:

@@ -42,6 +42,7 @@ class Settings:
     state_secret: str | None = field(default=None, repr=False)  # signs the conversation kept in the browser
     session_idle_minutes: int = 120  # a session idle this long is closed, its files deleted
     auto_retry_language: bool = False
+    end_of_turn: str = "smart"  # voice mode: smart (Smart Turn + the last word) | silence (0.5 s)
     trust_remote_code: bool = False
 
     # Each field's environment variable: OMNILINGO_<FIELD>, but for these shorter names.

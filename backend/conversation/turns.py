@@ -20,13 +20,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend import media
 from backend.cancel import CancelScope
 from backend.errors import MediaError, ModelUnavailableError, UserFacingError
 from backend.language import detect, tags
 from backend.models.engine import Engine, GenerationStats, PromptMessage
+
+if TYPE_CHECKING:
+    from backend.models.asr import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -327,12 +330,15 @@ class Conversation:
         if turn.answer.strip():
             turn.answer_guess = detect.detect(turn.answer)
 
-    def hear(self, turn: Turn) -> bool:
+    def hear(self, turn: Turn, transcript: Transcript | None = None) -> bool:
         """Transcribe the turn's recording; False (and a "did not catch that" turn) when nothing was said.
 
-        The spoken language Whisper hears wins over the text detector for speech."""
+        The spoken language Whisper hears wins over the text detector for speech. ``transcript``:
+        the words were already heard (voice mode transcribes at the pause that ends the turn)."""
         if turn.audio_path is None:
             return True  # nothing recorded: the typed text stands
+        if transcript is not None:
+            return self._use_transcript(turn, transcript)
         clip = media.load_audio(turn.audio_path, self.limits)
         accepts_audio = getattr(self.engine, "accepts_audio", False)
         if self.asr is None:
@@ -351,6 +357,9 @@ class Conversation:
             return True
         finally:
             turn.asr_s = time.perf_counter() - started
+        return self._use_transcript(turn, transcript)
+
+    def _use_transcript(self, turn: Turn, transcript: Transcript) -> bool:
         if transcript.no_speech or not transcript.text.strip():
             turn.transcript = ""
             turn.status = TurnStatus.NO_SPEECH
