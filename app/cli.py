@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["local", "openai"])
     add("--base-url", "base_url", "URL of the OpenAI-compatible server, for --engine openai", metavar="URL")
     add("--api-key", "api_key", "API key for --engine openai (never logged)", metavar="KEY")
-    add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input", metavar="ID_OR_PATH")
+    add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input, or off; default "
+        "openai/whisper-large-v3-turbo on a GPU, Systran/faster-whisper-small on CPU", metavar="ID_OR_PATH")
+    add("--asr-engine", "asr_engine", "speech recognition engine: auto (faster-whisper for a CTranslate2 model "
+        "and on CPU, transformers otherwise), transformers, faster-whisper",
+        choices=["auto", "transformers", "faster-whisper"])
     add("--tts", "tts_engine", "voice engine: auto (a Piper voice where one exists, else espeak-ng), piper, "
         "espeak (fast, offline, every language), mms, off", choices=["auto", "piper", "espeak", "mms", "off"])
     add("--piper-voices", "piper_voices", "folder of installed Piper voices (<voice>.onnx + .onnx.json + "

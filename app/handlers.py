@@ -61,11 +61,25 @@ def voice_status(voice: VoiceSession) -> str:
     return f"{icon} " + I18N("voice." + voice.state)  # translated in the browser
 
 
+def model_inputs(runtime: Runtime, locale: str = "en") -> str:
+    """What the loaded model can take: text, pictures, sound (its own ears, or speech recognition)."""
+    engine = runtime.engine
+    inputs = [translate("status.input.text", locale)]
+    if getattr(engine, "accepts_images", False):
+        inputs.append(translate("status.input.pictures", locale))
+    if getattr(engine, "accepts_audio", False):
+        inputs.append(translate("status.input.sound", locale))
+    elif runtime.asr is not None:
+        inputs.append(translate("status.input.speech_as_text", locale))
+    return translate("status.inputs", locale, inputs=", ".join(inputs))
+
+
 def status_markdown(runtime: Runtime, locale: str = "en") -> str:
     status = runtime.status()
     if status.state == "ready":
         # isolated (FSI…PDI): a model path keeps its own direction inside an Arabic sentence
-        return translate("status.ready", locale, model=f"\u2068{runtime.engine.name}\u2069")
+        ready = translate("status.ready", locale, model=f"\u2068{runtime.engine.name}\u2069")
+        return f"{ready} · {model_inputs(runtime, locale)}"
     if status.state == "failed":
         return "⚠️ " + translate("status.failed", locale, detail=status.message)
     return "⏳ " + translate("status.loading", locale, detail=status.message, seconds=int(status.elapsed_s))

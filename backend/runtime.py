@@ -20,7 +20,7 @@ from backend.conversation.turns import Conversation, SessionRegistry
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
 from backend.models import zerogpu
-from backend.models.asr import SpeechRecognizer, default_asr_model
+from backend.models.asr import SpeechRecognizer, open_recognizer
 from backend.models.engine import Engine, LocalEngine, resolve_device
 from backend.settings import Settings
 
@@ -112,7 +112,7 @@ class Runtime:
         if settings.asr_model == "off":
             return None
         device = resolve_device(settings.device)
-        return SpeechRecognizer(settings.asr_model or default_asr_model(device), device=device)
+        return open_recognizer(settings.asr_model, engine=settings.asr_engine, device=device)
 
     @staticmethod
     def _build_tts(settings: Settings, progress=None):

@@ -23,7 +23,8 @@ class Settings:
     engine: str = "local"  # local | openai
     base_url: str | None = None  # OpenAI-compatible server, for engine=openai
     api_key: str | None = field(default=None, repr=False)  # never logged or shown
-    asr_model: str | None = None
+    asr_model: str | None = None  # hub id or folder; None = the default of the engine; "off" = no speech input
+    asr_engine: str = "auto"  # auto | transformers | faster-whisper (backend.models.asr.choose_asr_engine)
     tts_engine: str = "auto"  # auto | piper | espeak | mms | off
     allow_noncommercial_voices: bool = False
     piper_voices: str | None = None  # folder of installed Piper voices (offline use)

@@ -54,8 +54,8 @@ from backend.audio.pcm import SAMPLE_RATE, StreamResampler  # noqa: E402
 from backend.audio.turn_end import TurnEndConfig, TurnEndDetector  # noqa: E402
 from backend.conversation.turns import Conversation  # noqa: E402
 from backend.conversation.voice import VOICE_VAD, VoiceSession  # noqa: E402
-from backend.language.tags import normalize_tag  # noqa: E402
 from backend.models.asr import Transcript  # noqa: E402
+from backend.models.whisper_ctranslate2 import CTranslate2Whisper  # noqa: E402
 
 MIC_SR = 48000
 LEAD_S = 0.3
@@ -63,24 +63,19 @@ TAIL_S = 3.0
 CUT_OFF_S = 1.0
 
 
-class FasterWhisper:
-    """faster-whisper behind the app's ``transcribe(clip) -> Transcript`` call."""
+class TimedRecognizer:
+    """The app's own CTranslate2 Whisper, with the time of every call kept for the report."""
 
     def __init__(self, model_dir: str, threads: int) -> None:
-        from faster_whisper import WhisperModel
-
-        self.model = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=threads)
+        self.recognizer = CTranslate2Whisper(model_dir, cpu_threads=threads)
         self.calls: list[float] = []
 
     def transcribe(self, clip, language: str | None = None) -> Transcript:
-        t0 = time.perf_counter()
-        segments, info = self.model.transcribe(clip.samples, beam_size=1, language=language, vad_filter=False)
-        text = " ".join(s.text.strip() for s in segments).strip()
-        took = time.perf_counter() - t0
-        self.calls.append(took)
-        return Transcript(text=text, language=normalize_tag(info.language),
-                          language_probability=float(info.language_probability), duration_s=clip.duration_s,
-                          no_speech=not text, timings={"total": took})
+        started = time.perf_counter()
+        try:
+            return self.recognizer.transcribe(clip, language=language)
+        finally:
+            self.calls.append(time.perf_counter() - started)
 
 
 def speech_end(samples: np.ndarray) -> float:
@@ -140,7 +135,7 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def bench_mode(mode: str, files: dict[str, list[Path]], asr: FasterWhisper, args) -> dict:
+def bench_mode(mode: str, files: dict[str, list[Path]], asr: TimedRecognizer, args) -> dict:
     words = mode.startswith("smart")
     turn_config = TurnEndConfig(pause_ms=args.pause_ms, finished_probability=args.threshold,
                                 unfinished_wait_ms=args.wait_ms, use_words=words)
@@ -224,7 +219,7 @@ def main() -> None:
 
     files = {"complete": sorted(p for d in args.complete for p in d.glob("*.wav")),
              "incomplete": sorted(p for d in args.incomplete for p in d.glob("*.wav"))}
-    asr = FasterWhisper(args.asr_model, args.asr_threads)
+    asr = TimedRecognizer(args.asr_model, args.asr_threads)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results = {m: bench_mode(m, files, asr, args) for m in modes}
     silence_vad = VOICE_VAD.end_silence_ms

@@ -74,6 +74,20 @@ def unusable_file(path: str, limits: media.MediaLimits) -> MediaError:
     )
 
 
+def cannot_see(engine: Engine) -> MediaError:
+    """Pictures sent to a model that reads text only.
+
+    The message is refused rather than answered from its text alone: a text model asked "what does
+    this sign say?" would answer as if it had seen the sign. Refused, the message box keeps the text
+    and the picture, so nothing is lost and the user chooses: send the text alone, or restart with a
+    model that sees."""
+    return MediaError(
+        f"This model cannot read pictures: {engine.name} reads text only. Send your message without the "
+        "picture, or start Omnilingo with a model that sees pictures (--model google/gemma-4-E2B-it).",
+        key="media.model_cannot_see", model=engine.name,
+    )
+
+
 def system_prompt(language: str, firm: bool = False) -> str:
     if language == "und":
         return (
@@ -242,6 +256,9 @@ class Conversation:
             raise UserFacingError("Type a message, or add an image or a recording.", key="error.empty_message")
         if len(audio) > 1:
             raise MediaError("Send one recording at a time.", key="media.too_many_recordings")
+        # Known once the model is loaded; a message sent during loading is checked again in answer().
+        if images and not getattr(self.engine, "accepts_images", True):
+            raise cannot_see(self.engine)
         # Decode everything before keeping anything: a bad file loses nothing.
         media.load_images(images, self.limits)
         clip = media.load_audio(audio[0], self.limits) if audio else None
@@ -300,6 +317,8 @@ class Conversation:
             turn.answer = ""
         stats = turn.stats = GenerationStats()
         try:
+            if turn.image_paths and not getattr(self.engine, "accepts_images", True):
+                raise cannot_see(self.engine)
             if turn.audio_path and turn.transcript is None and not self.hear(turn):
                 return
             messages = self.prompt_for(turn)
