@@ -555,9 +555,9 @@ class SpeechRouter:
                 chunk = engine.synthesize(sentence, cand)
             except UserFacingError as exc:
                 last = exc
-                reason = NOTE_NONCOMMERCIAL if exc.key in _NONCOMMERCIAL_KEYS else NOTE_FALLBACK
-                note = note or reason
-                if exc.key in _BROKEN_VOICE_KEYS:
+                if exc.key in _BROKEN_VOICE_KEYS:  # not for one sentence a voice could not read
+                    reason = NOTE_NONCOMMERCIAL if exc.key in _NONCOMMERCIAL_KEYS else NOTE_FALLBACK
+                    note = note or reason
                     self._broken[(cand.engine, cand.voice_id)] = reason
                 log.warning("voice %s/%s failed: %s", cand.engine, cand.voice_id, exc.params.get("detail", exc.message))
                 continue
