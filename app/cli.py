@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--auth", "auth", "require a login, as user:password", metavar="USER:PASS")
     add("--max-upload-mb", "max_upload_mb", "largest file a user may upload, in MB", type=int)
     add("--max-images", "max_images_per_turn", "most images in one message", type=int)
-    add("--max-audio-seconds", "max_audio_seconds", "longest recording accepted", type=int)
+    add("--max-audio-seconds", "max_audio_seconds", "longest recording or video accepted", type=int)
+    add("--video-frames", "video_frames", "most frames the model sees of one video", type=int)
+    add("--camera-frames", "camera_frames", "camera pictures sent with each spoken turn in voice mode", type=int)
     add("--max-new-tokens", "max_new_tokens", "longest answer, in tokens", type=int)
     add("--concurrency", "concurrency", "UI events served at once", type=int)
     parser.add_argument("--auto-retry-language", dest="auto_retry_language", action="store_const", const=True,

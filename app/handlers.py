@@ -21,6 +21,7 @@ from backend.conversation.turns import Conversation, TurnStatus
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
 from backend.language import tags
+from backend.language.decide import browser_languages
 from backend.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,12 @@ def files_of(message: dict | None) -> list[str]:
         if path:
             files.append(str(path))
     return files
+
+
+def browser_languages_of(request: gr.Request | None) -> tuple[str, ...]:
+    """The visitor's languages, from the browser's Accept-Language header: a prior for the answer language."""
+    headers = getattr(request, "headers", None) or {}
+    return browser_languages(headers.get("accept-language"))
 
 
 def warn(err: UserFacingError, request: gr.Request | None) -> None:
@@ -130,7 +137,8 @@ class ChatController:
         if conversation.busy:
             raise gr.Error(translate("error.busy", locale_of(request)), print_exception=False)
         try:
-            turn = conversation.prepare((message or {}).get("text", ""), files_of(message), language_value)
+            turn = conversation.prepare((message or {}).get("text", ""), files_of(message), language_value,
+                                        browser=browser_languages_of(request))
         except UserFacingError as err:
             # gr.Error leaves the textbox as it was: the message and its files are kept.
             raise gr.Error(translate_error(err, locale_of(request)), print_exception=False) from None
@@ -204,14 +212,36 @@ class ChatController:
                 elif event.kind == "utterance" and event.audio is not None:
                     conversation = self.runtime.sessions.get(session_id)
                     path = voice.save_utterance(event.audio, conversation.session_dir)
+                    # the camera's newest picture(s) at the end of the utterance; none when it is off
+                    pictures = self.runtime.camera(session_id).save_latest(conversation.session_dir,
+                                                                           f"{path.stem}-camera")
                     try:
-                        turn = conversation.add(conversation.prepare("", [str(path)], language_value))
+                        turn = conversation.add(conversation.prepare(
+                            "", [str(path), *map(str, pictures)], language_value,
+                            browser=browser_languages_of(request)))
                         if event.transcript is not None and event.transcript.text.strip():
                             conversation.hear(turn, event.transcript)  # heard at the pause already
                         utterance = turn.id
                     except UserFacingError as err:
                         warn(err, request)
+                    finally:
+                        for picture in pictures:  # the turn keeps its own copies
+                            picture.unlink(missing_ok=True)
         return voice_status(voice), utterance, barged
+
+    # -- camera (voice mode) -------------------------------------------------------------------
+    def toggle_camera(self, request: gr.Request):
+        """The camera button: the webcam shows (and the browser asks for it) only once turned on."""
+        feed = self.runtime.camera(session_id_of(request))
+        if feed.on:
+            feed.stop()
+            return gr.Button(value=I18N("camera.start")), gr.Image(visible=False, value=None)
+        feed.start()
+        return gr.Button(value=I18N("camera.stop")), gr.Image(visible=True)
+
+    def on_camera(self, picture, request: gr.Request) -> None:
+        """Each streamed camera picture (every CAMERA_EVERY_S): kept for the next spoken turn."""
+        self.runtime.camera(session_id_of(request)).see(picture)
 
     # -- options under an answer -------------------------------------------------------------------
     def listen(self, turn_id: int, conversation: Conversation, request: gr.Request | None):
@@ -280,18 +310,24 @@ class ChatController:
             self.runtime.drop_session(session_hash)
 
     # -- the /chat API -------------------------------------------------------------------------
-    def chat_api(self, message: str, files: list[str] | None, language_value: str | None) -> dict:
-        """Ask Omnilingo one question (text, optional images); returns the answer and the language."""
-        return answer_once(self.runtime, message or "", [str(f) for f in files or []], language_value or "auto")
+    def chat_api(self, message: str, files: list[str] | None, language_value: str | None,
+                 request: gr.Request) -> dict:
+        """Ask Omnilingo one question (text, optional images, a recording or a video); returns the answer,
+        the language and, for a video, how many of its frames the model saw.
+
+        The request's Accept-Language header is a prior for the answer language, as on the page."""
+        return answer_once(self.runtime, message or "", [str(f) for f in files or []], language_value or "auto",
+                           browser=browser_languages_of(request))
 
 
-def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto") -> dict:
+def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto",
+                browser: tuple[str, ...] = ()) -> dict:
     """One stateless question for the API: never raises, errors come back as ``{"error": ...}``.
 
     A recording is transcribed first; the result then holds ``transcript`` and the spoken language."""
     conversation = runtime.new_conversation()
     try:
-        turn = conversation.add(conversation.prepare(message, files, language))
+        turn = conversation.add(conversation.prepare(message, files, language, browser=browser))
         runtime.require_model(wait_s=600.0)
         for _ in conversation.answer(turn):
             pass
@@ -303,12 +339,15 @@ def answer_once(runtime: Runtime, message: str, files: list[str], language: str 
             "language_name": turn.language.name,
             "confidence": round(turn.language.confidence, 4),
             "answer_language": turn.answer_language,
+            "language_source": turn.language_source,
             "answer_language_detected": turn.answer_guess.tag if turn.answer_guess else None,
             "language_mismatch": turn.language_mismatch,
             "status": turn.status,
         }
         if turn.transcript is not None:
             result["transcript"] = turn.transcript
+        # How many of the video's frames the model saw (none for a model that reads text only).
+        result["frames"] = turn.frames_seen if getattr(runtime.engine, "accepts_images", False) else 0
         return result
     except UserFacingError as err:
         return {"error": err.message, "error_key": err.key}

@@ -37,7 +37,9 @@ class Settings:
     max_upload_mb: int = 50
     max_images_per_turn: int = 8
     max_image_megapixels: int = 40
-    max_audio_seconds: int = 600
+    max_audio_seconds: int = 600  # recordings and videos
+    video_frames: int = 8  # most frames the model sees of one video (fewer for short clips)
+    camera_frames: int = 1  # camera pictures sent with each spoken turn in voice mode
     max_new_tokens: int = 1024
     concurrency: int = 8  # UI events served at once, and answers asked of a model server at once
     state_secret: str | None = field(default=None, repr=False)  # signs the conversation kept in the browser
