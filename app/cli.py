@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--asr-engine", "asr_engine", "speech recognition engine: auto (faster-whisper for a CTranslate2 model "
         "and on CPU, transformers otherwise), transformers, faster-whisper",
         choices=["auto", "transformers", "faster-whisper"])
-    add("--tts", "tts_engine", "voice engine: auto, espeak, mms, off")
+    add("--tts", "tts_engine", "voice engine: auto (a Piper voice where one exists, else espeak-ng), piper, "
+        "espeak (fast, offline, every language), mms, off", choices=["auto", "piper", "espeak", "mms", "off"])
+    add("--piper-voices", "piper_voices", "folder of installed Piper voices (<voice>.onnx + .onnx.json + "
+        "MODEL_CARD), used before any download", metavar="DIR")
     add("--end-of-turn", "end_of_turn", "voice mode: smart (a trained end-of-turn model and the last word "
         "heard decide at each short pause) or silence (half a second of silence ends the turn)",
         choices=["smart", "silence"])

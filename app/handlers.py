@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 
 import gradio as gr
@@ -19,6 +20,7 @@ from backend.conversation.speaker import answer_aloud
 from backend.conversation.turns import Conversation, TurnStatus
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
+from backend.language import tags
 from backend.language.decide import browser_languages
 from backend.runtime import Runtime
 
@@ -90,6 +92,26 @@ def status_markdown(runtime: Runtime, locale: str = "en") -> str:
     return "⏳ " + translate("status.loading", locale, detail=status.message, seconds=int(status.elapsed_s))
 
 
+def voice_markdown(runtime: Runtime, language: str, locale: str = "en") -> str:
+    """Which voice will read answers in the chosen language, neural or espeak-ng, and its licence."""
+    if runtime.tts is None or not language or language == "auto":
+        return ""
+    name = tags.display_name(language, locale)
+    try:
+        desc = runtime.tts.describe(language)
+    except Exception:  # noqa: BLE001 - the settings line must not break the page
+        log.warning("could not describe the voice for %s", language, exc_info=True)
+        return ""
+    if desc is None:
+        return translate("voice.none", locale, language=name)
+    licence = desc.licence or translate("voice.licence_on_download", locale)
+    key = "voice.neural" if desc.neural else "voice.espeak"
+    line = translate(key, locale, language=name, voice=f"\u2068{desc.label}\u2069", licence=licence)
+    if desc.instead_of:
+        line += " · " + translate("voice.instead", locale, voice=f"\u2068{desc.instead_of}\u2069")
+    return "🔊 " + line + (f" · {runtime.voice_download}" if runtime.voice_download else "")
+
+
 class ChatController:
     """The event handlers of one page layout, sharing one runtime (model, sessions, voices)."""
 
@@ -98,6 +120,13 @@ class ChatController:
 
     def _session(self, request: gr.Request | None) -> Conversation:
         return self.runtime.sessions.get(session_id_of(request))
+
+    def voice_info(self, language: str, request: gr.Request | None = None) -> str:
+        """The settings line for the chosen language; its voice starts loading (or downloading) at once."""
+        tts = self.runtime.tts
+        if tts is not None and language and language != "auto":
+            threading.Thread(target=tts.prepare, args=(language,), name="omnilingo-voice", daemon=True).start()
+        return voice_markdown(self.runtime, language, locale_of(request))
 
     def view(self, conversation: Conversation, request: gr.Request | None) -> list[dict]:
         return render.chat_messages(conversation, locale_of(request), can_speak=self.runtime.tts is not None)

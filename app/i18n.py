@@ -64,6 +64,16 @@ STRINGS: dict[str, dict[str, str]] = {
         "turn.heard_by_model_only": "Speech recognition is not available: the model listened to the recording itself.",
         "turn.no_voice": "There is no voice for this language yet: the answer is shown as text only.",
         "turn.speech_failed": "The answer could not be spoken; it is shown as text.",
+        "turn.voice_fallback": "The natural voice for this language could not be downloaded or loaded, "
+        "so espeak-ng read this answer.",
+        "turn.voice_noncommercial": "The natural voice for this language is licensed for non-commercial use only, "
+        "so espeak-ng read this answer.",
+        "voice.neural": "Voice for {language}: {voice} (neural) · licence: {licence}",
+        "voice.espeak": "Voice for {language}: {voice} (synthetic, offline) · licence: {licence}",
+        "voice.none": "No voice for {language}: answers are shown as text only.",
+        "voice.licence_on_download": "read from its model card when it is downloaded",
+        "voice.instead": "instead of {voice}, which cannot be used here (offline, a failed download, "
+        "or a non-commercial licence)",
         "error.busy": "Please wait for the answer to finish, or press Stop.",
         "error.generic": "Something went wrong. Your message is kept; please try again.",
     },

@@ -90,6 +90,10 @@ def assistant_message(turn: Turn, locale: str = "en", can_speak: bool = False) -
         notes.append(translate("turn.no_speech", locale))
     if "heard_by_model_only" in turn.notes:
         notes.append(translate("turn.heard_by_model_only", locale))
+    if "voice_fallback" in turn.notes:
+        notes.append(translate("turn.voice_fallback", locale))
+    if "voice_noncommercial" in turn.notes:
+        notes.append(translate("turn.voice_noncommercial", locale))
     if "tts.no_voice" in turn.notes:
         notes.append(translate("turn.no_voice", locale))
     elif any(note.startswith("tts.") for note in turn.notes):

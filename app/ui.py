@@ -130,6 +130,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             stop = gr.Button(_t("button.stop"), elem_id="stop", variant="stop", scale=1)
             new = gr.Button(_t("button.new"), elem_id="new-conversation", scale=1)
             download = gr.DownloadButton(_t("button.download"), elem_id="download", scale=1, interactive=False)
+        voice_info = gr.Markdown("", elem_id="voice-info")
         # The conversation also lives in the browser: a reload or a server restart restores it.
         saved = gr.BrowserState(None, storage_key="omnilingo-conversation",
                                 secret=state_secret(runtime.settings))
@@ -204,6 +205,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             handlers.stream_answer, [speak], [chatbot, box, answer_audio], api_visibility="private",
             concurrency_id="model", concurrency_limit=runtime.model_concurrency,
         ).then(handlers.save_conversation, None, [saved, download], api_visibility="private", queue=False)
+
+        language.change(handlers.voice_info, [language], voice_info, api_visibility="private", queue=False)
 
         timer = gr.Timer(1.0, active=runtime.status().waiting)
         timer.tick(handlers.refresh_status, None, [model_status, timer], api_visibility="private", queue=False)

@@ -89,7 +89,8 @@ class Runtime:
             max_audio_seconds=float(settings.max_audio_seconds),
         )
         self.asr = self._build_asr(settings)
-        self.tts = self._build_tts(settings)
+        self.voice_download = ""  # the last progress line of a voice download
+        self.tts = self._build_tts(settings, self._voice_progress)
         self.work_dir = Path(tempfile.mkdtemp(prefix="omnilingo-"))
         idle_s = settings.session_idle_minutes * 60 if settings.session_idle_minutes > 0 else None
         self.sessions = SessionRegistry(self._new_conversation, idle_s=idle_s, on_evict=self._forget_voice)
@@ -122,13 +123,18 @@ class Runtime:
         return open_recognizer(settings.asr_model, engine=settings.asr_engine, device=device)
 
     @staticmethod
-    def _build_tts(settings: Settings):
+    def _build_tts(settings: Settings, progress=None):
         if settings.tts_engine == "off":
             return None
         from backend.models.tts import SpeechRouter
 
         preferred = None if settings.tts_engine == "auto" else settings.tts_engine
-        return SpeechRouter(preferred_engine=preferred, allow_noncommercial=settings.allow_noncommercial_voices)
+        return SpeechRouter(preferred_engine=preferred, allow_noncommercial=settings.allow_noncommercial_voices,
+                            piper_voices=settings.piper_voices, progress=progress)
+
+    def _voice_progress(self, message: str) -> None:
+        self.voice_download = message
+        log.info(message)
 
     def new_conversation(self) -> Conversation:
         # The folder is named by the system, never by anything the client sent.

@@ -132,6 +132,9 @@ class Note(StrEnum):
     HISTORY_SHORTENED = "history_shortened"
     HEARD_BY_MODEL_ONLY = "heard_by_model_only"
     NO_VOICE = "tts.no_voice"
+    # another voice than the chosen one spoke (backend.models.tts NOTE_FALLBACK / NOTE_NONCOMMERCIAL)
+    VOICE_FALLBACK = "voice_fallback"
+    VOICE_NONCOMMERCIAL = "voice_noncommercial"
     LANGUAGE_FROM_ANSWER = "language_from_answer"  # the answer settled a close call
 
 
