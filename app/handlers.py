@@ -7,6 +7,7 @@ read the visitor's session from the gr.Request Gradio hands them.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 
@@ -16,7 +17,7 @@ from app import render
 from app.i18n import I18N, locale_from_request, translate, translate_error
 from backend.conversation import transcript
 from backend.conversation.speaker import answer_aloud
-from backend.conversation.turns import Conversation, TurnStatus
+from backend.conversation.turns import Conversation, Turn, TurnStatus
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
 from backend.runtime import Runtime
@@ -57,6 +58,14 @@ def voice_status(voice: VoiceSession) -> str:
         return ""
     icon = {"listening": "🎙️", "thinking": "💭", "speaking": "🔊"}.get(voice.state, "")
     return f"{icon} " + I18N("voice." + voice.state)  # translated in the browser
+
+
+def log_timings(turn: Turn) -> None:
+    """One log line per answered turn: the wall-clock time of each stage it went through."""
+    if turn.timings:
+        log.info("turn %d timings %s (%s, %d characters, %d tokens)", turn.id,
+                 json.dumps(dict(sorted(turn.timings.items(), key=lambda kv: kv[1]))), turn.status,
+                 len(turn.answer), turn.stats.new_tokens)
 
 
 def status_markdown(runtime: Runtime, locale: str = "en") -> str:
@@ -105,6 +114,8 @@ class ChatController:
         while runtime.status().state == "loading":
             yield self.view(conversation, request), busy, gr.skip()
             time.sleep(0.5)
+        first = turn
+        first.mark("answer_start")
         try:
             runtime.require_model()
             voice = runtime.voice_session(session_id_of(request))
@@ -116,11 +127,14 @@ class ChatController:
                     if event.kind == "audio" and event.chunk is not None:
                         audio = event.chunk.audio
                         voice.played(audio.samples, audio.sample_rate)
+                        first.mark("first_audio_out")
                         yield self.view(conversation, request), busy, event.chunk.wav_bytes()
                         continue
                     now = time.monotonic()
                     if now - last >= STREAM_INTERVAL_S:
                         last = now
+                        if turn.answer:
+                            first.mark("first_text_out")
                         yield self.view(conversation, request), busy, gr.skip()
                 # The answer drifted to another language: ask once more, firmly, when the user wants it.
                 turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
@@ -129,6 +143,7 @@ class ChatController:
                 turn.status, turn.error, turn.error_key, turn.error_params = (
                     TurnStatus.ERROR, err.message, err.key, err.params)
         runtime.voice_session(session_id_of(request)).finished(conversation.generation)
+        log_timings(first)
         yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
 
     def stop_answer(self, request: gr.Request):
@@ -154,14 +169,18 @@ class ChatController:
         utterance, barged = gr.skip(), gr.skip()
         if chunk is not None and voice.active:
             sample_rate, samples = chunk
+            arrived = time.time()
             for event in voice.hear(samples, sample_rate):
                 if event.kind == "barge_in":
                     barged = voice.barge_ins
+                    log.info("barge-in timings %s", json.dumps({"mic_chunk_in": arrived, "barge_in": time.time()}))
                 elif event.kind == "utterance" and event.audio is not None:
                     conversation = self.runtime.sessions.get(session_id)
                     path = voice.save_utterance(event.audio, conversation.session_dir)
                     try:
                         turn = conversation.add(conversation.prepare("", [str(path)], language_value))
+                        turn.timings["mic_chunk_in"] = arrived
+                        turn.mark("turn_added")
                         utterance = turn.id
                     except UserFacingError as err:
                         warn(err, request)

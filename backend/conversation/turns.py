@@ -131,6 +131,12 @@ class Turn:
     notes: list[str] = field(default_factory=list)
     stats: GenerationStats = field(default_factory=GenerationStats)
     asr_s: float | None = None
+    # Wall-clock (time.time()) of each stage the first time it is reached: the voice path's
+    # latency as the log and bench/voice_browser.py see it (never shown in the page).
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, stage: str) -> None:
+        self.timings.setdefault(stage, time.time())
 
     @property
     def prompt_text(self) -> str:
@@ -300,6 +306,7 @@ class Conversation:
             for delta in self.engine.stream(messages, scope, max_new_tokens or self.max_new_tokens, stats):
                 if scope.cancelled:
                     break  # a chunk that was on its way when the answer was stopped
+                turn.mark("first_token")
                 turn.answer += delta
                 yield delta
         except UserFacingError as err:
@@ -338,6 +345,7 @@ class Conversation:
                 return True
             raise UserFacingError("Speech input is not available in this setup.", key="asr.unavailable")
         started = time.perf_counter()
+        turn.mark("asr_start")
         try:
             transcript = self.asr.transcribe(clip)
         except ModelUnavailableError:
@@ -348,6 +356,7 @@ class Conversation:
             return True
         finally:
             turn.asr_s = time.perf_counter() - started
+            turn.mark("asr_end")
         if transcript.no_speech or not transcript.text.strip():
             turn.transcript = ""
             turn.status = TurnStatus.NO_SPEECH
