@@ -38,8 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["local", "openai"])
     add("--base-url", "base_url", "URL of the OpenAI-compatible server, for --engine openai", metavar="URL")
     add("--api-key", "api_key", "API key for --engine openai (never logged)", metavar="KEY")
-    add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input", metavar="ID_OR_PATH")
+    add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input, or off; default "
+        "openai/whisper-large-v3-turbo on a GPU, Systran/faster-whisper-small on CPU", metavar="ID_OR_PATH")
+    add("--asr-engine", "asr_engine", "speech recognition engine: auto (faster-whisper for a CTranslate2 model "
+        "and on CPU, transformers otherwise), transformers, faster-whisper",
+        choices=["auto", "transformers", "faster-whisper"])
     add("--tts", "tts_engine", "voice engine: auto, espeak, mms, off")
+    add("--end-of-turn", "end_of_turn", "voice mode: smart (a trained end-of-turn model and the last word "
+        "heard decide at each short pause) or silence (half a second of silence ends the turn)",
+        choices=["smart", "silence"])
     parser.add_argument("--allow-noncommercial-voices", dest="allow_noncommercial_voices", action="store_const",
                         const=True, default=None,
                         help="also use MMS-TTS voices (1,100+ languages; CC-BY-NC: not for commercial use) "

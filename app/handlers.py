@@ -68,11 +68,25 @@ def log_timings(turn: Turn) -> None:
                  len(turn.answer), turn.stats.new_tokens)
 
 
+def model_inputs(runtime: Runtime, locale: str = "en") -> str:
+    """What the loaded model can take: text, pictures, sound (its own ears, or speech recognition)."""
+    engine = runtime.engine
+    inputs = [translate("status.input.text", locale)]
+    if getattr(engine, "accepts_images", False):
+        inputs.append(translate("status.input.pictures", locale))
+    if getattr(engine, "accepts_audio", False):
+        inputs.append(translate("status.input.sound", locale))
+    elif runtime.asr is not None:
+        inputs.append(translate("status.input.speech_as_text", locale))
+    return translate("status.inputs", locale, inputs=", ".join(inputs))
+
+
 def status_markdown(runtime: Runtime, locale: str = "en") -> str:
     status = runtime.status()
     if status.state == "ready":
         # isolated (FSI…PDI): a model path keeps its own direction inside an Arabic sentence
-        return translate("status.ready", locale, model=f"\u2068{runtime.engine.name}\u2069")
+        ready = translate("status.ready", locale, model=f"\u2068{runtime.engine.name}\u2069")
+        return f"{ready} · {model_inputs(runtime, locale)}"
     if status.state == "failed":
         return "⚠️ " + translate("status.failed", locale, detail=status.message)
     return "⏳ " + translate("status.loading", locale, detail=status.message, seconds=int(status.elapsed_s))
@@ -169,8 +183,11 @@ class ChatController:
         utterance, barged = gr.skip(), gr.skip()
         if chunk is not None and voice.active:
             sample_rate, samples = chunk
+            voice.spoken_language = language_value
             arrived = time.time()
-            for event in voice.hear(samples, sample_rate):
+            events = voice.hear(samples, sample_rate)
+            judged = time.time()  # the VAD, and at a pause the end-of-turn judgement and its transcript
+            for event in events:
                 if event.kind == "barge_in":
                     barged = voice.barge_ins
                     log.info("barge-in timings %s", json.dumps({"mic_chunk_in": arrived, "barge_in": time.time()}))
@@ -179,7 +196,9 @@ class ChatController:
                     path = voice.save_utterance(event.audio, conversation.session_dir)
                     try:
                         turn = conversation.add(conversation.prepare("", [str(path)], language_value))
-                        turn.timings["mic_chunk_in"] = arrived
+                        turn.timings.update(event.timings, mic_chunk_in=arrived, turn_judged=judged)
+                        if event.transcript is not None and event.transcript.text.strip():
+                            conversation.hear(turn, event.transcript)  # heard at the pause already
                         turn.mark("turn_added")
                         utterance = turn.id
                     except UserFacingError as err:

@@ -20,7 +20,7 @@ from backend.conversation.turns import Conversation, SessionRegistry
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
 from backend.models import zerogpu
-from backend.models.asr import SpeechRecognizer, default_asr_model
+from backend.models.asr import SpeechRecognizer, open_recognizer
 from backend.models.engine import Engine, LocalEngine, resolve_device
 from backend.settings import Settings
 
@@ -111,7 +111,7 @@ class Runtime:
         if settings.asr_model == "off":
             return None
         device = resolve_device(settings.device)
-        return SpeechRecognizer(settings.asr_model or default_asr_model(device), device=device)
+        return open_recognizer(settings.asr_model, engine=settings.asr_engine, device=device)
 
     @staticmethod
     def _build_tts(settings: Settings):
@@ -255,7 +255,9 @@ class Runtime:
         with self._voices_lock:
             voice = self._voices.get(session_id)
             if voice is None:
-                voice = self._voices[session_id] = VoiceSession(self.sessions.get(session_id))
+                voice = self._voices[session_id] = VoiceSession(
+                    self.sessions.get(session_id), end_of_turn=self.settings.end_of_turn
+                )
             return voice
 
     def _forget_voice(self, session_id: str) -> None:

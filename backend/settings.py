@@ -23,7 +23,8 @@ class Settings:
     engine: str = "local"  # local | openai
     base_url: str | None = None  # OpenAI-compatible server, for engine=openai
     api_key: str | None = field(default=None, repr=False)  # never logged or shown
-    asr_model: str | None = None
+    asr_model: str | None = None  # hub id or folder; None = the default of the engine; "off" = no speech input
+    asr_engine: str = "auto"  # auto | transformers | faster-whisper (backend.models.asr.choose_asr_engine)
     tts_engine: str = "auto"  # auto | espeak | mms | off
     allow_noncommercial_voices: bool = False
     host: str = "127.0.0.1"
@@ -41,6 +42,7 @@ class Settings:
     state_secret: str | None = field(default=None, repr=False)  # signs the conversation kept in the browser
     session_idle_minutes: int = 120  # a session idle this long is closed, its files deleted
     auto_retry_language: bool = False
+    end_of_turn: str = "smart"  # voice mode: smart (Smart Turn + the last word) | silence (0.5 s)
     trust_remote_code: bool = False
 
     # Each field's environment variable: OMNILINGO_<FIELD>, but for these shorter names.

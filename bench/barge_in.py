@@ -179,9 +179,9 @@ def build_engine(folder: Path | None):
             tiny_models.build_all(folder, [name])
     engine = LocalEngine(str(folder / "gemma4"), device="cpu")
     engine.load()
-    from backend.models.asr import SpeechRecognizer
+    from backend.models.asr import open_recognizer
 
-    asr = SpeechRecognizer(str(folder / "whisper"), device="cpu")
+    asr = open_recognizer(str(folder / "whisper"), device="cpu")
     asr.load()
     return TimedEngine(engine), asr
 

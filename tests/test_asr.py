@@ -1,4 +1,6 @@
-"""Hearing: a tiny random Whisper loaded through the app's own code, real recordings, espeak-ng round trips."""
+"""Hearing: a tiny random Whisper loaded through the app's own code, real recordings, espeak-ng round trips.
+
+Trained weights (both engines on the real Whisper base) are in tests/test_asr_real.py."""
 
 from __future__ import annotations
 
@@ -16,12 +18,17 @@ from backend.language.sentences import split_sentences
 from backend.media import AudioClip, load_audio
 from backend.models.asr import (
     DEFAULT_ASR_MODEL,
+    DEFAULT_CT2_ASR_MODEL,
     SpeechRecognizer,
     Transcript,
     bcp47_to_whisper,
+    choose_asr_engine,
+    open_recognizer,
     speech_seconds,
     split_windows,
 )
+from backend.models.whisper_ctranslate2 import CTranslate2Whisper
+from backend.models.whisper_transformers import TransformersWhisper
 from tests.support import CORPUS
 
 SPEECH_FILES = sorted((CORPUS / "speech").glob("*"))
@@ -41,8 +48,9 @@ def tiny_whisper(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def recognizer(tiny_whisper) -> SpeechRecognizer:
-    rec = SpeechRecognizer(str(tiny_whisper), device="cpu")
+def recognizer(tiny_whisper) -> TransformersWhisper:
+    rec = open_recognizer(str(tiny_whisper), device="cpu")
+    assert isinstance(rec, TransformersWhisper) and isinstance(rec, SpeechRecognizer)
     rec.load()
     return rec
 
@@ -85,12 +93,18 @@ def test_language_probabilities_cover_every_whisper_language(recognizer, whisper
     assert probs == sorted(probs, reverse=True)
     tr = recognizer.transcribe(load_audio(CORPUS / "speech" / "sr_french.aiff"))
     assert (tr.language, tr.language_probability) == pytest.approx(ranked[0])
+    # what a language decision weighs: the five most likely, as detect_language ranks them
+    assert [tag for tag, _ in tr.language_probs] == [tag for tag, _ in ranked[:5]]
+    assert [p for _, p in tr.language_probs] == pytest.approx([p for _, p in ranked[:5]], abs=1e-4)
+    assert tr.avg_logprob is not None and tr.avg_logprob < 0
 
 
 def test_forced_language_is_used_and_reported(recognizer):
     clip = load_audio(CORPUS / "speech" / "sr_french.aiff")
     tr = recognizer.transcribe(clip, language="fr-CA")
     assert tr.language.split("-")[0] == "fr"
+    assert tr.language_probability == pytest.approx(dict(tr.language_probs).get("fr", tr.language_probability))
+    assert len(tr.language_probs) == 5  # what the recording sounded like, even when forced
     unknown = recognizer.transcribe(clip, language="tlh")  # Klingon: Whisper has no token, so it detects
     assert unknown.language != "tlh" and not unknown.no_speech
 
@@ -126,10 +140,14 @@ def _tone(seconds: float, rate: int = 16_000) -> np.ndarray:
     ],
     ids=["silence", "white-noise", "clipped-noise", "steady-tone", "too-short"],
 )
-def test_nothing_said_gives_no_speech(recognizer, samples):
-    tr = recognizer.transcribe(AudioClip(samples))
+@pytest.mark.parametrize("engine", ["transformers", "faster-whisper"])
+def test_nothing_said_gives_no_speech(recognizer, samples, engine, tmp_path):
+    # The faster-whisper one points at no model at all: nothing that is not speech may reach a model.
+    rec = recognizer if engine == "transformers" else CTranslate2Whisper(str(tmp_path / "never-loaded"))
+    tr = rec.transcribe(AudioClip(samples))
     assert tr.no_speech and tr.text == ""
     assert tr.duration_s == pytest.approx(len(samples) / 16_000)
+    assert tr.language == "und" and tr.language_probs == []
 
 
 # --------------------------------------------------------------------------- model availability
@@ -151,7 +169,7 @@ def test_a_spoken_message_during_the_background_load_waits_for_it(tiny_whisper, 
         return real(cls, *args, **kwargs)
 
     monkeypatch.setattr(WhisperForConditionalGeneration, "from_pretrained", classmethod(slow_load))
-    recognizer = SpeechRecognizer(str(tiny_whisper), device="cpu")
+    recognizer = TransformersWhisper(str(tiny_whisper), device="cpu")
     background = threading.Thread(target=recognizer.load, name="background-load")
     background.start()
     time.sleep(0.1)
@@ -162,30 +180,68 @@ def test_a_spoken_message_during_the_background_load_waits_for_it(tiny_whisper, 
     assert heard.duration_s > 0 and heard.language
 
 
-def test_missing_hub_model_explains_where_it_looked():
+
+
+ENGINES = [TransformersWhisper, CTranslate2Whisper]
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda e: e.engine)
+def test_missing_hub_model_explains_where_it_looked(engine):
     with pytest.raises(ModelUnavailableError) as err:
-        SpeechRecognizer("omnilingo-test/no-such-whisper").load()
+        engine("omnilingo-test/no-such-whisper").load()
     assert err.value.key == "model.asr_unavailable"
     assert "--asr-model PATH" in err.value.message
     assert err.value.params["model"] == "omnilingo-test/no-such-whisper"
     assert err.value.params["looked_in"]
 
 
-def test_missing_folder(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda e: e.engine)
+def test_missing_folder(engine, tmp_path):
     with pytest.raises(ModelUnavailableError) as err:
-        SpeechRecognizer(str(tmp_path / "nowhere" / "whisper")).load()
+        engine(str(tmp_path / "nowhere" / "whisper")).load()
     assert err.value.key == "model.asr_folder_missing"
 
 
-def test_broken_folder(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda e: e.engine)
+def test_broken_folder(engine, tmp_path):
     (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "model.bin").write_bytes(b"not a model")
     with pytest.raises(ModelUnavailableError) as err:
-        SpeechRecognizer(str(tmp_path)).load()
+        engine(str(tmp_path)).load()
     assert err.value.key == "model.asr_broken"
+    assert str(tmp_path) in err.value.message
 
 
 def test_default_models():
     assert DEFAULT_ASR_MODEL == {"cuda": "openai/whisper-large-v3-turbo", "cpu": "openai/whisper-small"}
+    assert DEFAULT_CT2_ASR_MODEL == "Systran/faster-whisper-small"
+
+
+def test_engine_follows_the_model_format(tiny_whisper, tmp_path):
+    (tmp_path / "model.bin").write_bytes(b"")
+    assert choose_asr_engine(str(tmp_path)) == "faster-whisper"  # a CTranslate2 folder
+    assert choose_asr_engine(str(tiny_whisper), "cpu") == "transformers"  # a transformers folder
+    assert choose_asr_engine("openai/whisper-small", "cpu") == "transformers"
+    assert choose_asr_engine("small") == choose_asr_engine("Systran/faster-whisper-small") == "faster-whisper"
+    assert choose_asr_engine(None, "cpu") == "faster-whisper"  # the CPU default (bench/speech.py)
+    assert choose_asr_engine(None, "cuda") == "transformers"
+    assert choose_asr_engine(str(tmp_path), engine="transformers") == "transformers"  # asked for: kept
+    rec = open_recognizer(None, device="cpu")
+    assert (rec.engine, rec.model_name, rec.loaded) == ("faster-whisper", DEFAULT_CT2_ASR_MODEL, False)
+    with pytest.raises(Exception, match="faster-whisper"):
+        choose_asr_engine(None, engine="whisper.cpp")
+
+
+def test_engine_setting_reaches_the_recognizer(tmp_path):
+    from app.cli import settings_from_args
+    from backend.runtime import Runtime
+
+    settings, _ = settings_from_args(["--asr-engine", "transformers", "--asr-model", "openai/whisper-base"])
+    assert settings.asr_engine == "transformers"
+    assert Runtime._build_asr(settings).engine == "transformers"
+    from backend.settings import Settings
+
+    assert Settings.from_env({"OMNILINGO_ASR_ENGINE": "faster-whisper"}).asr_engine == "faster-whisper"
 
 
 # --------------------------------------------------------------------------- round trip: espeak-ng -> media -> ASR

@@ -132,9 +132,9 @@ def test_broken_asr_folder_leaves_typing_working(gemma_engine, tmp_path):
 
 
 def test_asr_crash_is_a_plain_message(gemma_engine, tiny_dir, tmp_path, monkeypatch):
-    from backend.models.asr import SpeechRecognizer
+    from backend.models.whisper_transformers import TransformersWhisper
 
-    asr = SpeechRecognizer(str(tiny_dir / "whisper"))
+    asr = TransformersWhisper(str(tiny_dir / "whisper"))
     asr.load()
     monkeypatch.setattr(asr._model, "generate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("kaboom")))
     monkeypatch.setattr("backend.models.asr.speech_seconds", lambda *a, **k: 2.0)

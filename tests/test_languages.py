@@ -105,6 +105,10 @@ def test_odd_input_is_unknown_with_low_confidence(text: str) -> None:
     ('<p class="note">Wie spät ist es heute in Berlin, bitte?</p>', "de"),
     ("<div><span>¿Dónde está la estación de tren más cercana?</span></div>", "es"),
     ("Это&nbsp;<i>очень</i> хороший вопрос о погоде в Москве", "ru"),
+    # A chat model's answer as a Markdown list: an English answer must be judged English, or a drift
+    # into English written as a list would never be flagged.
+    ("Here are three tips:\n\n1. **Avoid caffeine**: no coffee after noon.\n2. **Keep a schedule**: same bedtime.", "en"),
+    ("## Conseils\n\n- **Dormez** à heures fixes.\n- Évitez le café après midi.\n> Bonne nuit !", "fr"),
 ])
 def test_markup_is_stripped_before_detection(text: str, gold: str) -> None:
     assert detect(text).tag == gold

@@ -324,3 +324,46 @@ def test_app_started_before_its_model_server_connects_once_the_server_is_up(text
         waiting.close()
         if srv is not None:
             srv.stop()
+
+
+@pytest.fixture(scope="module")
+def smollm2_folder(smollm2, tmp_path_factory) -> Path:
+    """The real GGUF model's weights saved as a plain transformers folder: transformers serve 5.23 picks
+    the model class from config.architectures, which a config read from a GGUF file lacks, and a model
+    loaded from GGUF cannot be saved as it is, so its weights go into a fresh model of the same config."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = next(smollm2.glob("*.gguf")).name
+    out = tmp_path_factory.mktemp("smollm2-transformers")
+    AutoTokenizer.from_pretrained(smollm2, gguf_file=gguf).save_pretrained(out)
+    loaded = AutoModelForCausalLM.from_pretrained(smollm2, gguf_file=gguf, dtype=torch.bfloat16)
+    config = AutoConfig.from_pretrained(smollm2, gguf_file=gguf)
+    config.architectures = [type(loaded).__name__]
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)  # tied to the embeddings
+    fresh.generation_config = loaded.generation_config
+    fresh.save_pretrained(out)
+    return out
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_a_served_real_model_streams_readable_text(smollm2_folder, tmp_path):
+    srv = Server(smollm2_folder, tmp_path / "home")
+    try:
+        engine = RemoteEngine(srv.url, model=srv.model)
+        engine.load()
+        from backend.conversation.turns import system_prompt
+
+        # The app's own prompt: a 135M model's answer turns on every word of it.
+        messages = [PromptMessage("system", system_prompt("en")), PromptMessage("user", "What is the capital of France?")]
+        stats = GenerationStats()
+        deltas = list(engine.stream(messages, CancelScope(), max_new_tokens=24, stats=stats))
+        answer = "".join(deltas)
+        assert len(deltas) > 1, "the answer should arrive in several pieces"
+        assert "Paris" in answer and "\ufffd" not in answer and len(answer.split()) >= 3
+        assert not stats.stopped
+    finally:
+        srv.stop()

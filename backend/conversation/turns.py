@@ -20,13 +20,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend import media
 from backend.cancel import CancelScope
 from backend.errors import MediaError, ModelUnavailableError, UserFacingError
 from backend.language import detect, tags
 from backend.models.engine import Engine, GenerationStats, PromptMessage
+
+if TYPE_CHECKING:
+    from backend.models.asr import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,20 @@ def unusable_file(path: str, limits: media.MediaLimits) -> MediaError:
             return err
     return MediaError(
         "This file is neither an image nor a recording Omnilingo can read.", key="media.unsupported_file",
+    )
+
+
+def cannot_see(engine: Engine) -> MediaError:
+    """Pictures sent to a model that reads text only.
+
+    The message is refused rather than answered from its text alone: a text model asked "what does
+    this sign say?" would answer as if it had seen the sign. Refused, the message box keeps the text
+    and the picture, so nothing is lost and the user chooses: send the text alone, or restart with a
+    model that sees."""
+    return MediaError(
+        f"This model cannot read pictures: {engine.name} reads text only. Send your message without the "
+        "picture, or start Omnilingo with a model that sees pictures (--model google/gemma-4-E2B-it).",
+        key="media.model_cannot_see", model=engine.name,
     )
 
 
@@ -242,6 +259,9 @@ class Conversation:
             raise UserFacingError("Type a message, or add an image or a recording.", key="error.empty_message")
         if len(audio) > 1:
             raise MediaError("Send one recording at a time.", key="media.too_many_recordings")
+        # Known once the model is loaded; a message sent during loading is checked again in answer().
+        if images and not getattr(self.engine, "accepts_images", True):
+            raise cannot_see(self.engine)
         # Decode everything before keeping anything: a bad file loses nothing.
         media.load_images(images, self.limits)
         clip = media.load_audio(audio[0], self.limits) if audio else None
@@ -300,6 +320,8 @@ class Conversation:
             turn.answer = ""
         stats = turn.stats = GenerationStats()
         try:
+            if turn.image_paths and not getattr(self.engine, "accepts_images", True):
+                raise cannot_see(self.engine)
             if turn.audio_path and turn.transcript is None and not self.hear(turn):
                 return
             messages = self.prompt_for(turn)
@@ -331,12 +353,15 @@ class Conversation:
         if turn.answer.strip():
             turn.answer_guess = detect.detect(turn.answer)
 
-    def hear(self, turn: Turn) -> bool:
+    def hear(self, turn: Turn, transcript: Transcript | None = None) -> bool:
         """Transcribe the turn's recording; False (and a "did not catch that" turn) when nothing was said.
 
-        The spoken language Whisper hears wins over the text detector for speech."""
+        The spoken language Whisper hears wins over the text detector for speech. ``transcript``:
+        the words were already heard (voice mode transcribes at the pause that ends the turn)."""
         if turn.audio_path is None:
             return True  # nothing recorded: the typed text stands
+        if transcript is not None:
+            return self._use_transcript(turn, transcript)
         clip = media.load_audio(turn.audio_path, self.limits)
         accepts_audio = getattr(self.engine, "accepts_audio", False)
         if self.asr is None:
@@ -357,6 +382,9 @@ class Conversation:
         finally:
             turn.asr_s = time.perf_counter() - started
             turn.mark("asr_end")
+        return self._use_transcript(turn, transcript)
+
+    def _use_transcript(self, turn: Turn, transcript: Transcript) -> bool:
         if transcript.no_speech or not transcript.text.strip():
             turn.transcript = ""
             turn.status = TurnStatus.NO_SPEECH

@@ -7,6 +7,14 @@ barge-in: the conversation cancels the answer's scope and opens the next generat
 which stops the model within one decode step and drops every queued sentence of the
 old answer. The end of speech
 hands over the utterance, pre-roll included, as the next turn.
+
+When the turn ends (``end_of_turn``): "silence" hands over after half a second of silence.
+"smart" judges every pause of 200 ms from the sound (Smart Turn) and from the transcript's last
+word (backend.audio.turn_end): finished → the turn is handed over at once, with its transcript;
+unfinished → the session keeps listening, and the next stretch of speech joins the same utterance.
+
+A barge-in whose words only ask the assistant to stop or wait ("stop", "attends", "espera")
+ends the answer and listens: it is not answered as a new question.
 """
 
 from __future__ import annotations
@@ -14,15 +22,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from backend.audio.echo import EchoGuard
 from backend.audio.pcm import SAMPLE_RATE
+from backend.audio.turn_end import TurnEndDetector, TurnVerdict
 from backend.audio.vad import VadConfig, VoiceActivityDetector
+from backend.conversation.stop_words import is_stop_request
 from backend.conversation.turns import Conversation
 
 log = logging.getLogger(__name__)
@@ -35,6 +46,7 @@ VOICE_VAD = VadConfig(min_speech_ms=160)
 # Microphone chunks: 0.1 s brings a barge-in about 200 ms sooner than 0.25 s, at ten small
 # requests a second.
 MIC_CHUNK_S = 0.1
+END_OF_TURN_MODES = ("smart", "silence")
 
 
 class VoiceEventKind(StrEnum):
@@ -42,6 +54,7 @@ class VoiceEventKind(StrEnum):
     BARGE_IN = "barge_in"
     UTTERANCE = "utterance"
     DISCARDED = "discarded"
+    STOP_REQUEST = "stop_request"  # a barge-in that only said "stop" / "wait": no new turn
 
 
 @dataclass
@@ -50,28 +63,62 @@ class VoiceEvent:
     t: float  # stream time, seconds
     audio: np.ndarray | None = None  # 16 kHz float32, for "utterance"
     detected_at: float = field(default_factory=time.perf_counter)
+    transcript: Any = None  # backend.models.asr.Transcript when the words were heard before the hand-over
+    verdict: TurnVerdict | None = None  # why the turn ended there ("smart" mode)
+    timings: dict[str, float] = field(default_factory=dict)  # wall clock of the ASR at the pause
+
+
+@dataclass
+class _Held:
+    """An utterance judged unfinished: more speech joins it, a long enough silence hands it over."""
+
+    audio: np.ndarray
+    end_t: float  # stream time the speech stopped
+    audio_end_t: float  # stream time of the utterance audio's last sample
+    verdict: TurnVerdict
+    transcript: Any = None
+
+
+def _audio_end(event) -> float:
+    """Stream time of the last sample of a speech_end event's audio (trailing silence included)."""
+    return event.decided_at if event.forced else min(event.decided_at, event.t + VOICE_VAD.trailing_ms / 1000)
 
 
 class VoiceSession:
     """One browser tab's voice conversation: the VAD, the echo guard, and the turn state."""
 
-    def __init__(self, conversation: Conversation, config: VadConfig | None = None) -> None:
+    def __init__(
+        self, conversation: Conversation, config: VadConfig | None = None, *,
+        end_of_turn: str = "silence", turn_end: TurnEndDetector | None = None,
+    ) -> None:
+        if end_of_turn not in END_OF_TURN_MODES:
+            raise ValueError(f"end_of_turn must be one of {', '.join(END_OF_TURN_MODES)}, not {end_of_turn!r}")
         self.conversation = conversation
         # The page plays streamed audio through a short buffer, so its sound reaches the
         # microphone later than on a phone call: search echoes up to 1.5 s behind what was sent.
         self.echo = EchoGuard(max_delay_ms=ECHO_MAX_DELAY_MS)
-        self.vad = VoiceActivityDetector(config or VOICE_VAD, echo_guard=self.echo)
+        config = config or VOICE_VAD
+        self.turn_end = (turn_end or TurnEndDetector()) if end_of_turn == "smart" else None
+        if self.turn_end is not None:
+            config = replace(config, end_silence_ms=self.turn_end.config.pause_ms)  # a pause, not the end
+        self.end_of_turn = end_of_turn
+        self.vad = VoiceActivityDetector(config, echo_guard=self.echo)
+        self.spoken_language: str | None = None  # the language picked in the UI ("auto": none)
+        self._held: _Held | None = None
+        self._barged = False  # the utterance in progress began as a barge-in
         self.state = OFF
         self.barge_ins = 0
         self.utterances = 0
         self._lock = threading.Lock()
         self._answering_generation: int | None = None
+        self._asr_timings: dict[str, float] = {}
 
     # -- the microphone ---------------------------------------------------------------------
     def start(self) -> None:
         with self._lock:
             self.vad.reset()
             self.echo.reset()
+            self._held, self._barged = None, False
             self.state = LISTENING
 
     def stop(self) -> None:
@@ -79,6 +126,7 @@ class VoiceSession:
             self.state = OFF
             self.vad.reset()
             self.echo.reset()
+            self._held, self._barged = None, False
 
     @property
     def active(self) -> bool:
@@ -97,16 +145,79 @@ class VoiceSession:
             if event.kind == "speech_start":
                 if self.state in (THINKING, SPEAKING):
                     self.barge_in()
+                    self._barged = True
                     out.append(VoiceEvent(VoiceEventKind.BARGE_IN, event.t))
                 else:
                     out.append(VoiceEvent(VoiceEventKind.SPEECH_START, event.t))
             elif event.kind == "speech_end" and event.audio is not None:
-                self.utterances += 1
-                self.state = THINKING
-                out.append(VoiceEvent(VoiceEventKind.UTTERANCE, event.t, audio=event.audio))
+                out += self._pause(event)
             elif event.kind == "discarded":
                 out.append(VoiceEvent(VoiceEventKind.DISCARDED, event.t))
+        held = self._held
+        if held is not None and not self.vad.in_speech and self.vad.stream_time - held.end_t >= held.verdict.wait_ms / 1000:
+            out += self._hand_over(held.audio, held.end_t, held.transcript, held.verdict)
         return out
+
+    def _pause(self, event) -> list[VoiceEvent]:
+        """The VAD heard a pause: hand the turn over, or hold it while the user may go on."""
+        audio, held = event.audio, self._held
+        if held is not None:  # the user went on after an unfinished pause: one utterance
+            gap = int(round((_audio_end(event) - len(audio) / SAMPLE_RATE - held.audio_end_t) * SAMPLE_RATE))
+            audio = np.concatenate([held.audio, np.zeros(max(gap, 0), np.float32), audio[max(-gap, 0):]])
+            self._held = None
+        if self.turn_end is None or event.forced:
+            return self._hand_over(audio, event.t)
+        transcript = None
+        try:
+            verdict, transcript = self.turn_end.judge(audio, lambda: self._transcribe(audio), self._language())
+        except Exception:  # noqa: BLE001 - a broken model file must not end voice mode: the silence rule stays
+            log.exception("end-of-turn model failed; the silence rule decides")
+            verdict = TurnVerdict(False, self.turn_end.config.silence_ms, "silence")
+        log.debug("pause at %.2f s: %s", event.t, verdict)
+        if verdict.finished:
+            return self._hand_over(audio, event.t, transcript, verdict)
+        self._held = _Held(audio, event.t, _audio_end(event), verdict, transcript)
+        return []
+
+    def _language(self) -> str | None:
+        """The language the user chose, else the one the conversation is held in so far."""
+        if self.spoken_language not in (None, "", "auto"):
+            return self.spoken_language
+        current = getattr(self.conversation, "_current_language", None)
+        return current() if callable(current) else None
+
+    def _transcribe(self, audio: np.ndarray):
+        asr = getattr(self.conversation, "asr", None)
+        if asr is None:
+            return None
+        from backend.media import AudioClip
+
+        # A language the user chose is forced: Whisper guesses badly from a second of speech.
+        chosen = self.spoken_language if self.spoken_language not in (None, "", "auto") else None
+        self._asr_timings = {"asr_start": time.time()}
+        try:
+            return asr.transcribe(AudioClip(samples=np.asarray(audio, dtype=np.float32)), chosen)
+        except Exception:  # noqa: BLE001 - the turn's own transcription reports the problem to the user
+            log.warning("transcription at a pause failed", exc_info=True)
+            return None
+        finally:
+            self._asr_timings["asr_end"] = time.time()
+
+    def _hand_over(self, audio: np.ndarray, t: float, transcript=None, verdict: TurnVerdict | None = None):
+        self._held = None
+        barged, self._barged = self._barged, False
+        if barged:
+            # Only the words tell "stop" from a question: hear them now (the turn reuses them).
+            transcript = transcript if transcript is not None else self._transcribe(audio)
+            if transcript is not None and is_stop_request(transcript.text, transcript.language, self._language()):
+                log.info("barge-in asked to stop: %r", transcript.text)
+                self.state = LISTENING
+                return [VoiceEvent(VoiceEventKind.STOP_REQUEST, t, transcript=transcript)]
+        self.utterances += 1
+        self.state = THINKING
+        timings = self._asr_timings if transcript is not None else {}
+        return [VoiceEvent(VoiceEventKind.UTTERANCE, t, audio=audio, transcript=transcript, verdict=verdict,
+                           timings=dict(timings))]
 
     def barge_in(self) -> int:
         """The user cut in: stop the answer and its voice, listen again."""

@@ -277,8 +277,13 @@ _TAG_RE = re.compile(r"<!--.*?-->|</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>", re.DOTALL
 _ENTITY_RE = re.compile(r"&(?:[A-Za-z]+|#\d+|#x[0-9A-Fa-f]+);")
 
 
+# Markdown that answers are written in: emphasis, list and heading marks (not code).
+_MARKDOWN_RE = re.compile(r"\*\*|__|^[ \t]*(?:[-*+]|\d{1,3}[.)]|#{1,6}|>)[ \t]+", re.MULTILINE)
+
+
 def _strip_markup(text: str) -> str:
-    """Drop HTML/XML tags, script and style blocks, and entities: they carry no language."""
+    """Drop Markdown marks, HTML/XML tags, script and style blocks, and entities: they carry no language."""
+    text = _MARKDOWN_RE.sub(" ", text)
     if "<" not in text and "&" not in text:
         return text
     text = _SCRIPT_STYLE_RE.sub(" ", text)

@@ -1,10 +1,15 @@
-"""Speech to text with spoken-language identification (Whisper through transformers).
+"""Speech to text with spoken-language identification (Whisper), on one of two engines.
+
+``SpeechRecognizer`` is what the rest of the app calls; ``open_recognizer`` picks the
+engine: transformers (``whisper_transformers``: hub ids and folders in the transformers
+format, the GPU default) or faster-whisper / CTranslate2 (``whisper_ctranslate2``:
+CTranslate2 folders such as the one ``tests.real_models`` assembles, int8 on CPU).
+Both run the same steps, written once here in ``WhisperRecognizer``:
 
 A recording is cut into windows of at most 30 s (Whisper's input size) at the
 quietest moment near each boundary, so long recordings are transcribed whole
 rather than cut off. The spoken language comes with its probability: the first
-decoder step after <|startoftranscript|>, softmaxed over the language tokens
-(transformers' own ``detect_language`` only gives the most likely one).
+decoder step after <|startoftranscript|>, softmaxed over the language tokens.
 Recordings without speech (silence, steady noise, a click, Whisper's
 <|nospeech|>) come back as ``Transcript(no_speech=True)`` so the caller can say
 "I did not catch that" instead of sending an empty turn to the model.
@@ -12,13 +17,15 @@ Recordings without speech (silence, steady noise, a click, Whisper's
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -29,12 +36,21 @@ from backend.media import AudioClip
 log = logging.getLogger(__name__)
 
 DEFAULT_ASR_MODEL = {"cuda": "openai/whisper-large-v3-turbo", "cpu": "openai/whisper-small"}
+# The same Whisper small, converted for CTranslate2 (faster-whisper's own name for it).
+DEFAULT_CT2_ASR_MODEL = "Systran/faster-whisper-small"
+ASR_ENGINES = ("auto", "transformers", "faster-whisper")
+TOP_LANGUAGES = 5  # language_probs kept on a Transcript
 
 WINDOW_S = 30.0
 # Where a window may end early to avoid cutting a word: the quietest spot in its last seconds.
 CUT_SEARCH_S = 5.0
 MIN_SPEECH_S = 0.3
 NO_SPEECH_THRESHOLD = 0.6
+MAX_TOKENS = 448  # Whisper's decoder context
+# Greedy decoding can loop on one token until the context is full (seen on synthetic Arabic heard as
+# Thai: 448 tokens, 11 s for 3 s of audio). People say 2-4 words a second; 25 tokens a second leaves
+# room for scripts that take several byte tokens a word.
+TOKENS_PER_SECOND = 25
 
 # Energy-based speech estimate: 30 ms frames; speech is what rises well above the
 # recording's own floor. Steady signals (hiss, hum, a tone) have no such rise.
@@ -50,8 +66,15 @@ _WHISPER_CODES = {"jv": "jw"}
 _NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "km", "yue", "bo"}
 
 
-def default_asr_model(device: str = "cpu") -> str:
-    return DEFAULT_ASR_MODEL["cuda" if str(device).startswith("cuda") else "cpu"]
+def default_asr_model(device: str = "cpu", engine: str = "transformers") -> str:
+    """The model used when none is given: per device for transformers, Whisper small for faster-whisper."""
+    if engine == "faster-whisper":
+        return DEFAULT_CT2_ASR_MODEL
+    return DEFAULT_ASR_MODEL["cuda" if _on_cuda(device) else "cpu"]
+
+
+def _on_cuda(device: str) -> bool:
+    return str(device).startswith("cuda")
 
 
 @dataclass
@@ -61,10 +84,15 @@ class Transcript:
     language_probability: float
     duration_s: float
     no_speech: bool
-    no_speech_probability: float = 0.0
+    no_speech_probability: float = 0.0  # Whisper's <|nospeech|> probability in the window the language came from
     speech_s: float = 0.0  # seconds with speech energy
     windows: int = 0  # 30 s windows run through the model
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: detect, generate, total
+    # Whisper's language head, most likely first: [(BCP 47 tag, probability)], TOP_LANGUAGES of them
+    # (also when the language was forced: what the recording itself sounded like).
+    language_probs: list[tuple[str, float]] = field(default_factory=list)
+    # Mean log-probability of the transcript's tokens (end of text included); near 0 is sure, below -1 is a guess.
+    avg_logprob: float | None = None
 
 
 # --------------------------------------------------------------------------- language codes
@@ -133,7 +161,41 @@ def split_windows(samples: np.ndarray, rate: int = 16_000, window_s: float = WIN
     return spans
 
 
-# --------------------------------------------------------------------------- recognizer
+def _no_words(text: str) -> bool:
+    """Whisper's way of hearing no words in noise: "...", "!", "♪ ♪"."""
+    return all(ch.isspace() or ch in "♪♫" or unicodedata.category(ch).startswith("P") for ch in text)
+
+
+def window_tokens(seconds: float) -> int:
+    """The most tokens a window of this length may decode to (room left for the prompt's few tokens)."""
+    return int(min(MAX_TOKENS - 8, 10 + TOKENS_PER_SECOND * seconds))
+
+
+# --------------------------------------------------------------------------- the interface
+
+
+@runtime_checkable
+class SpeechRecognizer(Protocol):
+    """What the app calls to hear a recording; ``open_recognizer`` makes one."""
+
+    model_name: str
+    engine: str  # "transformers" | "faster-whisper"
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def load(self) -> None: ...
+
+    def transcribe(self, clip: AudioClip, language: str | None = None) -> Transcript:
+        """The whole recording as text. ``language`` (BCP 47) forces it; None detects it."""
+        ...
+
+    def detect_language(self, clip: AudioClip) -> list[tuple[str, float]]:
+        """[(BCP 47 tag, probability)] over every language the model knows, most likely first."""
+        ...
+
+
+# --------------------------------------------------------------------------- shared steps
 
 
 def _looks_like_path(model: str) -> bool:
@@ -141,41 +203,72 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
 
 
-class SpeechRecognizer:
-    """Whisper (any size) from a hub id or a local folder."""
+@dataclass
+class Decoded:
+    """One window's text and the log-probabilities of the tokens that made it."""
 
-    def __init__(self, model: str, device: str = "cpu", dtype=None) -> None:
+    text: str
+    logprob_sum: float
+    tokens: int
+
+
+class WhisperRecognizer:
+    """Whisper on some engine: the engine-free steps (windows, silence gate, languages, errors).
+
+    An engine subclass loads the model (``_load``) and runs it on one window at a time:
+    ``_encode`` (samples -> encoder output), ``_first_step`` (language probabilities and
+    the no-speech probability after <|startoftranscript|>) and ``_decode`` (the text in a
+    given language)."""
+
+    engine = ""
+
+    def __init__(self, model: str, device: str = "cpu") -> None:
         self.model_name = str(model)
         self.device = device
-        self.dtype = dtype
-        self._model: Any = None  # loaded on first use
-        self._processor: Any = None
         self._lock = threading.Lock()  # one transcription at a time per loaded model
-        # Loaded once: the background load and a spoken message arriving meanwhile share it.
-        self._load_lock = threading.Lock()
-        self._lang_ids: dict[str, int] = {}
-        self._no_speech_id: int | None = None
+        self._load_lock = threading.Lock()  # a second caller waits for the first load instead of loading again
+        self._codes: list[str] = []  # Whisper language codes of the loaded model
+
+    # ------------------------------------------------------------------ engine hooks
 
     @property
     def loaded(self) -> bool:
-        return self._model is not None
+        raise NotImplementedError
+
+    def _load(self, source: str) -> None:
+        """Load the model from a folder or hub id; set ``self._codes``."""
+        raise NotImplementedError
+
+    def _inference(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def _encode(self, samples: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def _first_step(self, encoded: Any) -> tuple[list[tuple[str, float]], float]:
+        """[(Whisper code, probability)] over all languages, most likely first, and P(<|nospeech|>)."""
+        raise NotImplementedError
+
+    def _decode(self, encoded: Any, code: str, max_tokens: int) -> Decoded:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ loading
 
     def load(self) -> None:
-        if self._model is not None:
+        if self.loaded:
             return
         with self._load_lock:
-            if self._model is None:
-                self._load()
+            if self.loaded:
+                return
+            self._load(self._source())
+            log.info("speech recognition model %s loaded on %s (%s)", self.model_name, self.device, self.engine)
 
-    def _load(self) -> None:
-        import torch
-        from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
+    def _source(self) -> str:
         name = self.model_name
         local = Path(name).expanduser()
         if local.exists():
-            source = str(local)
-        elif _looks_like_path(name):
+            return str(local)
+        if _looks_like_path(name):
             raise ModelUnavailableError(
                 f"Speech recognition model folder {name!r} does not exist. "
                 "Pass a folder that holds a Whisper model with --asr-model PATH.",
@@ -183,35 +276,15 @@ class SpeechRecognizer:
                 model=name,
                 looked_in=str(local),
             )
-        else:
-            source = name
-        dtype = self.dtype
-        if dtype is None:
-            dtype = torch.float16 if str(self.device).startswith("cuda") else torch.float32
-        try:
-            processor = WhisperProcessor.from_pretrained(source)
-            model = WhisperForConditionalGeneration.from_pretrained(source, dtype=dtype)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise self._unavailable(source, exc) from exc
-        model.to(self.device).eval()
-        gen = model.generation_config
-        lang_to_id = dict(getattr(gen, "lang_to_id", None) or {})
-        if not lang_to_id:
-            raise ModelUnavailableError(
-                f"{name!r} is an English-only Whisper model; Omnilingo needs a multilingual one "
-                "(for example openai/whisper-small).",
-                key="model.asr_not_multilingual",
-                model=name,
-            )
-        self._lang_ids = {tok.strip("<|>"): int(i) for tok, i in lang_to_id.items()}
-        tokenizer = processor.tokenizer
-        for tok in ("<|nospeech|>", "<|nocaptions|>"):  # the token's name changed across releases
-            tid = tokenizer.convert_tokens_to_ids(tok)
-            if tid is not None and tid != tokenizer.unk_token_id:
-                self._no_speech_id = int(tid)
-                break
-        self._processor, self._model = processor, model
-        log.info("speech recognition model %s loaded on %s", name, self.device)
+        return name
+
+    def _not_multilingual(self) -> ModelUnavailableError:
+        return ModelUnavailableError(
+            f"{self.model_name!r} is an English-only Whisper model; Omnilingo needs a multilingual one "
+            "(for example openai/whisper-small).",
+            key="model.asr_not_multilingual",
+            model=self.model_name,
+        )
 
     def _unavailable(self, source: str, exc: Exception) -> ModelUnavailableError:
         if Path(source).exists():
@@ -239,65 +312,43 @@ class SpeechRecognizer:
             looked_in=cache,
         )
 
+    # ------------------------------------------------------------------ languages
+
+    def _forced_code(self, language: str | None) -> str | None:
+        if not language:
+            return None
+        code = bcp47_to_whisper(language, set(self._codes) or None)
+        if code is None:
+            log.info("Whisper has no %r; detecting the spoken language instead", language)
+        return code
+
     # ------------------------------------------------------------------ inference
-
-    def _features(self, samples: np.ndarray):
-        import torch
-
-        feats = self._processor.feature_extractor(
-            samples, sampling_rate=16_000, return_tensors="pt"
-        ).input_features
-        return feats.to(self.device, dtype=next(self._model.parameters()).dtype) if isinstance(feats, torch.Tensor) else feats
-
-    def _first_step(self, encoder_outputs) -> tuple[list[tuple[str, float]], float]:
-        """Language probabilities and the no-speech probability from the first decoder step."""
-        import torch
-
-        sot = self._model.generation_config.decoder_start_token_id
-        decoder_ids = torch.tensor([[sot]], device=self.device)
-        logits = self._model(encoder_outputs=encoder_outputs, decoder_input_ids=decoder_ids).logits[0, -1].float()
-        codes = list(self._lang_ids)
-        ids = torch.tensor([self._lang_ids[c] for c in codes], device=logits.device)
-        probs = torch.softmax(logits[ids], dim=-1).cpu().numpy()
-        order = np.argsort(-probs)
-        ranked = [(codes[i], float(probs[i])) for i in order]
-        no_speech = 0.0
-        if self._no_speech_id is not None and self._no_speech_id < logits.shape[-1]:
-            no_speech = float(torch.softmax(logits, dim=-1)[self._no_speech_id])
-        return ranked, no_speech
-
-    def detect_language(self, clip: AudioClip) -> list[tuple[str, float]]:
-        """[(BCP 47 tag, probability)] over every language Whisper knows, most likely first."""
-        import torch
-
-        self.load()
-        spans = split_windows(clip.samples, clip.sample_rate)
-        start, end = self._speechiest(clip.samples, spans)
-        with self._lock, torch.inference_mode():
-            enc = self._model.get_encoder()(self._features(clip.samples[start:end]))
-            ranked, _ = self._first_step(enc)
-        return [(normalize_tag(code), p) for code, p in ranked]
 
     @staticmethod
     def _speechiest(samples: np.ndarray, spans: list[tuple[int, int]]) -> tuple[int, int]:
         return max(spans, key=lambda s: speech_seconds(samples[s[0]:s[1]]))
 
-    def transcribe(self, clip: AudioClip, language: str | None = None) -> Transcript:
-        """Text of the whole recording, its language, or no_speech=True when nothing was said."""
-        import torch
+    def detect_language(self, clip: AudioClip) -> list[tuple[str, float]]:
+        """[(BCP 47 tag, probability)] over every language Whisper knows, most likely first."""
+        self.load()
+        spans = split_windows(clip.samples, clip.sample_rate)
+        start, end = self._speechiest(clip.samples, spans)
+        with self._lock, self._inference():
+            ranked, _ = self._first_step(self._encode(clip.samples[start:end]))
+        return [(normalize_tag(code), p) for code, p in ranked]
 
+    def transcribe(self, clip: AudioClip, language: str | None = None) -> Transcript:
+        """Text of the whole recording, its language, or no_speech=True when nothing was said.
+
+        ``language`` (BCP 47) is used as given when Whisper knows it; otherwise it is detected."""
         t0 = time.perf_counter()
         samples = clip.samples
         if clip.sample_rate != 16_000:
             raise UserFacingError("Recordings must be decoded with backend.media first.", key="asr.bad_rate")
         duration = clip.duration_s
-        forced = None
-        if language:
-            forced = bcp47_to_whisper(language, set(self._lang_ids) or None)
-            if forced is None:
-                log.info("Whisper has no %r; detecting the spoken language instead", language)
         speech = speech_seconds(samples, clip.sample_rate)
         if speech < MIN_SPEECH_S:
+            forced = self._forced_code(language)
             return Transcript(
                 text="", language=normalize_tag(forced) if forced else "und", language_probability=0.0,
                 duration_s=duration, no_speech=True, speech_s=speech,
@@ -305,37 +356,35 @@ class SpeechRecognizer:
             )
 
         self.load()
+        forced = self._forced_code(language)
         spans = [s for s in split_windows(samples, clip.sample_rate) if speech_seconds(samples[s[0]:s[1]]) > 0]
         if not spans:  # speech spread thinly over windows: transcribe the whole in one pass each
             spans = split_windows(samples, clip.sample_rate)
         detect_span = self._speechiest(samples, spans)
-        timings = {"detect": 0.0, "generate": 0.0}
-        texts: list[str] = []
-        lang_code, lang_prob, no_speech_prob = forced, 1.0 if forced else 0.0, 0.0
+        timings = {"encode": 0.0, "detect": 0.0, "generate": 0.0}
         try:
-            with self._lock, torch.inference_mode():
-                encoded = []
-                for span in spans:
-                    enc = self._model.get_encoder()(self._features(samples[span[0]:span[1]]))
-                    encoded.append(enc)
-                    if span == detect_span:
-                        t = time.perf_counter()
-                        ranked, no_speech_prob = self._first_step(enc)
-                        timings["detect"] += time.perf_counter() - t
-                        if forced is None:
-                            lang_code, lang_prob = ranked[0]
-                        else:
-                            lang_prob = dict(ranked).get(forced, 0.0)
-                if no_speech_prob > NO_SPEECH_THRESHOLD and len(spans) == 1:
-                    return Transcript(
-                        text="", language=normalize_tag(lang_code), language_probability=lang_prob,
-                        duration_s=duration, no_speech=True, no_speech_probability=no_speech_prob,
-                        speech_s=speech, windows=1, timings={**timings, "total": time.perf_counter() - t0},
-                    )
+            with self._lock, self._inference():
                 t = time.perf_counter()
-                for enc in encoded:
-                    ids = self._model.generate(encoder_outputs=enc, language=lang_code, task="transcribe")
-                    texts.append(self._processor.batch_decode(ids, skip_special_tokens=True)[0].strip())
+                encoded = {span: self._encode(samples[span[0]:span[1]]) for span in spans}
+                timings["encode"] = time.perf_counter() - t
+                t = time.perf_counter()
+                ranked, no_speech_prob = self._first_step(encoded[detect_span])
+                timings["detect"] = time.perf_counter() - t
+                lang_code, lang_prob = (forced, dict(ranked).get(forced, 0.0)) if forced else ranked[0]
+                heard = Transcript(
+                    text="", language=normalize_tag(lang_code), language_probability=float(lang_prob),
+                    duration_s=duration, no_speech=True, no_speech_probability=no_speech_prob, speech_s=speech,
+                    windows=len(spans), timings=timings,
+                    language_probs=[(normalize_tag(c), float(p)) for c, p in ranked[:TOP_LANGUAGES]],
+                )
+                if no_speech_prob > NO_SPEECH_THRESHOLD and len(spans) == 1:
+                    timings["total"] = time.perf_counter() - t0
+                    return heard
+                t = time.perf_counter()
+                decoded = [
+                    self._decode(encoded[span], lang_code, window_tokens((span[1] - span[0]) / clip.sample_rate))
+                    for span in spans
+                ]
                 timings["generate"] = time.perf_counter() - t
         except UserFacingError:
             raise
@@ -346,19 +395,66 @@ class SpeechRecognizer:
                 key="asr.failed",
                 error=type(exc).__name__,
             ) from exc
+        texts = [d.text.strip() for d in decoded]
         if lang_code in _NO_SPACE_LANGUAGES:
-            text = "".join(texts).strip()
+            heard.text = "".join(texts).strip()
         else:
-            text = " ".join(" ".join(texts).split())
+            heard.text = " ".join(" ".join(texts).split())
+        if _no_words(heard.text):
+            heard.text = ""
+        heard.no_speech = not heard.text
+        tokens = sum(d.tokens for d in decoded)
+        heard.avg_logprob = sum(d.logprob_sum for d in decoded) / tokens if tokens else None
         timings["total"] = time.perf_counter() - t0
-        return Transcript(
-            text=text,
-            language=normalize_tag(lang_code),
-            language_probability=float(lang_prob),
-            duration_s=duration,
-            no_speech=not text,
-            no_speech_probability=no_speech_prob,
-            speech_s=speech,
-            windows=len(spans),
-            timings=timings,
+        return heard
+
+
+# --------------------------------------------------------------------------- choosing an engine
+
+
+def _looks_like_ctranslate2_id(model: str) -> bool:
+    """faster-whisper's own size names ("small", "large-v3") and hub repos of converted models."""
+    name = model.lower()
+    if "/" not in name:
+        return True  # a bare name is a size: transformers needs "openai/whisper-small"
+    return any(mark in name for mark in ("faster-whisper", "ctranslate2", "ct2"))
+
+
+def choose_asr_engine(model: str | None, device: str = "cpu", engine: str = "auto") -> str:
+    """"transformers" or "faster-whisper" for this model and device; ``engine`` other than auto wins.
+
+    auto: a CTranslate2 folder (it has model.bin) or hub id can only be read by faster-whisper, a
+    transformers folder or hub id only by transformers. With no model given, faster-whisper (int8)
+    on CPU and transformers on a GPU."""
+    if engine not in ASR_ENGINES:
+        raise UserFacingError(
+            f"Unknown speech recognition engine {engine!r}; use one of {', '.join(ASR_ENGINES)}.",
+            key="settings.asr_engine",
+            engine=engine,
         )
+    if engine != "auto":
+        return engine
+    if model:
+        folder = Path(model).expanduser()
+        if folder.is_dir():
+            return "faster-whisper" if (folder / "model.bin").is_file() else "transformers"
+        if not _looks_like_path(model):
+            return "faster-whisper" if _looks_like_ctranslate2_id(model) else "transformers"
+        return "transformers"  # a folder that is not there: transformers' loader says so
+    # CPU: faster-whisper int8 ran Whisper base on the corpus recordings in 9.8 s a clip against 20.1 s
+    # for transformers float32 (13.3 s for faster-whisper float32), same word error rate (10 %) and the
+    # same spoken languages (6/6): python -m bench.speech, asr_engines in bench/results/speech.json.
+    return "transformers" if _on_cuda(device) else "faster-whisper"
+
+
+def open_recognizer(model: str | None = None, engine: str = "auto", device: str = "cpu") -> SpeechRecognizer:
+    """A recognizer (not loaded yet) for ``model`` (hub id or folder; None = the default) on ``engine``."""
+    chosen = choose_asr_engine(model, device, engine)
+    name = model or default_asr_model(device, chosen)
+    if chosen == "faster-whisper":
+        from backend.models.whisper_ctranslate2 import CTranslate2Whisper
+
+        return CTranslate2Whisper(name, device=device)
+    from backend.models.whisper_transformers import TransformersWhisper
+
+    return TransformersWhisper(name, device=device)

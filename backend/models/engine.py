@@ -1,8 +1,10 @@
-"""The omni model: load it, build its prompt, stream its answer, stop it.
+"""The chat model: load it, build its prompt, stream its answer, stop it.
 
 One engine interface, two kinds behind it: ``LocalEngine`` runs a model with
 transformers (4-bit nf4 through bitsandbytes on CUDA, fp32/bf16 on CPU) and
 ``backend.models.remote.RemoteEngine`` talks to an OpenAI-compatible server.
+``LocalEngine`` runs omni models (text, pictures, sound) and text-only chat models,
+including a single GGUF file; the config decides which.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ SKIP_MODULES = {
 # Families whose processor takes audio next to images and text (Gemma 4 E2B/E4B, Qwen2.5-Omni).
 AUDIO_FAMILIES = {"gemma4", "qwen2_5_omni", "qwen2_5_omni_thinker"}
 MAX_NATIVE_AUDIO_S = 30.0
+GGUF_SUFFIX = ".gguf"
 
 
 @dataclass
@@ -171,6 +174,39 @@ def _is_network_failure(err: BaseException) -> bool:
     return False
 
 
+def locate_weights(model: str) -> tuple[str, str | None]:
+    """(what from_pretrained reads, the GGUF file name in it or None).
+
+    ``--model`` may name a hub id, a folder with config.json, a .gguf file, or a folder
+    holding exactly one .gguf file (and no config.json)."""
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix.lower() == GGUF_SUFFIX:
+        return str(path.parent), path.name
+    if path.is_dir() and not (path / "config.json").exists():
+        found = sorted(p.name for p in path.iterdir() if p.suffix.lower() == GGUF_SUFFIX and p.is_file())
+        if len(found) == 1:
+            return str(path), found[0]
+        if len(found) > 1:
+            raise ModelUnavailableError(
+                f"The folder {path} holds several GGUF files ({', '.join(found)}): pass the one to use, "
+                f"as --model {path / found[0]}.",
+                key="model.several_gguf", model=model, files=", ".join(found),
+            )
+    return model, None
+
+
+def model_kind(config: Any) -> str:
+    """"multimodal" (text, pictures, maybe sound) or "text", from the config's type alone (no remote code)."""
+    from transformers.models.auto import modeling_auto
+
+    family = model_family(config)
+    if family in modeling_auto.MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES:
+        return "multimodal"
+    if family in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "text"
+    raise ValueError(f"{family} is neither a chat model nor a multimodal model transformers knows")
+
+
 def _missing_weights_message(model: str, err: Exception) -> ModelUnavailableError:
     from huggingface_hub import constants
 
@@ -204,7 +240,8 @@ def device_lock(device: str) -> threading.Lock:
 
 
 class LocalEngine:
-    """An omni vision-language model run in-process with transformers."""
+    """A chat model run in-process with transformers: an omni model (through its processor) or a
+    text-only model (through its tokenizer), chosen from the model's config."""
 
     # One generate() at a time per device (see device_lock).
     concurrency = 1
@@ -226,8 +263,10 @@ class LocalEngine:
         self.trust_remote_code = trust_remote_code
         self.max_context_tokens = max_context_tokens
         self.family = "unknown"
+        self.kind = "multimodal"  # or "text": the model reads text only
+        self.gguf_file: str | None = None
         self.model: Any = None  # loaded by load()
-        self.processor: Any = None
+        self.processor: Any = None  # an omni model's processor, or a text model's tokenizer
         self.load_seconds: float | None = None
         self.accepts_images = True
         self.accepts_audio = False
@@ -254,13 +293,24 @@ class LocalEngine:
         started = time.perf_counter()
         try:
             import torch
-            from transformers import AutoConfig, AutoModelForMultimodalLM, AutoProcessor
+            from transformers import (
+                AutoConfig,
+                AutoModelForCausalLM,
+                AutoModelForMultimodalLM,
+                AutoProcessor,
+                AutoTokenizer,
+            )
 
-            self._download(report)
+            source, self.gguf_file = locate_weights(self.model_id)
+            if self.gguf_file is None:
+                self._download(report)
             report(f"Reading the configuration of {self.model_id}…")
-            config = AutoConfig.from_pretrained(self.model_id, trust_remote_code=self.trust_remote_code)
+            # gguf_file is only passed when there is one: a plain folder must not get the keyword.
+            files = {"gguf_file": self.gguf_file} if self.gguf_file else {}
+            config = AutoConfig.from_pretrained(source, trust_remote_code=self.trust_remote_code, **files)
             self.family = model_family(config)
-            kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
+            self.kind = model_kind(config)
+            kwargs: dict[str, Any] = {"trust_remote_code": self.trust_remote_code, **files}
             if self.family == "qwen2_5_omni":
                 # Text out only: the talker and vocoder would cost memory for nothing.
                 kwargs["enable_audio_output"] = False
@@ -272,8 +322,13 @@ class LocalEngine:
                 kwargs["dtype"] = self._plain_dtype(config)
                 kwargs["device_map"] = self.device
             report(f"Loading {self.model_id} ({self.describe_precision(kwargs)}) on {self.device}…")
-            self.processor = AutoProcessor.from_pretrained(self.model_id, trust_remote_code=self.trust_remote_code)
-            model = AutoModelForMultimodalLM.from_pretrained(self.model_id, **kwargs)
+            if self.kind == "text":
+                self.processor = AutoTokenizer.from_pretrained(
+                    source, trust_remote_code=self.trust_remote_code, **files)
+                model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            else:
+                self.processor = AutoProcessor.from_pretrained(source, trust_remote_code=self.trust_remote_code)
+                model = AutoModelForMultimodalLM.from_pretrained(source, **kwargs)
         except ModelUnavailableError:
             raise
         except ImportError:
@@ -290,8 +345,11 @@ class LocalEngine:
         model.eval()
         self.model = model
         self._generator = getattr(model, "thinker", model) if self.family == "qwen2_5_omni" else model
-        self.accepts_audio = self.family in AUDIO_FAMILIES and hasattr(self.processor, "feature_extractor")
-        self.accepts_images = hasattr(self.processor, "image_processor")
+        if self.kind == "text":
+            self.accepts_images = self.accepts_audio = False
+        else:
+            self.accepts_audio = self.family in AUDIO_FAMILIES and hasattr(self.processor, "feature_extractor")
+            self.accepts_images = hasattr(self.processor, "image_processor")
         if self.max_context_tokens is None:
             text_config = getattr(config, "text_config", None) or getattr(config, "thinker_config", config)
             text_config = getattr(text_config, "text_config", text_config)
@@ -339,7 +397,7 @@ class LocalEngine:
             if self.device.startswith("cuda"):
                 name = "bfloat16"
             else:
-                name = choose_cpu_dtype(_estimate_params(config))
+                name = choose_cpu_dtype(_estimate_params(config, self.kind))
         return getattr(torch, name)
 
     def describe_precision(self, kwargs: dict[str, Any] | None = None) -> str:
@@ -362,8 +420,15 @@ class LocalEngine:
         except Exception:  # nothing to free on a broken (or half-imported) CUDA setup
             log.debug("could not empty the CUDA cache", exc_info=True)
 
+    @property
+    def tokenizer(self):
+        return self.processor if self.kind == "text" else self.processor.tokenizer
+
     # -- prompting ---------------------------------------------------------------
     def _chat(self, messages: list[PromptMessage]) -> tuple[list[dict], list[Any], list[np.ndarray]]:
+        if self.kind == "text":
+            # Text models' chat templates read each message's content as one string.
+            return [{"role": m.role, "content": m.text} for m in messages if m.text], [], []
         chat: list[dict] = []
         images: list[Any] = []
         audio: list[np.ndarray] = []
@@ -384,6 +449,9 @@ class LocalEngine:
     def encode(self, messages: list[PromptMessage]):
         chat, images, audio = self._chat(messages)
         prompt = self.processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        if self.kind == "text":
+            # The template already holds the special tokens: adding them again would double the BOS.
+            return self.processor(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
         kwargs: dict[str, Any] = {"text": prompt, "return_tensors": "pt"}
         if images:
             kwargs["images"] = images
@@ -440,7 +508,7 @@ class LocalEngine:
             messages, stats.truncated_history = self.fit_to_context(messages, max_new_tokens)
             inputs = self.encode(messages)
             stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
-            tokenizer = self.processor.tokenizer
+            tokenizer = self.tokenizer
 
             def generate(emit: Callable[[str], None], stopping: Callable[[], bool]) -> None:
                 streamer = _counting_streamer(tokenizer, stats, started, emit, skip_prompt=True,
@@ -524,14 +592,15 @@ def _generation_error(err: BaseException) -> GenerationError:
     return GenerationError("The model failed while answering. Please try again.", key="error.generation")
 
 
-def _estimate_params(config: Any) -> int:
+def _estimate_params(config: Any, kind: str = "multimodal") -> int:
     """Parameter count from a config without building the model (meta device)."""
     try:
         from accelerate import init_empty_weights
-        from transformers import AutoModelForMultimodalLM
+        from transformers import AutoModelForCausalLM, AutoModelForMultimodalLM
 
+        auto = AutoModelForCausalLM if kind == "text" else AutoModelForMultimodalLM
         with init_empty_weights():
-            model = AutoModelForMultimodalLM.from_config(config)
+            model = auto.from_config(config)
         return sum(p.numel() for p in model.parameters())
     except Exception:  # unknown architecture: assume the CPU default's size
         return 5_100_000_000

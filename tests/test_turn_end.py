@@ -1,0 +1,261 @@
+"""End of a voice turn: Smart Turn on real speech, the last word, and "stop" said over an answer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from backend.audio.turn_end import (
+    SMART_TURN_PATH,
+    SmartTurn,
+    TurnEndConfig,
+    TurnEndDetector,
+    TurnModelError,
+    ends_mid_phrase,
+    smart_turn,
+)
+from backend.conversation.stop_words import is_stop_request, stop_languages
+from backend.conversation.turns import Conversation
+from backend.conversation.voice import LISTENING, VoiceSession
+from backend.models.asr import Transcript
+
+TURNS = Path(__file__).parent / "fixtures" / "turns"
+CHUNK_S = 0.1
+MIC_RATE = 48000
+
+
+def _clip(name: str) -> np.ndarray:
+    audio, rate = sf.read(TURNS / name, dtype="float32")
+    assert rate == 16000
+    return audio
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(16000 * seconds), np.float32)
+
+
+class ScriptedASR:
+    """Speech recognition that hears whatever the test says was said, in order."""
+
+    def __init__(self, *texts: str, language: str = "en") -> None:
+        self.texts = list(texts)
+        self.language = language
+        self.calls = 0
+        self.forced: list[str | None] = []
+
+    def transcribe(self, clip, language=None) -> Transcript:
+        self.calls += 1
+        self.forced.append(language)
+        text = self.texts.pop(0) if len(self.texts) > 1 else self.texts[0]
+        return Transcript(text=text, language=self.language, language_probability=0.99,
+                          duration_s=clip.duration_s, no_speech=False)
+
+
+def _feed(voice: VoiceSession, samples: np.ndarray) -> list[tuple[float, object]]:
+    """Play 16 kHz audio into the session as the browser sends it; (stream time after the chunk, event) pairs."""
+    import soxr
+
+    pcm = (np.clip(soxr.resample(samples, 16000, MIC_RATE), -1, 1) * 32767).astype(np.int16)
+    step = int(MIC_RATE * CHUNK_S)
+    out = []
+    for k, i in enumerate(range(0, len(pcm), step)):
+        for event in voice.hear(pcm[i:i + step], MIC_RATE):
+            out.append(((k + 1) * CHUNK_S, event))
+    return out
+
+
+def _voice(tmp_path, asr) -> VoiceSession:
+    voice = VoiceSession(Conversation(engine=None, session_dir=tmp_path / "s", asr=asr), end_of_turn="smart")
+    voice.start()
+    return voice
+
+
+# -- the model -------------------------------------------------------------------------------------
+
+def test_smart_turn_tells_a_finished_question_from_speech_cut_inside_a_sentence():
+    model = smart_turn()
+    pause = _silence(0.2)  # the VAD hands the utterance over with 200 ms of the pause after it
+    finished = model.probability(np.concatenate([_clip("en_finished_wealth_tax.wav"), pause]))
+    cut_en = model.probability(np.concatenate([_clip("en_cut_and_the_answer_that.wav"), pause]))
+    cut_de = model.probability(np.concatenate([_clip("de_cut_und_das.wav"), pause]))
+    assert finished > 0.8, finished
+    assert cut_en < 0.2 and cut_de < 0.2, (cut_en, cut_de)
+
+
+def test_a_model_file_that_is_not_the_checked_one_is_refused(tmp_path):
+    with pytest.raises(TurnModelError, match="not found"):
+        SmartTurn(tmp_path / "missing.onnx")
+    changed = tmp_path / "model.onnx"
+    shutil.copyfile(SMART_TURN_PATH, changed)
+    with changed.open("r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 0xFF]))
+    with pytest.raises(TurnModelError, match="sha256"):
+        SmartTurn(changed)
+
+
+# -- the words -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "language", "unfinished"), [
+    ("I'd like to know more about the", "en", True),
+    ("I'd like to know more about the.", "en", True),  # Whisper's full stop after a cut-off article
+    ("I was going to ask you and", "en", True),
+    ("So the answer is, well", "en", True),  # no closing punctuation
+    ("Let me think…", "en", True),
+    ("What is this?", "en", False),  # "this", "it", "me" end sentences: not in the list
+    ("Can you help me?", "en", False),
+    ("I'd like to know the time.", "en", False),
+    ("Ich möchte wissen, was der Preis für die", "de", True),
+    ("Wie spät ist es?", "de", False),
+    ("Je voudrais savoir le prix du", "fr", True),
+    ("Quiero saber el precio de la", "es", True),
+    ("¿Qué hora es?", "es", False),
+])
+def test_an_utterance_ending_mid_phrase_is_unfinished(text, language, unfinished):
+    assert ends_mid_phrase(text, language) is unfinished
+
+
+def test_no_word_list_means_no_verdict_from_words():
+    assert ends_mid_phrase("Habari ya asubuhi na", "sw") is None
+
+
+def test_a_language_neither_signal_covers_falls_back_to_the_silence_rule():
+    detector = TurnEndDetector(TurnEndConfig(silence_ms=500))
+    verdict, transcript = detector.judge(_clip("en_finished_wealth_tax.wav"), lambda: None, language="sw")
+    assert (verdict.finished, verdict.wait_ms, verdict.reason) == (False, 500, "silence") and transcript is None
+
+
+# -- the voice session -----------------------------------------------------------------------------
+
+def test_a_finished_question_is_handed_over_at_the_first_short_pause(tmp_path):
+    asr = ScriptedASR("Who's going to implement a 4 % global wealth tax?")
+    voice = _voice(tmp_path, asr)
+    speech = _clip("en_finished_wealth_tax.wav")
+    events = _feed(voice, np.concatenate([_silence(0.5), speech, _silence(3.0)]))
+    handed = [(t, e) for t, e in events if e.kind == "utterance"]
+    assert len(handed) == 1
+    t, event = handed[0]
+    # the fixed rule waited 0.5 s of silence; a 200 ms pause and one chunk are enough now
+    assert t - (0.5 + len(speech) / 16000) < 0.5
+    assert event.transcript.text.endswith("tax?") and event.verdict.finished  # the words come with the turn
+    assert asr.calls == 1
+
+
+def test_a_transcript_ending_in_an_article_keeps_the_turn_open(tmp_path):
+    # The voice sounds finished, but the words stop at "the": wait for the rest.
+    asr = ScriptedASR("Who's going to implement the")
+    voice = _voice(tmp_path, asr)
+    speech = _clip("en_finished_wealth_tax.wav")
+    end = 0.5 + len(speech) / 16000
+    events = _feed(voice, np.concatenate([_silence(0.5), speech, _silence(1.5)]))
+    assert not [e for _, e in events if e.kind == "utterance"]
+    # Nobody goes on: after the longer limit the turn is handed over all the same.
+    more = _feed(voice, _silence(2.0))
+    handed = [(t, e) for t, e in more if e.kind == "utterance"]
+    assert len(handed) == 1 and handed[0][1].verdict.reason == "words"
+    waited = voice.vad.stream_time - (2.0 - handed[0][0]) - end
+    assert voice.turn_end.config.unfinished_wait_ms / 1000 <= waited < 3.5
+    assert len(handed[0][1].audio) >= len(speech)
+
+
+def test_speech_after_an_unfinished_pause_joins_the_same_turn(tmp_path):
+    asr = ScriptedASR("And the answer that comes back is, who is going to implement a tax?")
+    voice = _voice(tmp_path, asr)
+    first, second = _clip("en_cut_and_the_answer_that.wav"), _clip("en_finished_wealth_tax.wav")
+    events = _feed(voice, np.concatenate([_silence(0.5), first, _silence(0.9), second, _silence(2.0)]))
+    handed = [e for _, e in events if e.kind == "utterance"]
+    assert len(handed) == 1, [e.kind for _, e in events]
+    assert len(handed[0].audio) / 16000 >= len(first) / 16000 + 0.9 + len(second) / 16000 - 0.1
+    assert voice.utterances == 1
+    assert asr.calls == 1  # the first pause sounded unfinished: no need to hear its words
+
+
+def test_the_language_picked_in_the_page_is_the_one_heard_at_a_pause(tmp_path):
+    # "zum" ends a German phrase; in English it would be a word like any other.
+    asr = ScriptedASR("Wir gehen heute zum", language="en")
+    voice = _voice(tmp_path, asr)
+    voice.spoken_language = "de"
+    events = _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"), _silence(1.5)]))
+    assert asr.forced == ["de"] and not [e for _, e in events if e.kind == "utterance"]
+    voice.spoken_language = "auto"
+    assert voice._language() in (None, "und")  # nothing said yet: no language
+
+
+# -- "stop" means stop -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("Wait, stop.", "en"), ("Stop! Stop!", "en"), ("Hold on, please.", "en"), ("Arrête, attends !", "fr"),
+    ("¡Espera, para!", "es"), ("Halt, warte bitte.", "de"), ("Aspetta un attimo.", "it"), ("Pare, por favor.", "pt"),
+    ("Wacht even.", "nl"), ("Стоп, подожди.", "ru"), ("停一下", "zh"), ("ちょっと待って。", "ja"), ("잠깐만요", "ko"),
+])
+def test_stop_and_wait_in_many_languages(text, language):
+    assert is_stop_request(text, language)
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("Wait, what is the capital of Peru?", "en"),
+    ("No.", "en"),  # may answer something the assistant asked
+    ("Okay.", "en"),
+    ("Arrête de parler de la météo et parle-moi de Paris.", "fr"),
+    ("", "en"),
+])
+def test_a_question_or_a_bare_answer_is_no_stop_request(text, language):
+    assert not is_stop_request(text, language)
+
+
+def test_every_language_with_a_stop_list_stops_on_its_first_phrase():
+    import json
+
+    from backend.conversation.stop_words import PHRASES_PATH
+
+    data = json.loads(PHRASES_PATH.read_text(encoding="utf-8"))["languages"]
+    assert set(data) == stop_languages()
+    for language, entry in data.items():
+        assert is_stop_request(entry["stop"][0], language), language
+
+
+@pytest.mark.parametrize("end_of_turn", ["smart", "silence"])
+def test_stop_said_over_an_answer_ends_it_and_listens(tmp_path, end_of_turn):
+    asr = ScriptedASR("Wait, stop.")
+    conversation = Conversation(engine=None, session_dir=tmp_path / "s", asr=asr)
+    voice = VoiceSession(conversation, end_of_turn=end_of_turn)
+    voice.start()
+    voice.answering(conversation.generation)  # an answer is under way
+    before = conversation.generation
+    events = [e for _, e in _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"),
+                                                           _silence(3.0)]))]
+    kinds = [e.kind for e in events]
+    assert "barge_in" in kinds and "stop_request" in kinds and "utterance" not in kinds
+    assert conversation.generation > before and voice.utterances == 0 and voice.state == LISTENING
+
+
+def test_a_question_said_over_an_answer_is_still_a_new_turn(tmp_path):
+    asr = ScriptedASR("Wait, what is the capital of Peru?")
+    conversation = Conversation(engine=None, session_dir=tmp_path / "s", asr=asr)
+    voice = VoiceSession(conversation, end_of_turn="silence")
+    voice.start()
+    voice.answering(conversation.generation)
+    kinds = [e.kind for _, e in _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"),
+                                                               _silence(1.5)]))]
+    assert "barge_in" in kinds and "utterance" in kinds and "stop_request" not in kinds
+
+
+def test_an_unknown_end_of_turn_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="smart, silence"):
+        VoiceSession(Conversation(engine=None, session_dir=tmp_path / "s"), end_of_turn="fast")
+
+
+def test_the_words_heard_at_the_pause_are_not_heard_twice(tmp_path):
+    asr = ScriptedASR("something else")
+    conversation = Conversation(engine=None, session_dir=tmp_path / "s", asr=asr)
+    turn = conversation.add(conversation.prepare("", [str(TURNS / "en_finished_wealth_tax.wav")]))
+    heard = Transcript(text="Who's going to implement a 4 % global wealth tax?", language="en",
+                       language_probability=0.98, duration_s=3.3, no_speech=False)
+    assert conversation.hear(turn, heard)
+    assert turn.transcript == heard.text and turn.language.tag == "en" and asr.calls == 0
