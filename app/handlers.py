@@ -12,6 +12,7 @@ import logging
 import time
 
 import gradio as gr
+import numpy as np
 
 from app import render
 from app.i18n import I18N, locale_from_request, translate, translate_error
@@ -26,6 +27,21 @@ log = logging.getLogger(__name__)
 
 # Re-render the chat at most this often while streaming: smooth, without flooding the socket.
 STREAM_INTERVAL_S = 0.04
+# Gradio's streamed audio output hands a chunk to one ffmpeg AAC encoder and sends only the frames
+# already encoded when the chunk's call returns (its first call: a few dozen milliseconds of a
+# sentence); the rest goes out with the next chunk, a whole sentence later. An empty chunk on the
+# following re-renders sends it on at once (measured: 0.05-0.09 s of a 2 s sentence sent at first,
+# the other 1.9 s with an empty chunk 40 ms later).
+AUDIO_PUMP_S = 2.0
+
+
+def empty_wav(sample_rate: int) -> bytes:
+    """A WAV of no samples at ``sample_rate``: it adds nothing to the stream but collects what is encoded."""
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(0, dtype=np.float32), sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
 
 
 def session_id_of(request: gr.Request | None) -> str:
@@ -136,6 +152,8 @@ class ChatController:
             voice.answering(turn.generation)
             speak_it = bool(speak_value) or voice.active
             last = 0.0
+            pump: bytes | None = None  # an empty chunk at the stream's rate, while the last audio may be held
+            pump_until = 0.0
             while turn is not None:
                 for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
                     if event.kind == "audio" and event.chunk is not None:
@@ -143,13 +161,15 @@ class ChatController:
                         voice.played(audio.samples, audio.sample_rate)
                         first.mark("first_audio_out")
                         yield self.view(conversation, request), busy, event.chunk.wav_bytes()
+                        pump, pump_until = empty_wav(audio.sample_rate), time.monotonic() + AUDIO_PUMP_S
                         continue
                     now = time.monotonic()
                     if now - last >= STREAM_INTERVAL_S:
                         last = now
                         if turn.answer:
                             first.mark("first_text_out")
-                        yield self.view(conversation, request), busy, gr.skip()
+                        held = pump if pump is not None and now < pump_until else gr.skip()
+                        yield self.view(conversation, request), busy, held
                 # The answer drifted to another language: ask once more, firmly, when the user wants it.
                 turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
         except UserFacingError as err:
@@ -172,9 +192,10 @@ class ChatController:
         voice = self.runtime.voice_session(session_id_of(request))
         if voice.active:
             voice.stop()
-            return gr.Button(value=I18N("voice.start")), gr.Audio(visible=False), voice_status(voice)
+            return gr.Button(value=I18N("voice.start")), gr.Audio(visible=False), voice_status(voice), gr.skip()
         voice.start()
-        return gr.Button(value=I18N("voice.stop")), gr.Audio(visible=True), voice_status(voice)
+        # Voice mode answers aloud: the box shows it.
+        return gr.Button(value=I18N("voice.stop")), gr.Audio(visible=True), voice_status(voice), True
 
     def on_mic(self, chunk, language_value: str, request: gr.Request):
         """Each microphone chunk (MIC_CHUNK_S of audio): VAD, barge-in, and the end of an utterance."""
@@ -190,13 +211,17 @@ class ChatController:
             for event in events:
                 if event.kind == "barge_in":
                     barged = voice.barge_ins
-                    log.info("barge-in timings %s", json.dumps({"mic_chunk_in": arrived, "barge_in": time.time()}))
+                    log.info("barge-in timings %s", json.dumps(
+                        {"onset_heard": voice.heard_at(event.t), "mic_chunk_in": arrived, "barge_in": judged}))
                 elif event.kind == "utterance" and event.audio is not None:
                     conversation = self.runtime.sessions.get(session_id)
                     path = voice.save_utterance(event.audio, conversation.session_dir)
                     try:
                         turn = conversation.add(conversation.prepare("", [str(path)], language_value))
                         turn.timings.update(event.timings, mic_chunk_in=arrived, turn_judged=judged)
+                        heard = voice.heard_at(event.t)
+                        if heard is not None:
+                            turn.timings["speech_end_heard"] = heard
                         if event.transcript is not None and event.transcript.text.strip():
                             conversation.hear(turn, event.transcript)  # heard at the pause already
                         turn.mark("turn_added")

@@ -47,7 +47,7 @@ from tests import browser_helpers as bh  # noqa: E402
 from tests.support import CORPUS, free_port  # noqa: E402
 
 # Taps the microphone stream the page records from, and timestamps the answer's bubble and player.
-PAGE_PROBE_JS = """
+PAGE_PROBE_JS = r"""
 (() => {
   const now = () => performance.timeOrigin + performance.now();
   window.__tap = [];
@@ -72,6 +72,15 @@ PAGE_PROBE_JS = """
     }
     return stream;
   };
+  window.__marks.fetches = [];  // the answer stream's playlist and segments, as the page received them
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if (/\.(aac|m3u8)|stream/.test(e.name)) {
+        window.__marks.fetches.push({t: performance.timeOrigin + e.responseEnd, name: e.name.split('/').pop(),
+                                     bytes: e.encodedBodySize || 0});
+      }
+    }
+  }).observe({type: 'resource', buffered: true});
   const mine = (el) => el && el.closest && el.closest('#answer-audio');
   for (const kind of ['play', 'playing', 'pause', 'ended']) {
     document.addEventListener(kind, (e) => {
@@ -299,8 +308,11 @@ def latency_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
 
     stages = {name: after(t) for name, t in sorted(server.items(), key=lambda kv: kv[1]) if name != "turn"}
     stages["page_first_text"] = after(text_at)
+    segments = [f for f in marks.get("fetches", []) if ".aac" in f["name"] and f["t"] / 1000 > speech_end]
+    stages["page_first_segment"] = after(segments[0]["t"] / 1000) if segments else None
     stages["page_playing"] = after(playing)
     return {
+        "fetches": [{**f, "t": after(f["t"] / 1000)} for f in marks.get("fetches", []) if f["t"] / 1000 > speech_end][:12],
         "end_of_turn_s": stages.get("turn_judged", stages.get("mic_chunk_in")),
         "first_text_s": after(text_at),
         "first_audio_s": after(playing),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -112,6 +113,9 @@ class VoiceSession:
         self._lock = threading.Lock()
         self._answering_generation: int | None = None
         self._asr_timings: dict[str, float] = {}
+        # (stream seconds heard, wall clock) after each chunk: when a moment of the stream reached
+        # the server (a microphone stream that falls behind shows here).
+        self._heard: deque[tuple[float, float]] = deque(maxlen=600)
 
     # -- the microphone ---------------------------------------------------------------------
     def start(self) -> None:
@@ -138,6 +142,7 @@ class VoiceSession:
             return []
         with self._lock:
             events = self.vad.process(samples, sample_rate)
+            self._heard.append((self.vad.stream_time, time.time()))
         log.debug("mic chunk: %d samples at %d Hz, peak %.3f, events %s", len(samples), sample_rate,
                   float(np.abs(np.asarray(samples, dtype=np.float32)).max() or 0), [e.kind for e in events])
         out: list[VoiceEvent] = []
@@ -218,6 +223,10 @@ class VoiceSession:
         timings = self._asr_timings if transcript is not None else {}
         return [VoiceEvent(VoiceEventKind.UTTERANCE, t, audio=audio, transcript=transcript, verdict=verdict,
                            timings=dict(timings))]
+
+    def heard_at(self, t: float) -> float | None:
+        """Wall clock at which stream time ``t`` had been heard (None: too long ago)."""
+        return next((wall for stream_t, wall in list(self._heard) if stream_t >= t), None)
 
     def barge_in(self) -> int:
         """The user cut in: stop the answer and its voice, listen again."""
