@@ -113,6 +113,7 @@ class ChatController:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._audio_rate: int | None = None  # of the voice last heard: the next answer's stream starts at it
 
     def _session(self, request: gr.Request | None) -> Conversation:
         return self.runtime.sessions.get(session_id_of(request))
@@ -154,6 +155,10 @@ class ChatController:
             last = 0.0
             pump: bytes | None = None  # an empty chunk at the stream's rate, while the last audio may be held
             pump_until = 0.0
+            if speak_it and self._audio_rate:
+                # The stream's encoder starts now, while the words are heard and the model thinks, not
+                # when the first sentence is ready (its start-up took 0.4-1 s on a busy 2-core CPU).
+                yield self.view(conversation, request), busy, empty_wav(self._audio_rate)
             while turn is not None:
                 for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
                     if event.kind == "audio" and event.chunk is not None:
@@ -162,6 +167,7 @@ class ChatController:
                         first.mark("first_audio_out")
                         yield self.view(conversation, request), busy, event.chunk.wav_bytes()
                         pump, pump_until = empty_wav(audio.sample_rate), time.monotonic() + AUDIO_PUMP_S
+                        self._audio_rate = audio.sample_rate
                         continue
                     now = time.monotonic()
                     if now - last >= STREAM_INTERVAL_S:

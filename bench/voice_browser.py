@@ -164,7 +164,7 @@ def start_app(args, base_url: str | None, log_path: Path) -> tuple[subprocess.Po
             command += [flag, value]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_PROXY": "*",
            **dict(item.split("=", 1) for item in args.app_env)}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=args.app_dir, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -386,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment of the app's process (e.g. OMP_NUM_THREADS=1)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose app runs (to compare versions)")
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
