@@ -34,8 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--quantization", "quantization", "auto (4-bit nf4 on CUDA), nf4, or none", choices=["auto", "nf4", "none"])
     add("--dtype", "dtype", "weights dtype when not quantized: auto, float32, bfloat16",
         choices=["auto", "float32", "bfloat16", "float16"])
-    add("--engine", "engine", "local (transformers) or openai (an OpenAI-compatible server such as vLLM)",
-        choices=["local", "openai"])
+    add("--engine", "engine", "local (transformers), llamacpp (GGUF weights with llama.cpp: fast on a CPU; "
+        "pip install \"omnilingo[llamacpp]\") or openai (an OpenAI-compatible server such as vLLM)",
+        choices=["local", "llamacpp", "openai"])
+    add("--mmproj", "mmproj", "the projector GGUF (pictures and sound) for --engine llamacpp, when it is not "
+        "beside the model", metavar="PATH")
+    add("--threads", "threads", "CPU threads for --engine llamacpp (default: one per physical core; fewer when "
+        "other programs keep the CPU busy)", type=int)
     add("--base-url", "base_url", "URL of the OpenAI-compatible server, for --engine openai", metavar="URL")
     add("--api-key", "api_key", "API key for --engine openai (never logged)", metavar="KEY")
     add("--asr-model", "asr_model", "Whisper hub id or local folder for speech input, or off; default "
@@ -43,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--asr-engine", "asr_engine", "speech recognition engine: auto (faster-whisper for a CTranslate2 model "
         "and on CPU, transformers otherwise), transformers, faster-whisper",
         choices=["auto", "transformers", "faster-whisper"])
-    add("--tts", "tts_engine", "voice engine: auto, espeak, mms, off")
+    add("--tts", "tts_engine", "voice engine: auto (a Piper voice where one exists, else espeak-ng), piper, "
+        "espeak (fast, offline, every language), mms, off", choices=["auto", "piper", "espeak", "mms", "off"])
+    add("--piper-voices", "piper_voices", "folder of installed Piper voices (<voice>.onnx + .onnx.json + "
+        "MODEL_CARD), used before any download", metavar="DIR")
     add("--end-of-turn", "end_of_turn", "voice mode: smart (a trained end-of-turn model and the last word "
         "heard decide at each short pause) or silence (half a second of silence ends the turn)",
         choices=["smart", "silence"])
@@ -62,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--auth", "auth", "require a login, as user:password", metavar="USER:PASS")
     add("--max-upload-mb", "max_upload_mb", "largest file a user may upload, in MB", type=int)
     add("--max-images", "max_images_per_turn", "most images in one message", type=int)
-    add("--max-audio-seconds", "max_audio_seconds", "longest recording accepted", type=int)
+    add("--max-audio-seconds", "max_audio_seconds", "longest recording or video accepted", type=int)
+    add("--video-frames", "video_frames", "most frames the model sees of one video", type=int)
+    add("--camera-frames", "camera_frames", "camera pictures sent with each spoken turn in voice mode", type=int)
     add("--max-new-tokens", "max_new_tokens", "longest answer, in tokens", type=int)
     add("--concurrency", "concurrency", "UI events served at once", type=int)
     parser.add_argument("--auto-retry-language", dest="auto_retry_language", action="store_const", const=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
 
 import gradio as gr
@@ -21,6 +22,8 @@ from backend.conversation.speaker import answer_aloud
 from backend.conversation.turns import Conversation, Turn, TurnStatus
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
+from backend.language import tags
+from backend.language.decide import browser_languages
 from backend.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,12 @@ def files_of(message: dict | None) -> list[str]:
         if path:
             files.append(str(path))
     return files
+
+
+def browser_languages_of(request: gr.Request | None) -> tuple[str, ...]:
+    """The visitor's languages, from the browser's Accept-Language header: a prior for the answer language."""
+    headers = getattr(request, "headers", None) or {}
+    return browser_languages(headers.get("accept-language"))
 
 
 def warn(err: UserFacingError, request: gr.Request | None) -> None:
@@ -108,6 +117,26 @@ def status_markdown(runtime: Runtime, locale: str = "en") -> str:
     return "⏳ " + translate("status.loading", locale, detail=status.message, seconds=int(status.elapsed_s))
 
 
+def voice_markdown(runtime: Runtime, language: str, locale: str = "en") -> str:
+    """Which voice will read answers in the chosen language, neural or espeak-ng, and its licence."""
+    if runtime.tts is None or not language or language == "auto":
+        return ""
+    name = tags.display_name(language, locale)
+    try:
+        desc = runtime.tts.describe(language)
+    except Exception:  # noqa: BLE001 - the settings line must not break the page
+        log.warning("could not describe the voice for %s", language, exc_info=True)
+        return ""
+    if desc is None:
+        return translate("voice.none", locale, language=name)
+    licence = desc.licence or translate("voice.licence_on_download", locale)
+    key = "voice.neural" if desc.neural else "voice.espeak"
+    line = translate(key, locale, language=name, voice=f"\u2068{desc.label}\u2069", licence=licence)
+    if desc.instead_of:
+        line += " · " + translate("voice.instead", locale, voice=f"\u2068{desc.instead_of}\u2069")
+    return "🔊 " + line + (f" · {runtime.voice_download}" if runtime.voice_download else "")
+
+
 class ChatController:
     """The event handlers of one page layout, sharing one runtime (model, sessions, voices)."""
 
@@ -118,6 +147,13 @@ class ChatController:
     def _session(self, request: gr.Request | None) -> Conversation:
         return self.runtime.sessions.get(session_id_of(request))
 
+    def voice_info(self, language: str, request: gr.Request | None = None) -> str:
+        """The settings line for the chosen language; its voice starts loading (or downloading) at once."""
+        tts = self.runtime.tts
+        if tts is not None and language and language != "auto":
+            threading.Thread(target=tts.prepare, args=(language,), name="omnilingo-voice", daemon=True).start()
+        return voice_markdown(self.runtime, language, locale_of(request))
+
     def view(self, conversation: Conversation, request: gr.Request | None) -> list[dict]:
         return render.chat_messages(conversation, locale_of(request), can_speak=self.runtime.tts is not None)
 
@@ -127,7 +163,8 @@ class ChatController:
         if conversation.busy:
             raise gr.Error(translate("error.busy", locale_of(request)), print_exception=False)
         try:
-            turn = conversation.prepare((message or {}).get("text", ""), files_of(message), language_value)
+            turn = conversation.prepare((message or {}).get("text", ""), files_of(message), language_value,
+                                        browser=browser_languages_of(request))
         except UserFacingError as err:
             # gr.Error leaves the textbox as it was: the message and its files are kept.
             raise gr.Error(translate_error(err, locale_of(request)), print_exception=False) from None
@@ -222,8 +259,13 @@ class ChatController:
                 elif event.kind == "utterance" and event.audio is not None:
                     conversation = self.runtime.sessions.get(session_id)
                     path = voice.save_utterance(event.audio, conversation.session_dir)
+                    # the camera's newest picture(s) at the end of the utterance; none when it is off
+                    pictures = self.runtime.camera(session_id).save_latest(conversation.session_dir,
+                                                                           f"{path.stem}-camera")
                     try:
-                        turn = conversation.add(conversation.prepare("", [str(path)], language_value))
+                        turn = conversation.add(conversation.prepare(
+                            "", [str(path), *map(str, pictures)], language_value,
+                            browser=browser_languages_of(request)))
                         turn.timings.update(event.timings, mic_chunk_in=arrived, turn_judged=judged)
                         heard = voice.heard_at(event.t)
                         if heard is not None:
@@ -234,7 +276,24 @@ class ChatController:
                         utterance = turn.id
                     except UserFacingError as err:
                         warn(err, request)
+                    finally:
+                        for picture in pictures:  # the turn keeps its own copies
+                            picture.unlink(missing_ok=True)
         return voice_status(voice), utterance, barged
+
+    # -- camera (voice mode) -------------------------------------------------------------------
+    def toggle_camera(self, request: gr.Request):
+        """The camera button: the webcam shows (and the browser asks for it) only once turned on."""
+        feed = self.runtime.camera(session_id_of(request))
+        if feed.on:
+            feed.stop()
+            return gr.Button(value=I18N("camera.start")), gr.Image(visible=False, value=None)
+        feed.start()
+        return gr.Button(value=I18N("camera.stop")), gr.Image(visible=True)
+
+    def on_camera(self, picture, request: gr.Request) -> None:
+        """Each streamed camera picture (every CAMERA_EVERY_S): kept for the next spoken turn."""
+        self.runtime.camera(session_id_of(request)).see(picture)
 
     # -- options under an answer -------------------------------------------------------------------
     def listen(self, turn_id: int, conversation: Conversation, request: gr.Request | None):
@@ -303,18 +362,24 @@ class ChatController:
             self.runtime.drop_session(session_hash)
 
     # -- the /chat API -------------------------------------------------------------------------
-    def chat_api(self, message: str, files: list[str] | None, language_value: str | None) -> dict:
-        """Ask Omnilingo one question (text, optional images); returns the answer and the language."""
-        return answer_once(self.runtime, message or "", [str(f) for f in files or []], language_value or "auto")
+    def chat_api(self, message: str, files: list[str] | None, language_value: str | None,
+                 request: gr.Request) -> dict:
+        """Ask Omnilingo one question (text, optional images, a recording or a video); returns the answer,
+        the language and, for a video, how many of its frames the model saw.
+
+        The request's Accept-Language header is a prior for the answer language, as on the page."""
+        return answer_once(self.runtime, message or "", [str(f) for f in files or []], language_value or "auto",
+                           browser=browser_languages_of(request))
 
 
-def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto") -> dict:
+def answer_once(runtime: Runtime, message: str, files: list[str], language: str = "auto",
+                browser: tuple[str, ...] = ()) -> dict:
     """One stateless question for the API: never raises, errors come back as ``{"error": ...}``.
 
     A recording is transcribed first; the result then holds ``transcript`` and the spoken language."""
     conversation = runtime.new_conversation()
     try:
-        turn = conversation.add(conversation.prepare(message, files, language))
+        turn = conversation.add(conversation.prepare(message, files, language, browser=browser))
         runtime.require_model(wait_s=600.0)
         for _ in conversation.answer(turn):
             pass
@@ -326,12 +391,15 @@ def answer_once(runtime: Runtime, message: str, files: list[str], language: str 
             "language_name": turn.language.name,
             "confidence": round(turn.language.confidence, 4),
             "answer_language": turn.answer_language,
+            "language_source": turn.language_source,
             "answer_language_detected": turn.answer_guess.tag if turn.answer_guess else None,
             "language_mismatch": turn.language_mismatch,
             "status": turn.status,
         }
         if turn.transcript is not None:
             result["transcript"] = turn.transcript
+        # How many of the video's frames the model saw (none for a model that reads text only).
+        result["frames"] = turn.frames_seen if getattr(runtime.engine, "accepts_images", False) else 0
         return result
     except UserFacingError as err:
         return {"error": err.message, "error_key": err.key}

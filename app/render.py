@@ -13,18 +13,30 @@ from backend.language import scripts, tags
 
 
 def language_badge(turn: Turn, locale: str = "en") -> str:
-    guess = turn.language
-    if not guess.known:
-        return translate("turn.unknown_language", locale)
+    """The answer language and where it came from: "español (Spanish) · es · your browser's language"."""
+    source = translate(f"language.source.{turn.language_source}", locale)
+    tag = turn.answer_language
+    if tag == tags.UNKNOWN:
+        return source
     # The language's own name: a reader recognises "français" or "日本語" whatever the UI
     # language; then its name in the UI's language ("français (Französisch)").
-    own, local = guess.autonym, tags.display_name(guess.tag, locale)
+    own, local = tags.autonym(tag), tags.display_name(tag, locale)
     name = own or local
     if own and own.casefold() != local.casefold():
         name = f"{own} ({local})"
-    return translate(
-        "turn.detected", locale, name=name, tag=guess.tag, confidence=round(guess.confidence * 100)
-    )
+    if turn.language_source == "detected" and turn.language.tag == tag:
+        shown = translate("turn.detected", locale, name=name, tag=tag,
+                          confidence=round(turn.language.confidence * 100))
+    else:
+        shown = translate("turn.language", locale, name=name, tag=tag)
+    return f"{shown} · {source}"
+
+
+def badge_html(turn: Turn, locale: str = "en") -> str:
+    """The badge, with a link to the language picker one click away."""
+    change = translate("language.change", locale)
+    return (f'<span class="lang-badge">{html.escape(language_badge(turn, locale))}</span> '
+            f'<a class="lang-change" href="#language">{html.escape(change)}</a>')
 
 
 # Fenced blocks and inline code spans: Markdown shows them literally, so they need no escaping.
@@ -46,11 +58,16 @@ def _text_block(text: str, tag: str) -> str:
 def user_message(turn: Turn, locale: str = "en") -> dict:
     content: list = []
     shown = turn.text or turn.transcript or ""
-    badge = f'<span class="lang-badge">{html.escape(language_badge(turn, locale))}</span>'
+    if turn.video_path and turn.transcript:
+        # what the video says, under what was typed with it
+        shown = (f"{turn.text}\n\n" if turn.text else "") + f"🎬 {turn.transcript}"
+    badge = badge_html(turn, locale)
     content.append(_text_block(shown, turn.language.tag) + "\n\n" + badge if shown else badge)
     for path in turn.image_paths:
         content.append({"path": path})
-    if turn.audio_path:
+    if turn.video_path:
+        content.append({"path": turn.video_path})  # its sound track plays in the video
+    elif turn.audio_path:
         content.append({"path": turn.audio_path})
     return {"role": "user", "content": content}
 
@@ -73,6 +90,10 @@ def assistant_message(turn: Turn, locale: str = "en", can_speak: bool = False) -
         notes.append(translate("turn.no_speech", locale))
     if "heard_by_model_only" in turn.notes:
         notes.append(translate("turn.heard_by_model_only", locale))
+    if "voice_fallback" in turn.notes:
+        notes.append(translate("turn.voice_fallback", locale))
+    if "voice_noncommercial" in turn.notes:
+        notes.append(translate("turn.voice_noncommercial", locale))
     if "tts.no_voice" in turn.notes:
         notes.append(translate("turn.no_voice", locale))
     elif any(note.startswith("tts.") for note in turn.notes):

@@ -13,6 +13,7 @@ import gradio as gr
 
 from app.handlers import ChatController, status_markdown
 from app.i18n import I18N, STRINGS
+from backend.conversation.camera import CAMERA_EVERY_S
 from backend.conversation.voice import MIC_CHUNK_S
 from backend.language import scripts, table
 from backend.runtime import Runtime
@@ -40,6 +41,25 @@ STOP_MIC_JS = """() => {
     if (/stop/i.test(b.className) || b.innerText.trim() === 'Stop') { b.click(); }
   });
   document.querySelectorAll('audio').forEach((a) => { a.pause(); });
+}"""
+# The webcam, like the microphone, starts from its own buttons once on screen: "grant webcam
+# access" (the browser's permission prompt comes only now), then the button that starts the stream.
+START_CAMERA_JS = """() => {
+  const press = (tries) => {
+    const root = document.querySelector('#voice-camera');
+    if (root && root.getClientRects().length > 0) {  // on screen (a fixed preview has no offsetParent)
+      const grant = root.querySelector('[title="grant webcam access"] button');
+      if (grant && !root.dataset.asked) { grant.click(); root.dataset.asked = '1'; }
+      const video = root.querySelector('video');
+      const start = root.querySelector('.button-wrap button');
+      if (video && video.srcObject && start) {
+        start.click();
+        return;
+      }
+    }
+    if (tries > 0) { setTimeout(() => press(tries - 1), 100); }
+  };
+  setTimeout(() => press(150), 50);
 }"""
 # Stop and barge-in also silence what the browser has already buffered.
 PAUSE_AUDIO_JS = "() => { document.querySelectorAll('audio').forEach((a) => { a.pause(); }); }"
@@ -93,7 +113,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             elem_id="message",
             placeholder=_t("chat.placeholder"),
             show_label=False,
-            file_types=["image", "audio"],
+            file_types=["image", "audio", "video"],
             file_count="multiple",
             sources=["upload", "microphone"],
             submit_btn=True,
@@ -110,13 +130,24 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             stop = gr.Button(_t("button.stop"), elem_id="stop", variant="stop", scale=1)
             new = gr.Button(_t("button.new"), elem_id="new-conversation", scale=1)
             download = gr.DownloadButton(_t("button.download"), elem_id="download", scale=1, interactive=False)
+        voice_info = gr.Markdown("", elem_id="voice-info")
         # The conversation also lives in the browser: a reload or a server restart restores it.
         saved = gr.BrowserState(None, storage_key="omnilingo-conversation",
                                 secret=state_secret(runtime.settings))
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, elem_id="voice-row"):
             voice_toggle = gr.Button(_t("voice.start"), elem_id="voice-toggle", variant="primary", scale=1,
-                                     interactive=runtime.tts is not None)
+                                     interactive=runtime.tts is not None, min_width=0)
+            camera_toggle = gr.Button(_t("camera.start"), elem_id="camera-toggle", scale=1, min_width=0)
             voice_state = gr.Markdown("", elem_id="voice-state")
+        # The back camera on a phone (an ideal, so a laptop's only camera still works); not mirrored,
+        # so that writing in the picture reads the right way for the model.
+        camera = gr.Image(
+            sources=["webcam"], streaming=True, visible=False, elem_id="voice-camera", type="numpy",
+            label=_t("camera.label"), height=240,
+            webcam_options=gr.WebcamOptions(mirror=False, constraints={
+                "video": {"facingMode": {"ideal": "environment"}, "width": {"ideal": 640}, "height": {"ideal": 480}},
+            }),
+        )
         mic = gr.Audio(
             sources=["microphone"], streaming=True, visible=False, elem_id="voice-mic",
             label=_t("voice.mic_label"), type="numpy",
@@ -159,6 +190,13 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             handlers.on_mic, [mic, language], [voice_state, utterance_signal, barge_signal],
             api_visibility="private", stream_every=MIC_CHUNK_S, time_limit=3600, concurrency_limit=None, concurrency_id="microphone",
         )
+        camera_toggle.click(
+            handlers.toggle_camera, None, [camera_toggle, camera], api_visibility="private", queue=False,
+        ).then(None, None, None, js=START_CAMERA_JS, api_visibility="private", queue=False)
+        camera.stream(
+            handlers.on_camera, [camera], None, api_visibility="private", stream_every=CAMERA_EVERY_S,
+            time_limit=3600, concurrency_limit=None, concurrency_id="camera",
+        )
         # A barge-in silences what the browser already buffered, at once, in the page.
         barge_signal.change(None, None, None, js=PAUSE_AUDIO_JS, api_visibility="private", queue=False)
         # Straight to the answer: one round trip from the page (voice mode always speaks; the
@@ -167,6 +205,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             handlers.stream_answer, [speak], [chatbot, box, answer_audio], api_visibility="private",
             concurrency_id="model", concurrency_limit=runtime.model_concurrency,
         ).then(handlers.save_conversation, None, [saved, download], api_visibility="private", queue=False)
+
+        language.change(handlers.voice_info, [language], voice_info, api_visibility="private", queue=False)
 
         timer = gr.Timer(1.0, active=runtime.status().waiting)
         timer.tick(handlers.refresh_status, None, [model_status, timer], api_visibility="private", queue=False)

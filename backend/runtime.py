@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend import media
+from backend.conversation.camera import CameraFeed
 from backend.conversation.turns import Conversation, SessionRegistry
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
+from backend.language import words
 from backend.models import zerogpu
 from backend.models.asr import SpeechRecognizer, open_recognizer
 from backend.models.engine import Engine, LocalEngine, resolve_device
@@ -59,6 +61,11 @@ def build_engine(settings: Settings) -> Engine:
 
         return RemoteEngine(base_url=settings.base_url, model=settings.model, api_key=settings.api_key,
                             concurrency=settings.concurrency)
+    if settings.engine == "llamacpp":
+        from backend.models.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(model=settings.model, mmproj=settings.mmproj, device=settings.device,
+                              threads=settings.threads)
     # On a ZeroGPU Space each answer runs in a lent GPU worker; elsewhere this is the engine itself.
     return zerogpu.wrap(LocalEngine(
         model=settings.model,
@@ -82,11 +89,13 @@ class Runtime:
             max_audio_seconds=float(settings.max_audio_seconds),
         )
         self.asr = self._build_asr(settings)
-        self.tts = self._build_tts(settings)
+        self.voice_download = ""  # the last progress line of a voice download
+        self.tts = self._build_tts(settings, self._voice_progress)
         self.work_dir = Path(tempfile.mkdtemp(prefix="omnilingo-"))
         idle_s = settings.session_idle_minutes * 60 if settings.session_idle_minutes > 0 else None
         self.sessions = SessionRegistry(self._new_conversation, idle_s=idle_s, on_evict=self._forget_voice)
         self._voices: dict[str, VoiceSession] = {}
+        self._cameras: dict[str, CameraFeed] = {}
         self._voices_lock = threading.Lock()
         self._status = LoadStatus("loading", f"Starting {self.engine.name}…", 0.0)
         self._started = time.monotonic()
@@ -114,18 +123,24 @@ class Runtime:
         return open_recognizer(settings.asr_model, engine=settings.asr_engine, device=device)
 
     @staticmethod
-    def _build_tts(settings: Settings):
+    def _build_tts(settings: Settings, progress=None):
         if settings.tts_engine == "off":
             return None
         from backend.models.tts import SpeechRouter
 
         preferred = None if settings.tts_engine == "auto" else settings.tts_engine
-        return SpeechRouter(preferred_engine=preferred, allow_noncommercial=settings.allow_noncommercial_voices)
+        return SpeechRouter(preferred_engine=preferred, allow_noncommercial=settings.allow_noncommercial_voices,
+                            piper_voices=settings.piper_voices, progress=progress)
+
+    def _voice_progress(self, message: str) -> None:
+        self.voice_download = message
+        log.info(message)
 
     def new_conversation(self) -> Conversation:
         # The folder is named by the system, never by anything the client sent.
         folder = Path(tempfile.mkdtemp(prefix="session-", dir=self.work_dir))
-        return Conversation(self.engine, folder, self.limits, self.settings.max_new_tokens, asr=self.asr)
+        return Conversation(self.engine, folder, self.limits, self.settings.max_new_tokens, asr=self.asr,
+                            video_frames=self.settings.video_frames)
 
     def _new_conversation(self, session_id: str) -> Conversation:
         return self.new_conversation()
@@ -133,8 +148,13 @@ class Runtime:
     # -- model loading -------------------------------------------------------------------
     def start_loading(self) -> None:
         if self._loader is None:
+            # transformers' lazy modules fail ("partially initialized module") when two threads import
+            # them at once, as the loader and the page's language table would: import it here, once.
+            import transformers  # noqa: F401
             self._loader = threading.Thread(target=self.load, name="omnilingo-load", daemon=True)
             self._loader.start()
+            # the word lists for short messages load beside the model, not on the first message
+            threading.Thread(target=words.warm_up, name="omnilingo-word-lists", daemon=True).start()
             if zerogpu.enabled():
                 # ZeroGPU packs the CUDA weights when the app launches: load them before that.
                 self._loader.join()
@@ -260,9 +280,19 @@ class Runtime:
                 )
             return voice
 
+    def camera(self, session_id: str) -> CameraFeed:
+        """A session's camera for voice mode (off until the visitor turns it on)."""
+        with self._voices_lock:
+            feed = self._cameras.get(session_id)
+            if feed is None:
+                feed = self._cameras[session_id] = CameraFeed(keep=self.settings.camera_frames)
+            return feed
+
     def _forget_voice(self, session_id: str) -> None:
+        """A session's voice mode and camera pictures go with it."""
         with self._voices_lock:
             voice = self._voices.pop(session_id, None)
+            self._cameras.pop(session_id, None)
         if voice is not None:
             voice.stop()
 
@@ -276,6 +306,7 @@ class Runtime:
         self._wake.set()
         with self._voices_lock:
             self._voices.clear()
+            self._cameras.clear()
         self.sessions.close_all()
         self.engine.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)

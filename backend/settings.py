@@ -20,13 +20,16 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     quantization: str = "auto"  # auto (nf4 on CUDA) | nf4 | none
     dtype: str = "auto"  # auto | float32 | bfloat16
-    engine: str = "local"  # local | openai
+    engine: str = "local"  # local | openai | llamacpp
+    mmproj: str | None = None  # the projector GGUF (pictures, sound) for engine=llamacpp, when not beside the model
+    threads: int | None = None  # CPU threads for engine=llamacpp; None = one per physical core
     base_url: str | None = None  # OpenAI-compatible server, for engine=openai
     api_key: str | None = field(default=None, repr=False)  # never logged or shown
     asr_model: str | None = None  # hub id or folder; None = the default of the engine; "off" = no speech input
     asr_engine: str = "auto"  # auto | transformers | faster-whisper (backend.models.asr.choose_asr_engine)
-    tts_engine: str = "auto"  # auto | espeak | mms | off
+    tts_engine: str = "auto"  # auto | piper | espeak | mms | off
     allow_noncommercial_voices: bool = False
+    piper_voices: str | None = None  # folder of installed Piper voices (offline use)
     host: str = "127.0.0.1"
     port: int = 7860
     share: bool = False
@@ -36,7 +39,9 @@ class Settings:
     max_upload_mb: int = 50
     max_images_per_turn: int = 8
     max_image_megapixels: int = 40
-    max_audio_seconds: int = 600
+    max_audio_seconds: int = 600  # recordings and videos
+    video_frames: int = 8  # most frames the model sees of one video (fewer for short clips)
+    camera_frames: int = 1  # camera pictures sent with each spoken turn in voice mode
     max_new_tokens: int = 1024
     concurrency: int = 8  # UI events served at once, and answers asked of a model server at once
     state_secret: str | None = field(default=None, repr=False)  # signs the conversation kept in the browser

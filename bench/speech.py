@@ -2,6 +2,13 @@
 
     python -m bench.speech [--sentences 12] [--device cpu] [--questions 1] [--no-engines]
 
+Voices compared on the same English sentences (ROUND_TRIP_SENTENCES, ten everyday sentences
+written for this benchmark, no digits so that spelling does not count as an error): per engine
+the first audio of a short sentence (median ms of 5), the real-time factor (median over the ten)
+and the round-trip word error rate: the voice speaks each sentence, the real Whisper base
+(tests.real_models, the app's faster-whisper engine, int8, English forced) writes it back, and the words are
+compared with the text (all sentences pooled). Piper uses the joe voice of tests.real_models.
+
 Prints one JSON object and writes it to bench/results/speech.json. Real-time factor =
 processing seconds / audio seconds (below 1 is faster than real time). Sentences are
 the first sentence of UDHR article 1 in several languages (tests/fixtures/text/udhr_dev.tsv).
@@ -94,6 +101,97 @@ def bench_router(router, sentences: list[tuple[str, str]]) -> dict:
         "first_audio_ms_max": round(max(first_ms), 1) if first_ms else None,
         "rtf_median": median(rtf),
     }
+
+
+SHORT_SENTENCE = "Sure, I can help with that."
+ROUND_TRIP_SENTENCES = [
+    "Good morning, how can I help you today?",
+    "The weather will be sunny and warm tomorrow afternoon.",
+    "Please remember to buy milk, bread and fresh vegetables.",
+    "The train to the city leaves from the second platform.",
+    "I found some restaurants near your hotel that are open tonight.",
+    "Drinking enough water is important when you exercise outside.",
+    "Your meeting with the design team has been moved to Thursday.",
+    "The museum is closed on Mondays but open late on Fridays.",
+    "Turn left at the next corner and walk past the library.",
+    "This recipe needs eggs, a cup of flour and some butter.",
+]
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def bench_voice(router, language: str, sentences: list[str], recognizer) -> dict:
+    """First audio of a short sentence, real-time factor, and round-trip word error rate through Whisper."""
+    from backend.media import load_audio
+
+    router.say("Warm up.", language)
+    first, first_cpu = [], []
+    for _ in range(5):
+        t0, c0 = time.perf_counter(), _cpu_s()
+        next(iter(router.speak(SHORT_SENTENCE, language)))
+        first.append((time.perf_counter() - t0) * 1000)
+        first_cpu.append((_cpu_s() - c0) * 1000)
+    rtf, errors, total, heard_all = [], 0, 0, []
+    for sentence in sentences:
+        t0 = time.perf_counter()
+        chunk = router.say(sentence, language)
+        elapsed = time.perf_counter() - t0
+        rtf.append(elapsed / max(chunk.duration_s, 1e-6))
+        clip = load_audio(chunk.wav_bytes())
+        heard = recognizer.transcribe(clip, language=language).text.strip()
+        heard_all.append(heard)
+        wrong, count = word_errors(sentence, heard)
+        errors += wrong
+        total += count
+    return {
+        "first_audio_ms": median(first),
+        "first_audio_ms_worst": round(max(first), 1),
+        # CPU seconds of this process and its children (espeak-ng): what the sentence costs on an idle core
+        "first_audio_cpu_ms": median(first_cpu),
+        "rtf": median(rtf),
+        "round_trip_wer": round(errors / total, 4),
+        "round_trip_sentences": len(sentences),
+        "sample_rate": chunk.sample_rate,
+        "heard": heard_all,
+    }
+
+
+def bench_voices(real_dir: Path, threads: int) -> dict:
+    """espeak-ng and Piper (the joe voice) on ROUND_TRIP_SENTENCES, heard back by the real Whisper base."""
+    from backend.models.piper import PiperEngine
+    from backend.models.tts import EspeakEngine, SpeechRouter
+    from backend.models.whisper_ctranslate2 import CTranslate2Whisper
+    from tests import real_models
+
+    try:
+        whisper_dir = real_models.assemble("whisper-base", real_dir)
+        joe_dir = real_models.assemble("piper-en_US-joe-medium", real_dir)
+    except real_models.MissingPackage as err:
+        return {"skipped": str(err)}
+    recognizer = CTranslate2Whisper(str(whisper_dir), compute_type="int8", cpu_threads=threads)
+    recognizer.load()
+    espeak = EspeakEngine()
+    if not espeak.available:
+        return {"skipped": "espeak-ng is not installed (Piper needs it for phonemes)"}
+    out: dict = {"espeak-ng": bench_voice(SpeechRouter(engines=[espeak]), "en", ROUND_TRIP_SENTENCES, recognizer)}
+    out["piper"] = bench_voice(SpeechRouter(engines=[PiperEngine(joe_dir, use_hub=False)]), "en",
+                               ROUND_TRIP_SENTENCES, recognizer)
+    out["piper"]["voice"] = "en_US-joe-medium"
+    out["piper"]["goal_first_audio_ms"] = 150
+    # onnxruntime intra-op threads: the default (half the cores) against all of them
+    for count in sorted({1, os.cpu_count() or 1}):
+        router = SpeechRouter(engines=[PiperEngine(joe_dir, use_hub=False, threads=count)])
+        router.say("Warm up.", "en")
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            router.say(SHORT_SENTENCE, "en")
+            times.append((time.perf_counter() - t0) * 1000)
+        out["piper"].setdefault("first_audio_ms_by_threads", {})[str(count)] = median(times)
+    return out
 
 
 def bench_asr(model: str, device: str, files: list[Path]) -> dict:
@@ -265,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--questions", type=int, default=1, help="espeak-ng questions per language (1 or 2)")
     parser.add_argument("--no-engines", action="store_true", help="skip the trained Whisper on both engines")
+    parser.add_argument("--voices-only", action="store_true",
+                        help="only the voices' round trip; updates the tts part of bench/results/speech.json")
     parser.add_argument("--real-models", type=Path, default=Path(os.environ.get(
         "OMNILINGO_REAL_MODELS", Path.home() / ".cache" / "omnilingo" / "real-models")),
         help="folder for tests.real_models' trained weights (assembled there once)")
@@ -279,14 +379,29 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = default_cpu_threads()
     torch.set_num_threads(threads)  # the same cores for both engines
+    if args.voices_only:
+        kept = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {"bench": "speech", "tts": {}}
+        kept["voices_load_average_1min"] = os.getloadavg()[0]
+        for engine, figures in bench_voices(args.real_models, threads).items():
+            # espeak-ng keeps its figures on the UDHR sentences of the full run; the rest is replaced
+            kept["tts"][engine] = {**(kept["tts"].get(engine) or {}), **figures} if engine == "espeak-ng" else figures
+        print(json.dumps(kept, ensure_ascii=False, indent=2))
+        RESULTS.write_text(json.dumps(kept, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return 0
     sentences = udhr_sentences(args.sentences)
     result: dict = {"bench": "speech", "host": platform.node(), "cpu_count": os.cpu_count(), "device": args.device,
-                    "tts": {}, "asr": {}}
+                    "load_average_1min": os.getloadavg()[0], "tts": {}, "asr": {}}
 
     espeak = EspeakEngine()
     result["tts"]["espeak-ng"] = bench_router(SpeechRouter(engines=[espeak]), sentences) if espeak.available else None
     if result["tts"]["espeak-ng"]:
         result["tts"]["espeak-ng"]["goal_first_audio_ms"] = 60
+    # the same English sentences through each voice and back through the real Whisper base
+    for engine, figures in bench_voices(args.real_models, threads).items():
+        if isinstance(figures, dict) and isinstance(result["tts"].get(engine), dict):
+            result["tts"][engine].update(figures)
+        else:
+            result["tts"][engine] = figures
 
     with tempfile.TemporaryDirectory() as tmp:
         vits_dir = tiny_models.build_vits(Path(tmp))

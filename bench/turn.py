@@ -1,6 +1,7 @@
-"""One chat turn on CPU: load time, time to first token, tokens/s, stop latency.
+"""One chat turn on CPU: load time, time to first token, tokens/s, stop latency, and what a video's
+frames cost (prompt tokens, first token) with 1, 4 and 8 frames on the tiny models.
 
-    python bench/turn.py [--runs 20] [--models DIR] [--quick]
+    python bench/turn.py [--runs 20] [--models DIR] [--quick] [--frames-only]
     python bench/turn.py --model PATH [--dtype auto] [--no-tiny]   # a real model as well
 
 Prints one JSON object. The tiny models have the real architectures and processors,
@@ -119,12 +120,83 @@ def speech_overhead(model_dir: Path, runs: int, decode_tokens: int = 200) -> dic
             "ratio_on_off": round(on / off, 3), "runs": runs}
 
 
+FRAME_COUNTS = (1, 4, 8)
+VIDEO_QUESTION = "What happens in this video?"
+
+
+def video_frames(folder: Path) -> list:
+    """Eight frames of a 40-second video of a corpus photo, sampled by the app's own video path."""
+    from backend.media.video import load_video
+    from tests.support import make_video
+
+    clip = make_video(folder / "street.mp4", 40, size=(640, 480), fps=2, picture=CORPUS / "images" / "easy_french.jpg")
+    return load_video(clip, max_frames=max(FRAME_COUNTS)).frames
+
+
+def frames_cost(model_dir: Path, frames: list, runs: int) -> dict:
+    """Prompt tokens and first-token time of one video turn as the app sends it (frames as pictures),
+    and the prompt length the processor makes of the same frames given as one video."""
+    import numpy as np
+
+    engine = LocalEngine(str(model_dir), device="cpu")
+    engine.load()
+    system = PromptMessage("system", "Answer in English.")
+    list(engine.stream([system, PromptMessage("user", "Hello")], CancelScope(), 2))  # warm-up
+    out: dict[str, dict] = {}
+    for count in FRAME_COUNTS:
+        picked = [frames[round(i * (len(frames) - 1) / max(1, count - 1))] for i in range(count)] if count > 1 \
+            else [frames[len(frames) // 2]]
+        prompt = [system, PromptMessage("user", VIDEO_QUESTION, images=picked)]
+        first, tokens = [], 0
+        for _ in range(runs):
+            stats = GenerationStats()
+            list(engine.stream(prompt, CancelScope(), 2, stats))
+            first.append(stats.first_token_s)
+            tokens = stats.prompt_tokens
+        row = {"prompt_tokens": tokens, "first_token_ms": _summary(first, 1000)}
+        stacked = np.stack([np.asarray(f) for f in picked])
+        row["prompt_tokens_as_video"] = _video_prompt_tokens(engine, stacked)
+        # The tiny models' processors are shrunk; the processors' own defaults are the full models' sizes.
+        tiny = engine.processor.image_processor, engine.processor.video_processor
+        try:
+            engine.processor.image_processor = type(tiny[0])()
+            engine.processor.video_processor = type(tiny[1])()
+            row["full_size_processor"] = {"as_images": int(engine.encode(prompt)["input_ids"].shape[-1]),
+                                          "as_video": _video_prompt_tokens(engine, stacked)}
+        finally:
+            engine.processor.image_processor, engine.processor.video_processor = tiny
+        out[str(count)] = row
+    engine.close()
+    return out
+
+
+def _video_prompt_tokens(engine: LocalEngine, stacked) -> int | None:
+    """The same frames as one video through the model's video processor (None where it has none)."""
+    processor = engine.processor
+    video_token = getattr(processor, "video_token", None)
+    if getattr(processor, "video_processor", None) is None or not video_token:
+        return None
+    if engine.family.startswith("qwen2_5_omni"):
+        video_token = f"<|vision_bos|>{video_token}<|vision_eos|>"
+    chat = [{"role": "user", "content": [{"type": "text", "text": VIDEO_QUESTION}]}]
+    text = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    text = text.replace(VIDEO_QUESTION, video_token + VIDEO_QUESTION)
+    metadata = [{"fps": 1.0, "total_num_frames": len(stacked), "frames_indices": list(range(len(stacked)))}]
+    try:
+        inputs = processor(text=text, videos=[stacked], return_tensors="pt", video_metadata=metadata,
+                           do_sample_frames=False)
+    except (TypeError, ValueError):
+        inputs = processor(text=text, videos=[stacked], return_tensors="pt")
+    return int(inputs["input_ids"].shape[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--decode-tokens", type=int, default=64)
     parser.add_argument("--models", type=Path, help="folder from `python -m tests.tiny_models` (built if absent)")
     parser.add_argument("--quick", action="store_true", help="3 runs, for CI")
+    parser.add_argument("--frames-only", action="store_true", help="only the video frames' cost (tiny models)")
     parser.add_argument("--model", help="a real model too: hub id, folder or .gguf file")
     parser.add_argument("--dtype", default="auto", help="for --model: auto (what the app picks), float32, bfloat16")
     parser.add_argument("--no-tiny", action="store_true", help="only --model")
@@ -145,8 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     missing = [n for n in names if not (folder / n / "config.json").exists()]
     if missing:
         tiny_models.build_all(folder, missing)
+    with tempfile.TemporaryDirectory() as scratch:
+        frames = video_frames(Path(scratch))
+    video = {name: frames_cost(folder / name, frames, runs) for name in names}
+    if args.frames_only:
+        print(json.dumps({"device": "cpu", "video_frames": video, "runs": runs}))
+        return 0
     result["models"].update({name: measure(folder / name, runs, args.decode_tokens) for name in names})
     result["speech_on_vs_off"] = speech_overhead(folder / "gemma4", runs)
+    result["video_frames"] = video
     print(json.dumps(result))
     return 0
 

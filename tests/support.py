@@ -51,3 +51,29 @@ def message_files(message: dict) -> list[str]:
             inner = block.get("file")
             paths.append(inner.get("path") if isinstance(inner, dict) else block.get("path") or inner)
     return [p for p in paths if p]
+
+
+def make_video(path: Path, seconds: float = 3.0, size: tuple[int, int] = (96, 64), fps: float = 5.0,
+               sound: Path | None = None, codec: str = "libx264", picture: Path | None = None) -> Path:
+    """A small test video made with ffmpeg: a moving test pattern (or a still ``picture``), and ``sound``
+    (any recording) as its sound track when given; no sound track otherwise."""
+    import shutil
+    import subprocess
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise RuntimeError("ffmpeg is needed to make test videos")
+    width, height = size
+    if picture is not None:
+        video_in = ["-loop", "1", "-framerate", f"{fps:g}", "-i", str(picture)]
+        scale = ["-vf", f"scale={width}:{height}"]
+    else:
+        video_in = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps:g}"]
+        scale = []
+    audio_in = ["-i", str(sound)] if sound is not None else []
+    audio_out = ["-c:a", "libopus" if path.suffix == ".webm" else "aac"] if sound is not None else ["-an"]
+    video_codec = "libvpx" if path.suffix == ".webm" else codec
+    cmd = [ffmpeg, "-nostdin", "-loglevel", "error", "-y", *video_in, *audio_in, "-t", f"{seconds:g}", *scale,
+           "-c:v", video_codec, "-pix_fmt", "yuv420p", *audio_out, str(path)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    return path

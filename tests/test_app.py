@@ -211,3 +211,58 @@ def test_silence_is_not_sent_to_the_model(client, tmp_path):
     sf.write(silence, np.zeros(16000 * 2, dtype=np.float32), 16000)
     result = client.predict("", [handle_file(str(silence))], "auto", api_name="/chat")
     assert result["error_key"] == "asr.no_speech" and "did not catch" in result["error"]
+
+
+@pytest.fixture()
+def prompts(app, monkeypatch):
+    """Every prompt the launched app's model is given during one test."""
+    engine = app[0].engine
+    seen: list = []
+    original = engine.stream
+
+    def stream(messages, *args, **kwargs):
+        seen.append(messages)
+        return original(messages, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "stream", stream)
+    return seen
+
+
+def test_chat_endpoint_takes_a_video_with_a_spoken_question(client, corpus, tmp_path, prompts):
+    from gradio_client import handle_file
+
+    from backend.media.video import MIN_FRAMES
+    from tests.support import make_video
+
+    clip = make_video(tmp_path / "question.mp4", 4, sound=corpus / "speech" / "sr_french.aiff")
+    result = client.predict("", [handle_file(str(clip))], "auto", api_name="/chat")
+    assert "error" not in result, result
+    assert result["frames"] == MIN_FRAMES
+    assert isinstance(result["transcript"], str) and result["transcript"]
+    assert result["language"] != "und" and result["answer"]
+    user = prompts[-1][-1]
+    assert len(user.images) == MIN_FRAMES and all(image.size == (96, 64) for image in user.images)
+    assert result["transcript"] in user.text
+
+
+def test_chat_endpoint_takes_a_video_without_sound(client, tmp_path, prompts):
+    from gradio_client import handle_file
+
+    from tests.support import make_video
+
+    clip = make_video(tmp_path / "silent.webm", 2)
+    result = client.predict("Was passiert in diesem kurzen Film? Bitte beschreiben Sie alles genau.", [handle_file(str(clip))], "auto", api_name="/chat")
+    assert "error" not in result, result
+    assert result["frames"] >= 1 and "transcript" not in result and result["language"] == "de"
+    assert len(prompts[-1][-1].images) == result["frames"]
+
+
+def test_a_video_over_the_length_limit_is_refused_plainly(client, tmp_path):
+    from gradio_client import handle_file
+
+    from tests.support import make_video
+
+    clip = make_video(tmp_path / "lecture.mp4", 615, size=(16, 16), fps=0.5)
+    result = client.predict("Summarise this", [handle_file(str(clip))], "auto", api_name="/chat")
+    assert result["error_key"] == "media.video_too_long"
+    assert "'lecture.mp4' is too long (10:1" in result["error"] and "the limit is 10:00 min" in result["error"]

@@ -32,7 +32,7 @@ import soundfile as sf
 from PIL import Image
 
 from backend.settings import Settings
-from tests.support import free_port, message_files, message_text, png_bomb
+from tests.support import free_port, make_video, message_files, message_text, png_bomb
 
 SEED_TEXT = "Hello! Please tell me something about the sea."
 NEXT_TEXT = "Thank you. And what about the mountains?"
@@ -312,6 +312,25 @@ def _check_recording(turn, history):
     assert turn.status in {"done", "no_speech"}
 
 
+def _check_video_with_sound(turn, history):
+    _check_recording(turn, history)
+    assert turn.video_path and turn.frame_paths
+    # the video plays in the chat, with its sound (Gradio serves a copy of the file)
+    assert [Path(p).name for p in message_files(history[-2])] == [Path(turn.video_path).name]
+
+
+def _check_video_without_sound(turn, history):
+    assert turn.video_path and turn.frame_paths and turn.audio_path is None and turn.transcript is None
+    assert [Path(p).name for p in message_files(history[-2])] == [Path(turn.video_path).name]
+
+
+def _truncated_video(tmp: Path, corpus: Path) -> list[str]:
+    """The first half of a video with sound: refused plainly, or answered from what decodes."""
+    whole = make_video(tmp / "whole.mp4", 2, sound=_speech(corpus)).read_bytes()
+    (tmp / "whole.mp4").unlink()
+    return _named(tmp, "clip.mp4", whole[: len(whole) // 2])
+
+
 def _check_image_and_audio(turn, history):
     assert len(turn.image_paths) == 1 and turn.audio_path
 
@@ -334,7 +353,7 @@ CASES = [
     Case("svg_as_png", lambda t, c: _named(t, "logo.png", SVG), message="not a picture"),
     Case("html_as_jpg", lambda t, c: _named(t, "cat.jpg", HTML), message="not a picture"),
     Case("text_as_png", lambda t, c: _named(t, "photo.png", b"just some words, not a picture\n"),
-         message="neither an image nor a recording"),
+         message="neither an image, a recording nor a video"),
     Case("nine_images", lambda t, c: _many_images(t, 9), message="the limit is 8"),
     Case("hundred_images", lambda t, c: _many_images(t, 100), message="Too many images in one message (100"),
     # refused by Gradio's max_file_size at upload, before Omnilingo sees it
@@ -356,12 +375,25 @@ CASES = [
                                            .astype(np.float32)), expect="accepted", check=_check_recording),
     Case("text_named_wav", lambda t, c: _named(t, "memo.wav", b"Dear diary,\nnot a recording at all.\n"),
          message="text file, not a recording"),
-    Case("mp3_with_video", _mp3_with_video, expect="accepted", check=_check_recording),
+    Case("mp3_with_video", _mp3_with_video, expect="accepted", check=_check_video_with_sound),
     Case("unsupported_codec", lambda t, c: _wav_unknown_codec(t), message="cannot decode"),
     Case("two_recordings", lambda t, c: _wav(t, "a.wav", np.zeros(8000, np.float32))
-         + _wav(t, "b.wav", np.zeros(8000, np.float32)), message="one recording at a time"),
+         + _wav(t, "b.wav", np.zeros(8000, np.float32)), message="one recording or video at a time"),
     Case("image_and_recording", lambda t, c: [str(_png(t / "a.png")), str(_speech(c))], expect="accepted",
          check=_check_image_and_audio),
+    # video
+    Case("corrupt_mp4", lambda t, c: _named(t, "clip.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40),
+         message="not a video Omnilingo can read"),
+    Case("truncated_mp4", _truncated_video, message="clip.mp4"),
+    Case("zero_byte_video", lambda t, c: _named(t, "clip.mp4", b""), message="is empty"),
+    Case("huge_resolution_video", lambda t, c: [str(make_video(t / "big.mp4", 0.2, size=(4400, 2200)))],
+         message="4400×2200"),
+    Case("one_hour_video", lambda t, c: [str(make_video(t / "film.mp4", 3600, size=(16, 16), fps=0.2))],
+         message="is too long (60:00 min"),
+    Case("silent_video", lambda t, c: [str(make_video(t / "quiet.webm", 1))], expect="accepted",
+         check=_check_video_without_sound),
+    Case("video_and_recording", lambda t, c: [str(make_video(t / "v.mp4", 1)), str(_speech(c))],
+         message="one recording or video at a time"),
 ]
 
 
@@ -388,7 +420,8 @@ def test_bad_file(session, tmp_path, corpus, case):
             assert turn.status in {"done", "no_speech"}, (turn.status, turn.error)
             case.check(turn, history)
         _assert_plain(message_text(history[-1]))
-        for path in turn.image_paths + ([turn.audio_path] if turn.audio_path else []):
+        kept = turn.image_paths + turn.frame_paths + [p for p in (turn.audio_path, turn.video_path) if p]
+        for path in kept:
             assert Path(path).parent == session.conversation.session_dir  # kept under a name of our own
             assert not any(Path(path).name == Path(f).name for f in files)
         session.history = history

@@ -15,6 +15,7 @@ from backend.language.sentences import SentenceStream, split_sentences
 from backend.models.tts import (
     ESPEAK,
     MMS,
+    NOTE_FALLBACK,
     AudioChunk,
     EspeakEngine,
     SpeechRouter,
@@ -56,7 +57,7 @@ def rms(x: np.ndarray) -> float:
 def test_espeak_speaks_corpus_sentences_in_many_languages():
     sentences = udhr_sentences(SPOKEN)
     assert len(sentences) >= 10
-    router = SpeechRouter()
+    router = SpeechRouter(preferred_engine="espeak")
     for lang, sentence in sentences.items():
         voice = router.voice_for(lang)
         assert voice is not None and voice.engine == ESPEAK, lang
@@ -77,7 +78,7 @@ def test_long_burmese_clause_is_spoken_in_pieces():
     with UDHR.open(encoding="utf-8") as fh:
         text = next(row["text"] for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
                     if row["bcp47"] == "my" and len(row["text"]) > 300)
-    chunk = SpeechRouter().say(text, "my")
+    chunk = SpeechRouter(preferred_engine="espeak").say(text, "my")
     assert chunk.duration_s > 5 and rms(chunk.samples) > RMS_FLOOR
 
 
@@ -88,8 +89,8 @@ def test_long_burmese_clause_is_spoken_in_pieces():
      ("arb", "ar"), ("pes", "fa"), ("swh", "sw"), ("iw", "he"), ("no", "nb"), ("es-MX", "es-419")],
 )
 def test_language_tags_map_to_espeak_voices(tag, voice_id):
-    assert voices_for(tag) == [(ESPEAK, voice_id)]
-    assert SpeechRouter().voice_for(tag).voice_id == voice_id
+    assert [v for v in voices_for(tag) if v[0] == ESPEAK] == [(ESPEAK, voice_id)]
+    assert SpeechRouter(preferred_engine="espeak").voice_for(tag).voice_id == voice_id
 
 
 @needs_espeak
@@ -129,7 +130,7 @@ def test_crashing_espeak_reports_engine_failed(tmp_path):
 
 @needs_espeak
 def test_text_that_looks_like_options_is_spoken_not_obeyed(tmp_path):
-    router = SpeechRouter()
+    router = SpeechRouter(preferred_engine="espeak")
     out = tmp_path / "x.wav"
     chunk = router.say(f"-w {out} --help", "en")
     assert rms(chunk.samples) > RMS_FLOOR
@@ -138,7 +139,7 @@ def test_text_that_looks_like_options_is_spoken_not_obeyed(tmp_path):
 
 @needs_espeak
 def test_speak_stops_when_asked():
-    router = SpeechRouter()
+    router = SpeechRouter(preferred_engine="espeak")
     spoken = []
     for chunk in router.speak("One. Two. Three. Four.", "en", should_stop=lambda: len(spoken) >= 2):
         spoken.append(chunk.text)
@@ -149,7 +150,7 @@ def test_speak_stops_when_asked():
 def test_override_and_preferred_engine():
     scot = Voice(ESPEAK, "en-gb-scotland", "en", "Scottish")
     assert SpeechRouter(overrides={"en": scot}).voice_for("en-GB") == scot
-    assert SpeechRouter().voice_for("en").voice_id == "en-gb"
+    assert SpeechRouter(preferred_engine="espeak").voice_for("en").voice_id == "en-gb"
 
 
 def test_speakable_drops_markdown_urls_and_emoji():
@@ -189,7 +190,8 @@ def test_vits_is_off_unless_non_commercial_use_is_allowed(tiny_vits):
 
 @pytest.mark.slow
 def test_vits_speaks_when_allowed_and_is_preferred(tiny_vits):
-    router = SpeechRouter(allow_noncommercial=True, vits_models={"en": str(tiny_vits)})
+    router = SpeechRouter(engines=[VitsEngine(allow_noncommercial=True, models={"en": str(tiny_vits)}),
+                                   EspeakEngine()], allow_noncommercial=True)
     voice = router.voice_for("en-US")
     assert voice.engine == MMS and voice.voice_id == str(tiny_vits)
     chunks = list(router.speak("Hello there. How are you today?", "en"))
@@ -203,12 +205,16 @@ def test_vits_speaks_when_allowed_and_is_preferred(tiny_vits):
 
 
 @needs_espeak
-def test_broken_neural_voice_falls_back_to_espeak(tmp_path):
-    router = SpeechRouter(allow_noncommercial=True, vits_models={"fr": str(tmp_path / "missing")})
+def test_broken_neural_voice_falls_back_to_espeak(tmp_path, monkeypatch):
+    router = SpeechRouter(engines=[VitsEngine(allow_noncommercial=True, models={"fr": str(tmp_path / "missing")}),
+                                   EspeakEngine()], allow_noncommercial=True)
     assert router.voice_for("fr").engine == MMS
     chunks = list(router.speak("Bonjour à tous. Merci.", "fr"))
     assert len(chunks) == 2 and rms(chunks[0].samples) > RMS_FLOOR
-    assert router.voice_for("fr").engine == ESPEAK  # the broken voice is not tried again
+    assert all(c.sample_rate == 22_050 and c.note == NOTE_FALLBACK for c in chunks)  # espeak-ng, and says why
+    assert router.describe("fr").engine == ESPEAK  # the settings name the voice that really speaks
+    monkeypatch.setattr(VitsEngine, "load", lambda self, voice_id: 1 / 0)
+    assert router.say("Encore.", "fr").note == NOTE_FALLBACK  # the broken voice is not tried again
 
 
 # --------------------------------------------------------------------------- sentence streaming

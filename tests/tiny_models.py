@@ -65,8 +65,10 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def gemma4_tokenizer():
-    """A byte-fallback Gemma tokenizer with Gemma 4's image, audio and turn tokens; (tokenizer, vocab)."""
+def gemma4_tokenizer(with_merge: bool = False):
+    """A byte-fallback Gemma tokenizer with Gemma 4's image, audio and turn tokens; (tokenizer, vocab).
+
+    ``with_merge`` adds one BPE merge: llama.cpp refuses a Gemma 4 vocabulary without merges."""
     from transformers import GemmaTokenizer
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
@@ -86,12 +88,18 @@ def gemma4_tokenizer():
         vocab[f"<0x{b:02X}>"] = len(vocab)
     for ch in "▁abcdefghijklmnopqrstuvwxyz":
         vocab.setdefault(ch, len(vocab))
-    tokenizer = GemmaTokenizer(vocab=vocab, merges=[], extra_special_tokens=mm_tokens)
+    merges = []
+    if with_merge:
+        vocab["▁t"] = len(vocab)
+        merges.append(("▁", "t"))
+    tokenizer = GemmaTokenizer(vocab=vocab, merges=merges, extra_special_tokens=mm_tokens)
     tokenizer.add_special_tokens({"additional_special_tokens": turn_tokens})
     return tokenizer, vocab
 
 
-def build_gemma4(out: Path) -> Path:
+def build_gemma4(out: Path, folder: str = "gemma4", for_llama_cpp: bool = False) -> Path:
+    """``for_llama_cpp``: the shape llama.cpp's converter expects of a Gemma 4 (full-attention heads
+    wider than sliding ones, as in the released models, and a tokenizer with merges)."""
     from transformers import (
         Gemma4AudioFeatureExtractor,
         Gemma4Config,
@@ -101,7 +109,7 @@ def build_gemma4(out: Path) -> Path:
         Gemma4VideoProcessor,
     )
 
-    tokenizer, vocab = gemma4_tokenizer()
+    tokenizer, vocab = gemma4_tokenizer(with_merge=for_llama_cpp)
     vocab_size = len(tokenizer)
 
     config = Gemma4Config(
@@ -115,7 +123,7 @@ def build_gemma4(out: Path) -> Path:
             "num_attention_heads": 2,
             "num_key_value_heads": 2,
             "head_dim": 32,
-            "global_head_dim": 32,
+            "global_head_dim": 64 if for_llama_cpp else 32,
             "sliding_window": 64,
             "layer_types": ["sliding_attention", "full_attention"],
             "max_position_embeddings": 4096,
@@ -166,7 +174,7 @@ def build_gemma4(out: Path) -> Path:
         chat_template=GEMMA_TEMPLATE,
         image_seq_length=70,
     )
-    target = out / "gemma4"
+    target = out / folder
     model.save_pretrained(target)
     processor.save_pretrained(target)
     return target
@@ -391,6 +399,27 @@ def build_vits(out: Path) -> Path:
 
 
 BUILDERS = {"gemma4": build_gemma4, "qwen25omni": build_qwen25omni, "whisper": build_whisper, "vits": build_vits}
+
+
+def build_gemma4_gguf(out: Path, llama_cpp_src: Path) -> Path:
+    """A tiny random Gemma 4 as llama.cpp runs it: the text model and its vision and audio projector
+    (mmproj) as two F16 GGUF files, made with llama.cpp's own converter from its source tree (the
+    llama-cpp-python wheel does not ship the converter). Returns the text model's file."""
+    import os
+    import subprocess
+
+    source = build_gemma4(out, folder="gemma4-for-gguf", for_llama_cpp=True)
+    target = out / "gemma4-gguf"
+    target.mkdir(parents=True, exist_ok=True)
+    # The converter reads GGUF with the gguf-py of its own tree, not the installed one.
+    env = {**os.environ, "PYTHONPATH": str(llama_cpp_src / "gguf-py")}
+    for extra, name in (([], "tiny-gemma4-F16.gguf"), (["--mmproj"], "mmproj-tiny-gemma4-F16.gguf")):
+        subprocess.run(
+            [sys.executable, str(llama_cpp_src / "convert_hf_to_gguf.py"), str(source), *extra,
+             "--outtype", "f16", "--outfile", str(target / name)],
+            env=env, check=True, capture_output=True, timeout=600,
+        )
+    return target / "tiny-gemma4-F16.gguf"
 
 
 def build_all(out: Path, names: list[str] | None = None) -> dict[str, Path]:

@@ -8,15 +8,12 @@ on (Stop, barge-in, a new turn) the old ones are dropped wherever they are.
 
 from __future__ import annotations
 
-import io
 import logging
 import queue
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-
-import numpy as np
 
 from backend.cancel import CancelScope
 from backend.errors import UserFacingError
@@ -34,12 +31,7 @@ class SpokenChunk:
     ready_at: float  # perf_counter when synthesis finished
 
     def wav_bytes(self) -> bytes:
-        import soundfile as sf
-
-        buffer = io.BytesIO()
-        samples = np.clip(self.audio.samples, -1.0, 1.0)
-        sf.write(buffer, samples, self.audio.sample_rate, format="WAV", subtype="PCM_16")
-        return buffer.getvalue()
+        return self.audio.wav_bytes()
 
 
 _END = object()
@@ -60,6 +52,7 @@ class AnswerSpeaker:
         self.voice = voice or router.voice_for(language)
         self.sentences = SentenceStream(language)
         self.note: UserFacingError | None = None
+        self.fallback_notes: list[str] = []  # why another voice than the chosen one spoke (turn.notes keys)
         self.first_audio_at: float | None = None
         self._todo: queue.Queue = queue.Queue()
         self._spoken: ThreadStream[SpokenChunk] | None = None
@@ -118,6 +111,9 @@ class AnswerSpeaker:
             self._spoken.wait(timeout)
 
     def _synthesize(self, emit: Callable[[SpokenChunk], None], stopping: Callable[[], bool]) -> None:
+        prepare = getattr(self.router, "prepare", None)
+        if prepare is not None:
+            prepare(self.language, self.voice)  # a neural voice loads while the model writes the first sentence
         while True:
             sentence = self._todo.get()
             if sentence is _END or stopping():
@@ -133,6 +129,8 @@ class AnswerSpeaker:
                 return
             if stopping():
                 return
+            if audio.note and audio.note not in self.fallback_notes:
+                self.fallback_notes.append(audio.note)
             if self.first_audio_at is None:
                 self.first_audio_at = time.perf_counter()
                 self.on_stage("first_tts_chunk")
@@ -210,6 +208,7 @@ def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -
             yield from _still_current(speaker.ready(), scope)
         if speaker.note is not None and speaker.note.key not in turn.notes:
             turn.notes.append(speaker.note.key)
+        turn.notes.extend(n for n in speaker.fallback_notes if n not in turn.notes)
     finally:
         if not complete:
             conversation.stop_turn(turn)  # the consumer left early: the model must not run on

@@ -29,7 +29,7 @@ from typing import Any
 from backend import media
 from backend.conversation.turns import Conversation, Turn, TurnStatus
 from backend.errors import MediaError, UserFacingError
-from backend.language import detect, tags
+from backend.language import decide, detect, tags
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def _turn_dict(turn: Turn, *, audio: bool, image_side: int | None) -> dict[str, 
                      "confidence": round(float(guess.confidence), 4)},
         "answer_language": turn.answer_language,
         "language_override": turn.language_override,
+        "language_source": turn.language_source,
         "answer": turn.answer,
         # an answer cut by the reload is kept as far as it got
         "status": turn.status if turn.status in FINISHED else "stopped",
@@ -297,13 +298,15 @@ def restore(conversation: Conversation, payload: str | bytes | dict | None) -> i
         status = TurnStatus(raw["status"]) if raw.get("status") in FINISHED else TurnStatus.STOPPED
         override = _clean(raw.get("language_override"), 35) or "auto"
         answer_language = tags.normalize_tag(_clean(raw.get("answer_language"), 35) or tags.UNKNOWN)
+        source = raw.get("language_source")
+        source = source if source in decide.SOURCES else decide.DETECTED
         notes = [n for n in (raw.get("notes") or []) if isinstance(n, str) and len(n) < 64][:16]
         error = _clean(raw.get("error"), 2000) or None
         error_key = _clean(raw.get("error_key"), 64) or None
         turns.append(Turn(
             id=len(turns) + 1, text=text, language=_guess(raw.get("language")), answer_language=answer_language,
             language_override=override if override == "auto" else tags.normalize_tag(override),
-            image_paths=images, audio_path=audio_path, transcript=transcript, answer=_clean(raw.get("answer")),
+            language_source=source, image_paths=images, audio_path=audio_path, transcript=transcript, answer=_clean(raw.get("answer")),
             status=status, error=error if status == "error" else None,
             error_key=error_key if status in {"error", "no_speech"} else None, notes=notes,
         ))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from backend import media
 from backend.cancel import CancelScope
 from backend.errors import MediaError, ModelUnavailableError, UserFacingError
-from backend.language import detect, tags
+from backend.language import decide, detect, tags
+from backend.media import video as video_media
 from backend.models.engine import Engine, GenerationStats, PromptMessage
 
 if TYPE_CHECKING:
@@ -39,6 +41,9 @@ MAX_IMAGES_IN_CONTEXT = 4
 # Below this many letters an answer's language cannot be told reliably.
 MIN_LETTERS_TO_JUDGE_LANGUAGE = 24
 MIN_CONFIDENCE_TO_SWITCH = 0.5
+# Told to a model that reads text only, when the user showed it pictures or a video.
+BLIND_NOTE = "(The user also shared pictures or a video, which you cannot see; say so if it matters.)"
+VIDEO_SOUND_NOTE = "(Said in the video:)"
 
 
 # Far beyond any model's context; longer pastes are refused before any work is done on them.
@@ -62,7 +67,9 @@ def clean_text(text: str | None) -> str:
 def unusable_file(path: str, limits: media.MediaLimits) -> MediaError:
     """The most specific reason a file is neither an image nor a recording we can read."""
     try:
-        if Path(path).suffix.lower() in _AUDIO_SUFFIXES:
+        if Path(path).suffix.lower() in video_media.VIDEO_SUFFIXES:
+            video_media.load_video(path, limits, max_frames=1)
+        elif Path(path).suffix.lower() in _AUDIO_SUFFIXES:
             media.load_audio(path, limits)
         else:
             media.load_image(path, limits)
@@ -70,7 +77,7 @@ def unusable_file(path: str, limits: media.MediaLimits) -> MediaError:
         if err.key not in {"media.not_an_image", "media.image_corrupt"}:
             return err
     return MediaError(
-        "This file is neither an image nor a recording Omnilingo can read.", key="media.unsupported_file",
+        "This file is neither an image, a recording nor a video Omnilingo can read.", key="media.unsupported_file",
     )
 
 
@@ -125,6 +132,10 @@ class Note(StrEnum):
     HISTORY_SHORTENED = "history_shortened"
     HEARD_BY_MODEL_ONLY = "heard_by_model_only"
     NO_VOICE = "tts.no_voice"
+    # another voice than the chosen one spoke (backend.models.tts NOTE_FALLBACK / NOTE_NONCOMMERCIAL)
+    VOICE_FALLBACK = "voice_fallback"
+    VOICE_NONCOMMERCIAL = "voice_noncommercial"
+    LANGUAGE_FROM_ANSWER = "language_from_answer"  # the answer settled a close call
 
 
 @dataclass
@@ -134,8 +145,16 @@ class Turn:
     language: detect.LanguageGuess
     answer_language: str
     language_override: str = "auto"
+    # Where answer_language came from (backend.language.decide.SOURCES), what the message's
+    # evidence ranked (best first), and the priors it was weighed with.
+    language_source: str = decide.DETECTED
+    language_candidates: list[tuple[str, float]] = field(default_factory=list)
+    priors: decide.Priors = field(default_factory=decide.Priors)
     image_paths: list[str] = field(default_factory=list)
-    audio_path: str | None = None
+    audio_path: str | None = None  # a recording, or a video's sound track
+    video_path: str | None = None
+    frame_paths: list[str] = field(default_factory=list)  # pictures taken from the video, in order
+    frame_times: list[float] = field(default_factory=list)  # where in the video each was taken, seconds
     transcript: str | None = None
     answer: str = ""
     status: TurnStatus = TurnStatus.PENDING
@@ -157,10 +176,17 @@ class Turn:
 
     @property
     def prompt_text(self) -> str:
-        """What the model reads: the typed text, the transcript of the recording, or both."""
-        if self.transcript and self.text:
-            return f"{self.text}\n\n{self.transcript}"
-        return self.text or self.transcript or ""
+        """What the model reads: the typed text, the transcript of the recording (or video), or both."""
+        transcript = self.transcript
+        if transcript and self.video_path:
+            transcript = f"{VIDEO_SOUND_NOTE} {transcript}"
+        if transcript and self.text:
+            return f"{self.text}\n\n{transcript}"
+        return self.text or transcript or ""
+
+    @property
+    def frames_seen(self) -> int:
+        return len(self.frame_paths)
 
     @property
     def language_mismatch(self) -> bool:
@@ -178,6 +204,24 @@ class Turn:
         return data
 
 
+def _better_transcript(candidate, current) -> bool:
+    """Whether a second hearing is the better one: speech where the first heard none, else the
+    higher of Whisper's average log-probability per token plus log P(speech)."""
+    if candidate.no_speech or not candidate.text.strip():
+        return False
+    if current.no_speech or not current.text.strip():
+        return True
+
+    def score(heard) -> float | None:
+        logprob = getattr(heard, "avg_logprob", None)
+        if logprob is None:
+            return None
+        return logprob + math.log(max(1e-6, 1.0 - float(getattr(heard, "no_speech_probability", 0.0) or 0.0)))
+
+    mine, theirs = score(candidate), score(current)
+    return mine is not None and theirs is not None and mine > theirs
+
+
 class Conversation:
     """One person's chat with the model."""
 
@@ -188,8 +232,10 @@ class Conversation:
         limits: media.MediaLimits | None = None,
         max_new_tokens: int = 1024,
         asr=None,
+        video_frames: int = 8,
     ) -> None:
         self.engine = engine
+        self.video_frames = video_frames  # most frames the model sees of one video
         self.asr = asr  # backend.models.asr.SpeechRecognizer, or None when speech input is off
         self.limits = limits or media.MediaLimits()
         self.max_new_tokens = max_new_tokens
@@ -223,22 +269,45 @@ class Conversation:
         sf.write(target, clip.samples, clip.sample_rate, subtype="PCM_16")
         return str(target)
 
+    def _keep_video(self, source: str | Path, clip: video_media.VideoClip) -> tuple[str, list[str]]:
+        """Keep a video (for the chat to play) and the frames the model sees of it, under names of our own."""
+        number = next(self._file_ids)
+        suffix = ".webm" if clip.source_format.startswith(("matroska", "webm")) else ".mp4"
+        target = self.session_dir / f"video-{number:04d}{suffix}"
+        shutil.copyfile(source, target)
+        frames = []
+        for index, frame in enumerate(clip.frames, 1):
+            path = self.session_dir / f"video-{number:04d}-frame-{index:02d}.jpg"
+            frame.save(path, quality=90)
+            frames.append(str(path))
+        return str(target), frames
+
     def _current_language(self) -> str:
         for turn in reversed(self.turns):
             if turn.answer_language != "und":
                 return turn.answer_language
         return "und"
 
-    def choose_language(self, guess: detect.LanguageGuess, override: str = "auto") -> str:
-        if override and override != "auto":
-            return tags.normalize_tag(override)
-        # "ok", "merci", a number: too little text to switch the conversation's language
-        if guess.known and guess.confidence >= MIN_CONFIDENCE_TO_SWITCH:
-            return guess.tag
+    def priors(self, override: str = "auto", browser: tuple[str, ...] | list[str] = ()) -> decide.Priors:
+        """What the app knows before reading a message: the pinned language, the conversation's, the browser's."""
+        pinned = tags.normalize_tag(override) if override and override != "auto" else None
         previous = self._current_language()
-        return previous if previous != "und" else guess.tag
+        return decide.Priors(pinned=pinned, conversation=None if previous == "und" else previous,
+                             browser=tuple(browser))
 
-    def prepare(self, text: str, files: list[str] | None = None, language: str = "auto") -> Turn:
+    @staticmethod
+    def _settle(turn: Turn, decision: decide.Decision, fallback: detect.LanguageGuess) -> None:
+        """Record a decision on the turn; the message's language is the evidence's best named one."""
+        turn.answer_language, turn.language_source = decision.tag, decision.source
+        turn.language_candidates = [(str(t), float(p)) for t, p in decision.candidates]
+        named = [(tag, p) for tag, p in decision.candidates if tag != tags.UNKNOWN]
+        if named and not (fallback.known and fallback.tag == named[0][0]):
+            tag, p = named[0]
+            fallback = detect.LanguageGuess(tag, tags.language_name(tag), tags.autonym(tag), round(p, 3))
+        turn.language = fallback
+
+    def prepare(self, text: str, files: list[str] | None = None, language: str = "auto",
+                browser: tuple[str, ...] | list[str] = ()) -> Turn:
         """Check a new message and its files; raise UserFacingError and change nothing if they are unusable."""
         text = clean_text(text)
         if len(text) > MAX_MESSAGE_CHARS:
@@ -248,34 +317,50 @@ class Conversation:
             )
         images: list[str] = []
         audio: list[str] = []
+        videos: list[str] = []
         for path in files or []:
             if media.is_image_file(path):
                 images.append(path)
+            elif video_media.is_video_file(path):
+                videos.append(path)
             elif media.is_audio_file(path):
                 audio.append(path)
             else:
                 raise unusable_file(path, self.limits)
-        if not text and not images and not audio:
+        if not text and not images and not audio and not videos:
             raise UserFacingError("Type a message, or add an image or a recording.", key="error.empty_message")
-        if len(audio) > 1:
-            raise MediaError("Send one recording at a time.", key="media.too_many_recordings")
+        if len(audio) + len(videos) > 1:
+            raise MediaError("Send one recording or video at a time.", key="media.too_many_recordings")
         # Known once the model is loaded; a message sent during loading is checked again in answer().
+        # A video is still heard by a model that reads text only: its transcript, with a note.
         if images and not getattr(self.engine, "accepts_images", True):
             raise cannot_see(self.engine)
         # Decode everything before keeping anything: a bad file loses nothing.
         media.load_images(images, self.limits)
         clip = media.load_audio(audio[0], self.limits) if audio else None
+        film = None
+        if videos:
+            # The video's frames share the message's picture budget with the images sent beside it.
+            budget = max(1, min(self.video_frames, self.limits.max_images_per_turn - len(images)))
+            film = video_media.load_video(videos[0], self.limits, max_frames=budget)
+            clip = film.audio
         guess = detect.detect(text)
         with self._lock:
+            priors = self.priors(language, browser)
             turn = Turn(
                 id=next(self._ids),
                 text=text,
                 language=guess,
-                answer_language=self.choose_language(guess, language),
+                answer_language=tags.UNKNOWN,
                 language_override=language or "auto",
+                priors=priors,
                 image_paths=[self._keep_image(p) for p in images],
                 audio_path=self._keep_recording(clip) if clip is not None else None,
             )
+            if film is not None:
+                turn.video_path, turn.frame_paths = self._keep_video(videos[0], film)
+                turn.frame_times = [round(t, 2) for t in film.times_s]
+            self._settle(turn, decide.decide(text, priors), guess)
         return turn
 
     def add(self, turn: Turn) -> Turn:
@@ -293,8 +378,12 @@ class Conversation:
         messages: list[PromptMessage] = []
         for past in reversed(history + [turn]):
             images = []
-            if image_budget > 0 and past.image_paths:
-                kept = past.image_paths[-image_budget:]
+            pictures = past.image_paths + past.frame_paths
+            # The turn being answered shows all its pictures (a video's frames are already within the
+            # per-message limit); older turns share what is left of the context's budget.
+            budget = max(image_budget, len(pictures)) if past is turn else image_budget
+            if budget > 0 and pictures:
+                kept = pictures[-budget:]
                 images = [media.load_image(p, self.limits) for p in kept]
                 image_budget -= len(kept)
             audio = []
@@ -302,7 +391,12 @@ class Conversation:
                 audio = [media.load_audio(turn.audio_path, self.limits).samples]
             if past is not turn and past.answer:
                 messages.append(PromptMessage("assistant", past.answer))
-            messages.append(PromptMessage("user", past.prompt_text, images=images, audio=audio))
+            text = past.prompt_text
+            if pictures and not getattr(self.engine, "accepts_images", True):
+                text = (f"{text}\n\n" if text else "") + BLIND_NOTE
+            frames = min(len(past.frame_paths), len(images))  # the frames come last among the pictures
+            messages.append(PromptMessage("user", text, images=images, audio=audio, video_frames=frames,
+                                          video_times=past.frame_times[len(past.frame_times) - frames:]))
         messages.reverse()
         return [PromptMessage("system", system_prompt(turn.answer_language, turn.firm_language))] + messages
 
@@ -352,16 +446,34 @@ class Conversation:
                 turn.status = TurnStatus.DONE
         if turn.answer.strip():
             turn.answer_guess = detect.detect(turn.answer)
+            self._redecide(turn)
+
+    @staticmethod
+    def _redecide(turn: Turn) -> None:
+        """The answer and the message agree on a language the message's evidence ranked close: take it."""
+        guess = turn.answer_guess
+        if guess is None or not guess.known or guess.confidence < MIN_CONFIDENCE_TO_SWITCH \
+                or sum(ch.isalpha() for ch in turn.answer) < MIN_LETTERS_TO_JUDGE_LANGUAGE:
+            return
+        current = decide.Decision(turn.answer_language, turn.language_source, 0.0,
+                                  tuple((str(t), float(p)) for t, p in turn.language_candidates))
+        better = decide.redecide(current, guess.tag)
+        if better is not None:
+            turn.answer_language, turn.language_source = better.tag, better.source
+            turn.notes.append(Note.LANGUAGE_FROM_ANSWER)
 
     def hear(self, turn: Turn, transcript: Transcript | None = None) -> bool:
         """Transcribe the turn's recording; False (and a "did not catch that" turn) when nothing was said.
 
-        The spoken language Whisper hears wins over the text detector for speech. ``transcript``:
-        the words were already heard (voice mode transcribes at the pause that ends the turn)."""
+        Whisper's spoken-language ID, the text detector on the transcript and the turn's priors
+        decide the answer language; a pinned language is the one Whisper transcribes in.
+        ``transcript``: the words were already heard (voice mode transcribes at the pause that
+        ends the turn)."""
         if turn.audio_path is None:
             return True  # nothing recorded: the typed text stands
-        if transcript is not None:
-            return self._use_transcript(turn, transcript)
+        pinned = turn.priors.pinned
+        if transcript is not None and (not pinned or tags.normalize_tag(transcript.language) == pinned):
+            return self._use_transcript(turn, transcript)  # else heard again in the pinned language
         clip = media.load_audio(turn.audio_path, self.limits)
         accepts_audio = getattr(self.engine, "accepts_audio", False)
         if self.asr is None:
@@ -371,8 +483,19 @@ class Conversation:
             raise UserFacingError("Speech input is not available in this setup.", key="asr.unavailable")
         started = time.perf_counter()
         turn.mark("asr_start")
+        priors = turn.priors
         try:
-            transcript = self.asr.transcribe(clip)
+            transcript = self._transcribe(clip, priors.pinned)  # a pinned language is what Whisper hears
+            heard = decide.spoken(getattr(transcript, "language_probs", None), transcript.language,
+                                  transcript.language_probability)
+            prior = next((tag for tag, _, _ in priors.ranked()), None)
+            surest = max((p for tag, p in heard.items() if tag != tags.UNKNOWN), default=0.0)
+            if not priors.pinned and prior and surest < decide.SPEECH_SURE \
+                    and tags.normalize_tag(transcript.language) != prior and self._asr_takes_language():
+                # Whisper is unsure: also hear it in the language the person probably speaks, keep the better.
+                again = self.asr.transcribe(clip, language=prior)
+                if _better_transcript(again, transcript):
+                    transcript = again
         except ModelUnavailableError:
             if not accepts_audio:
                 raise
@@ -392,13 +515,29 @@ class Conversation:
             turn.error_key = "asr.no_speech"
             return False
         turn.transcript = transcript.text.strip()
+        heard = decide.spoken(getattr(transcript, "language_probs", None), transcript.language,
+                              transcript.language_probability)
         tag = tags.normalize_tag(transcript.language)
-        turn.language = detect.LanguageGuess(
+        whisper_guess = detect.LanguageGuess(
             tag=tag, name=tags.language_name(tag), autonym=tags.autonym(tag),
-            confidence=round(float(transcript.language_probability), 3),
+            confidence=round(float(heard.get(tag, transcript.language_probability)), 3),
         )
-        turn.answer_language = self.choose_language(turn.language, turn.language_override)
+        self._settle(turn, decide.decide_speech(heard, turn.transcript, turn.priors, transcript.language),
+                     whisper_guess)
         return True
+
+    def _asr_takes_language(self) -> bool:
+        import inspect
+
+        try:
+            return "language" in inspect.signature(self.asr.transcribe).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def _transcribe(self, clip, language: str | None):
+        if language and self._asr_takes_language():
+            return self.asr.transcribe(clip, language=language)
+        return self.asr.transcribe(clip)
 
     def stop(self) -> None:
         """The Stop button: end the answer in progress within one decode step."""
@@ -429,8 +568,14 @@ class Conversation:
             language=original.language,
             answer_language=original.answer_language,
             language_override=original.language_override,
+            language_source=original.language_source,
+            language_candidates=list(original.language_candidates),
+            priors=original.priors,
             image_paths=list(original.image_paths),
             audio_path=original.audio_path,
+            video_path=original.video_path,
+            frame_paths=list(original.frame_paths),
+            frame_times=list(original.frame_times),
             transcript=original.transcript,
             firm_language=True,
         )

@@ -4,19 +4,24 @@ Engines behind one small interface (``TTSEngine``):
 
 * ``EspeakEngine`` — espeak-ng run as a separate process; about 130 languages,
   offline, 20-50 ms a sentence. The voice of last resort for every language it has.
+* ``PiperEngine`` (backend/models/piper.py) — Piper voices through onnxruntime, about 40
+  languages, downloaded per language on first use or read from a local folder.
 * ``VitsEngine`` — MMS-TTS (facebook/mms-tts-<iso639-3>, transformers ``VitsModel``),
   1,100+ languages with a more natural voice. Its weights are licensed for
   NON-COMMERCIAL use only, so it stays off unless the user allows that explicitly.
 
 ``SpeechRouter`` picks the best available voice per language (a neural voice where
 one exists, espeak-ng otherwise; overridable), splits the text into sentences and
-yields one ``AudioChunk`` per sentence. A language without any voice gets ``None``
+yields one ``AudioChunk`` per sentence. When the chosen voice fails (offline, a failed
+download, a licence that needs the non-commercial switch) the next voice speaks and the
+chunk carries a ``note`` saying why. A language without any voice gets ``None``
 from ``voice_for``; a missing or crashing engine surfaces as a ``UserFacingError``
 from ``speak`` (shown as a note), never as an exception in the text path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import logging
@@ -41,8 +46,14 @@ log = logging.getLogger(__name__)
 
 ESPEAK = "espeak-ng"
 MMS = "mms-tts"
+PIPER = "piper"
 # Better voices first; espeak-ng is the fallback for every language it knows.
-ENGINE_QUALITY = [MMS, ESPEAK]
+ENGINE_QUALITY = [PIPER, MMS, ESPEAK]
+# --tts values and the engine each names
+ENGINE_CHOICES = {"piper": PIPER, "espeak": ESPEAK, "mms": MMS}
+# AudioChunk.note values: why another voice than the chosen one speaks (turn.notes keys)
+NOTE_FALLBACK = "voice_fallback"
+NOTE_NONCOMMERCIAL = "voice_noncommercial"
 SYNTH_TIMEOUT_S = 60
 
 
@@ -59,10 +70,19 @@ class AudioChunk:
     samples: np.ndarray  # float32 mono
     sample_rate: int
     text: str
+    note: str | None = None  # NOTE_FALLBACK / NOTE_NONCOMMERCIAL when a fallback voice spoke
 
     @property
     def duration_s(self) -> float:
         return len(self.samples) / float(self.sample_rate) if self.sample_rate else 0.0
+
+    def wav_bytes(self) -> bytes:
+        """16-bit PCM WAV, as the browser plays it."""
+        import soundfile as sf
+
+        buffer = io.BytesIO()
+        sf.write(buffer, np.clip(self.samples, -1.0, 1.0), self.sample_rate, format="WAV", subtype="PCM_16")
+        return buffer.getvalue()
 
 
 @runtime_checkable
@@ -373,6 +393,11 @@ def _hub_reachable_or_cached(repo: str) -> bool:
 # --------------------------------------------------------------------------- router
 
 
+# Failures that will not go away by trying the same voice again in this process.
+_NONCOMMERCIAL_KEYS = {"tts.noncommercial_disabled", "tts.voice_noncommercial"}
+_BROKEN_VOICE_KEYS = {"tts.voice_unavailable", "tts.piper_unavailable"} | _NONCOMMERCIAL_KEYS
+
+
 class SpeechRouter:
     """Best voice per language, with fallbacks; speaks text sentence by sentence."""
 
@@ -384,16 +409,22 @@ class SpeechRouter:
         vits_models: dict[str, str] | None = None,
         overrides: dict[str, Voice] | None = None,
         device: str = "cpu",
+        piper_voices: str | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         if engines is None:
-            engines = [EspeakEngine()]
+            from backend.models.piper import PiperEngine
+
+            engines = [PiperEngine(voices_dir=piper_voices, allow_noncommercial=allow_noncommercial,
+                                   progress=progress), EspeakEngine()]
             if allow_noncommercial:
-                engines.insert(0, VitsEngine(allow_noncommercial=True, models=vits_models, device=device))
+                engines.insert(1, VitsEngine(allow_noncommercial=True, models=vits_models, device=device))
         self.engines = {e.name: e for e in engines}
-        self.preferred_engine = preferred_engine
+        self.preferred_engine = ENGINE_CHOICES.get(preferred_engine or "", preferred_engine)
         self.allow_noncommercial = allow_noncommercial
         self.overrides: dict[str, Voice] = {k.lower(): v for k, v in (overrides or {}).items()}
-        self._broken: set[tuple[str, str]] = set()  # voices that failed to load: not tried again
+        # voices that failed to load, with the note a fallback carries: not tried again
+        self._broken: dict[tuple[str, str], str] = {}
 
     def _engine_order(self) -> list[str]:
         order = [n for n in ENGINE_QUALITY if n in self.engines] + [n for n in self.engines if n not in ENGINE_QUALITY]
@@ -430,15 +461,49 @@ class SpeechRouter:
             except Exception:  # noqa: BLE001 - a broken engine offers no voices
                 log.warning("TTS engine %s failed to list voices", name, exc_info=True)
                 continue
-            found += [v for v in voices if (v.engine, v.voice_id) not in self._broken]
+            found += voices
         return found
 
     def voice_for(self, language: str) -> Voice | None:
+        """The voice that is meant to speak the language (it may still fall back when it fails)."""
         for key in lookup_keys(language):
             if key in self.overrides:
                 return self.overrides[key]
         voices = self.voices_for(language)
         return voices[0] if voices else None
+
+    def prepare(self, language: str, voice: Voice | None = None) -> None:
+        """Load (or download) the language's voice now, so the first sentence does not wait for it.
+
+        Meant for a background thread while the model writes; a failure is remembered like one in ``say``."""
+        voice = voice or self.voice_for(language)
+        engine = self.engines.get(voice.engine) if voice is not None else None
+        load = getattr(engine, "load", None)
+        if voice is None or load is None or (voice.engine, voice.voice_id) in self._broken:
+            return
+        try:
+            load(voice.voice_id)
+        except UserFacingError as exc:
+            if exc.key in _BROKEN_VOICE_KEYS:
+                reason = NOTE_NONCOMMERCIAL if exc.key in _NONCOMMERCIAL_KEYS else NOTE_FALLBACK
+                self._broken[(voice.engine, voice.voice_id)] = reason
+        except Exception:  # noqa: BLE001 - say() reports it when the sentence comes
+            log.debug("preparing voice %s/%s failed", voice.engine, voice.voice_id, exc_info=True)
+
+    def describe(self, language: str) -> VoiceDescription | None:
+        """The voice that will speak the language, neural or not, and its licence (for the settings)."""
+        voice = self.voice_for(language)
+        instead_of = None
+        if voice is not None and (voice.engine, voice.voice_id) in self._broken:
+            # it failed here already (offline, refused licence): say which voice really speaks
+            instead_of = describe_voice(voice.engine, voice.voice_id).label
+            voice = next((v for v in self.voices_for(language) if (v.engine, v.voice_id) not in self._broken), None)
+        if voice is None:
+            return None
+        engine = self.engines.get(voice.engine)
+        licence_of = getattr(engine, "licence", None)
+        licence = licence_of(voice.voice_id) if licence_of is not None else None
+        return dataclasses.replace(describe_voice(voice.engine, voice.voice_id, licence), instead_of=instead_of)
 
     def speak(
         self,
@@ -478,21 +543,32 @@ class SpeechRouter:
                 language=language,
             )
         last: UserFacingError | None = None
+        note: str | None = None  # set once a voice meant to speak could not
         for cand in candidates:
             engine = self.engines.get(cand.engine)
-            if engine is None or (cand.engine, cand.voice_id) in self._broken:
+            if engine is None:
+                continue
+            if (cand.engine, cand.voice_id) in self._broken:
+                note = note or self._broken[(cand.engine, cand.voice_id)]
                 continue
             try:
-                return engine.synthesize(sentence, cand)
+                chunk = engine.synthesize(sentence, cand)
             except UserFacingError as exc:
                 last = exc
-                if exc.key in ("tts.voice_unavailable", "tts.noncommercial_disabled"):
-                    self._broken.add((cand.engine, cand.voice_id))
+                if exc.key in _BROKEN_VOICE_KEYS:  # not for one sentence a voice could not read
+                    reason = NOTE_NONCOMMERCIAL if exc.key in _NONCOMMERCIAL_KEYS else NOTE_FALLBACK
+                    note = note or reason
+                    self._broken[(cand.engine, cand.voice_id)] = reason
                 log.warning("voice %s/%s failed: %s", cand.engine, cand.voice_id, exc.params.get("detail", exc.message))
+                continue
             except Exception as exc:  # noqa: BLE001 - a third-party engine must not break the answer
                 last = _engine_failed(cand.engine, f"{type(exc).__name__}: {exc}")
-                self._broken.add((cand.engine, cand.voice_id))
+                note = note or NOTE_FALLBACK
+                self._broken[(cand.engine, cand.voice_id)] = NOTE_FALLBACK
                 log.warning("voice %s/%s crashed", cand.engine, cand.voice_id, exc_info=True)
+                continue
+            chunk.note = note
+            return chunk
         raise last or _engine_failed("tts", "no voice could speak")
 
 
@@ -500,8 +576,13 @@ class SpeechRouter:
 
 
 def voices_for(tag: str, include_noncommercial: bool = False) -> list[tuple[str, str]]:
-    """[(engine, voice_id)] for the language table; fast (espeak-ng's list is read once)."""
+    """[(engine, voice_id)] for the language table, best first; fast (no download, espeak-ng's list read once)."""
+    from backend.models.piper import catalogue_voice_for
+
     found: list[tuple[str, str]] = []
+    piper = catalogue_voice_for(tag)
+    if piper is not None and (include_noncommercial or not _piper_forbids(piper.licence)):
+        found.append((PIPER, piper.key))
     if include_noncommercial:
         iso3 = _iso639_3(tag)
         if iso3:
@@ -510,6 +591,45 @@ def voices_for(tag: str, include_noncommercial: bool = False) -> list[tuple[str,
     if voice_id:
         found.append((ESPEAK, voice_id))
     return found
+
+
+def _piper_forbids(licence: str | None) -> bool:
+    from backend.models.piper import forbids_commercial
+
+    return forbids_commercial(licence)
+
+
+# Licences of the engines whose voices all share one; Piper voices each have their own.
+ENGINE_LICENCE = {ESPEAK: "GPL-3.0, a separate program", MMS: "CC-BY-NC-4.0, non-commercial"}
+
+
+@dataclass(frozen=True)
+class VoiceDescription:
+    """What the settings and the language table say about the voice that will speak."""
+
+    engine: str
+    voice_id: str
+    label: str
+    neural: bool
+    licence: str | None  # None: not known before the voice is downloaded
+    instead_of: str | None = None  # the voice meant to speak, when it failed here (offline, licence)
+
+
+def describe_voice(engine: str, voice_id: str, licence: str | None = None) -> VoiceDescription:
+    if engine == PIPER and licence is None:
+        from backend.models.piper import catalogue
+
+        entry = next((v for v in catalogue()["voices"].values() if v["key"] == voice_id), None)
+        licence = entry.get("licence") if entry else None
+    label = voice_id.rsplit("/", 1)[-1].removesuffix(".onnx") if engine == PIPER else voice_id
+    return VoiceDescription(engine, voice_id, f"{engine} {label}", engine != ESPEAK,
+                            licence or ENGINE_LICENCE.get(engine))
+
+
+def voice_table_cell(engine: str, voice_id: str) -> str:
+    """One voice in README's language table: engine:voice (licence)."""
+    desc = describe_voice(engine, voice_id)
+    return f"{engine}:{voice_id} ({desc.licence or 'licence read on download'})"
 
 
 def espeak_available() -> bool:
@@ -527,6 +647,9 @@ __all__ = [
     "EspeakEngine",
     "SpeechRouter",
     "TTSEngine",
+    "VoiceDescription",
+    "describe_voice",
+    "voice_table_cell",
     "VitsEngine",
     "Voice",
     "NONCOMMERCIAL_NOTE",

@@ -1,4 +1,4 @@
-"""Decode and check what people upload: images and recordings.
+"""Decode and check what people upload: images and recordings (video files: ``backend.media.video``).
 
 Everything that leaves this module is in one shape the rest of the pipeline can
 trust: images are RGB ``PIL.Image`` objects the right way up, recordings are
@@ -34,7 +34,8 @@ class MediaLimits:
     max_image_pixels: int = 40_000_000
     max_images_per_turn: int = 8
     max_file_bytes: int = 50 * 2**20
-    max_audio_seconds: float = 600.0
+    max_audio_seconds: float = 600.0  # recordings and videos alike
+    max_video_pixels: int = 4096 * 2160  # one frame of DCI 4K
 
 
 DEFAULT_LIMITS = MediaLimits()
