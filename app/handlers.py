@@ -36,6 +36,8 @@ STREAM_INTERVAL_S = 0.04
 # following re-renders sends it on at once (measured: 0.05-0.09 s of a 2 s sentence sent at first,
 # the other 1.9 s with an empty chunk 40 ms later).
 AUDIO_PUMP_S = 2.0
+# Right after a chunk, whether or not text is still streaming: a few empty chunks carry its rest.
+AUDIO_PUMP_DELAYS_S = (0.04, 0.1, 0.25)
 
 
 def empty_wav(sample_rate: int) -> bytes:
@@ -205,6 +207,9 @@ class ChatController:
                         yield self.view(conversation, request), busy, event.chunk.wav_bytes()
                         pump, pump_until = empty_wav(audio.sample_rate), time.monotonic() + AUDIO_PUMP_S
                         self._audio_rate = audio.sample_rate
+                        for delay in AUDIO_PUMP_DELAYS_S:
+                            time.sleep(delay)
+                            yield self.view(conversation, request), busy, pump
                         continue
                     now = time.monotonic()
                     if now - last >= STREAM_INTERVAL_S:

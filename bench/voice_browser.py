@@ -336,7 +336,7 @@ def barge_in_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     origin = wall_clock_of_file(tap, wav)
     if origin is None:
         return {"error": "the page's microphone carried no sound", "load": load_average()}
-    _, barges = server_lines(log_path, started)
+    turns, barges = server_lines(log_path, started)
     trials = []
     playing_since: float | None = None
     media = [(m["t"] / 1000, m["kind"], m.get("ended")) for m in marks["media"]]
@@ -354,7 +354,10 @@ def barge_in_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
         trials.append(trial)
     heard = [t["paused_s"] for t in trials if "paused_s" in t]
     server = [t["server_barge_in_s"] for t in trials if "server_barge_in_s" in t and t["playing"]]
-    return {"trials": trials, "paused_s": heard, "server_barge_in_s": server, "load": load_average()}
+    media_after = [{"kind": kind, "t": round(t - origin, 3)} for t, kind, _ in media]
+    return {"trials": trials, "paused_s": heard, "server_barge_in_s": server, "load": load_average(),
+            # on the fake microphone file's clock, to read a run that caught no answer playing
+            "page_media": media_after[:20], "server_turns": len(turns), "server_barge_ins": len(barges)}
 
 
 # --------------------------------------------------------------------------- main

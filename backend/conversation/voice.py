@@ -47,6 +47,8 @@ VOICE_VAD = VadConfig(min_speech_ms=160)
 # Microphone chunks: 0.1 s brings a barge-in about 200 ms sooner than 0.25 s, at ten small
 # requests a second.
 MIC_CHUNK_S = 0.1
+# The page's player starts a chunk this much after it is handed out at most (HLS, hls.js buffer).
+PLAYBACK_SLACK_S = 1.5
 END_OF_TURN_MODES = ("smart", "silence")
 
 
@@ -113,6 +115,8 @@ class VoiceSession:
         self._lock = threading.Lock()
         self._answering_generation: int | None = None
         self._asr_timings: dict[str, float] = {}
+        self._audible_until = 0.0  # monotonic time the page ends playing what was handed out
+        self._answer_done = True
         # (stream seconds heard, wall clock) after each chunk: when a moment of the stream reached
         # the server (a microphone stream that falls behind shows here).
         self._heard: deque[tuple[float, float]] = deque(maxlen=600)
@@ -140,6 +144,8 @@ class VoiceSession:
         """Feed one microphone chunk (any rate, int16 or float); returns what happened in it."""
         if not self.active:
             return []
+        if self.state == SPEAKING and self._answer_done and not self._still_audible():
+            self.state = LISTENING
         with self._lock:
             events = self.vad.process(samples, sample_rate)
             self._heard.append((self.vad.stream_time, time.time()))
@@ -235,6 +241,7 @@ class VoiceSession:
             self.echo.clear()
             self.barge_ins += 1
             self.state = LISTENING
+            self._audible_until = 0.0  # the page's audio is paused
         log.info("barge-in: answer interrupted (generation %d)", generation)
         return generation
 
@@ -242,6 +249,7 @@ class VoiceSession:
     def answering(self, generation: int) -> None:
         """The answer of ``generation`` starts (an automatic language retry keeps the generation)."""
         self._answering_generation = generation
+        self._answer_done = False
         if self.active:
             self.state = THINKING
 
@@ -250,13 +258,21 @@ class VoiceSession:
         samples = np.asarray(samples, dtype=np.float32)
         with self._lock:  # hear() runs the echo guard under this lock on another thread
             self.echo.played(samples, sample_rate=sample_rate)
+            self._audible_until = max(self._audible_until, time.monotonic()) + len(samples) / float(sample_rate)
             if self.active:
                 self.state = SPEAKING
 
     def finished(self, generation: int) -> None:
-        """The answer's text and speech were all handed out."""
+        """The answer's text and speech were all handed out; the page may still be playing it."""
         if self._answering_generation == generation and self.active:
-            self.state = LISTENING
+            self._answer_done = True
+            if not self._still_audible():
+                self.state = LISTENING
+
+    def _still_audible(self) -> bool:
+        # Handed-out speech plays on in the page after the server is done with it: cutting in
+        # then is still a barge-in (it stops the page's audio), not a new question over the answer.
+        return time.monotonic() < self._audible_until + PLAYBACK_SLACK_S
 
     def save_utterance(self, audio: np.ndarray, folder: Path) -> Path:
         """Write an utterance as a WAV file the turn can keep and replay."""
