@@ -5,7 +5,7 @@ torch in the llama.cpp process). Both answer the same chat prompt greedily throu
 engines: ``LlamaCppEngine.stream`` and ``LocalEngine.stream`` (which reads a GGUF file with
 transformers' ``gguf_file=`` and dequantizes it).
 
-    python bench/engines.py --model /work/real/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+    python bench/engines.py --model OUTDIR/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
     python bench/engines.py --model E2B.Q4_K_M.gguf --transformers-model /path/to/gemma-4-E2B-it-folder
 
 Prints one JSON object: {"engines": {"transformers": {...}, "llamacpp": {...}}, ...}.

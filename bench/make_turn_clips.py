@@ -14,7 +14,7 @@ written to ``OUT/{first,second}/{complete,incomplete}/`` by the half of the reco
 end (first: 0-30 s, tuning; second: 30-60 s, held out), with ``clips.json`` listing every clip's
 words.
 
-    python bench/make_turn_clips.py --out /tmp/turn_clips [--model /work/real/whisper-base]
+    python bench/make_turn_clips.py --out /tmp/turn_clips [--model OUTDIR/whisper-base]
 """
 
 from __future__ import annotations
@@ -82,9 +82,14 @@ def main() -> None:
     corpus = ROOT / "tests" / "fixtures"  # the corpus as vendored with the tests
     parser.add_argument("--recordings", nargs="+", type=Path,
                         default=[corpus / "speech" / "silero_en.wav", corpus / "speech" / "silero_de.wav"])
-    parser.add_argument("--model", default="/work/real/whisper-base", help="faster-whisper (CTranslate2) folder")
+    parser.add_argument("--model", default=None,
+                        help="faster-whisper (CTranslate2) folder (default: Whisper base from tests.real_models)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.model is None:
+        from tests import real_models
+
+        args.model = real_models.folder("whisper-base")
 
     listing = []
     for path in args.recordings:

@@ -365,10 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-engines", action="store_true", help="skip the trained Whisper on both engines")
     parser.add_argument("--voices-only", action="store_true",
                         help="only the voices' round trip; updates the tts part of bench/results/speech.json")
-    parser.add_argument("--real-models", type=Path, default=Path(os.environ.get(
-        "OMNILINGO_REAL_MODELS", Path.home() / ".cache" / "omnilingo" / "real-models")),
-        help="folder for tests.real_models' trained weights (assembled there once)")
+    parser.add_argument("--real-models", type=Path, default=None,
+        help="folder for tests.real_models' trained weights (assembled there once; default: its default_dir)")
     args = parser.parse_args(argv)
+    if args.real_models is None:
+        from tests import real_models
+
+        args.real_models = real_models.default_dir()
 
     import torch
 

@@ -207,7 +207,8 @@ def main() -> None:
     parser.add_argument("--complete", type=Path, nargs="+", required=True, help="folder(s) of finished utterances")
     parser.add_argument("--incomplete", type=Path, nargs="+", required=True, help="folder(s) of cut-off utterances")
     parser.add_argument("--modes", default="smart", help="comma-separated: silence, audio, smart")
-    parser.add_argument("--asr-model", default="/work/real/whisper-base", help="faster-whisper (CTranslate2) folder")
+    parser.add_argument("--asr-model", default=None,
+                        help="faster-whisper (CTranslate2) folder (default: Whisper base from tests.real_models)")
     parser.add_argument("--asr-threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--chunk-s", type=float, default=0.1)
     parser.add_argument("--pause-ms", type=int, default=TurnEndConfig.pause_ms)
@@ -216,6 +217,10 @@ def main() -> None:
     parser.add_argument("--real-time", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="list every clip's outcome")
     args = parser.parse_args()
+    if args.asr_model is None:
+        from tests import real_models
+
+        args.asr_model = real_models.folder("whisper-base")
 
     files = {"complete": sorted(p for d in args.complete for p in d.glob("*.wav")),
              "incomplete": sorted(p for d in args.incomplete for p in d.glob("*.wav"))}

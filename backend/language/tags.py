@@ -118,3 +118,21 @@ def autonym(tag: str) -> str:
     if not own or own.lower().startswith("unknown language"):
         return language_name(tag)
     return own
+
+
+def accept_language(header: str | None) -> list[str]:
+    """The tags of an HTTP Accept-Language header as sent, best first (q-values honoured, q=0 and * left out)."""
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate((header or "").split(",")):
+        tag, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if tag.strip() and tag.strip() != "*" and q > 0:
+            ranked.append((-q, index, tag.strip()))
+    return [tag for _, _, tag in sorted(ranked)]
