@@ -1,6 +1,6 @@
 """Whisper's encoder window for a short utterance: the full 30 s against a window cut to the speech.
 
-    python bench/asr_window.py [--model /work/real/whisper-base] [--windows 30 15 10 8 5]
+    python bench/asr_window.py [--model FOLDER] [--windows 30 15 10 8 5]
 
 Whisper pads every recording to 30 s, so a 2 s question costs as much encoder time as 30 s of
 speech. CTranslate2 encodes a shorter window as it is. For each window length this runs the
@@ -76,7 +76,7 @@ def utterances(max_s: float = 12.0) -> list[tuple[str, str | None, np.ndarray]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="/work/real/whisper-base")
+    parser.add_argument("--model", help="a CTranslate2 Whisper folder (default: Whisper base from tests.real_models)")
     parser.add_argument("--windows", type=float, nargs="+", default=[30.0, 15.0, 10.0, 8.0, 5.0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "asr_window.json")
     args = parser.parse_args(argv)
@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     from backend.models import whisper_ctranslate2
     from backend.models.whisper_ctranslate2 import CTranslate2Whisper
 
+    if args.model is None:
+        from tests.real_models import folder
+
+        args.model = folder("whisper-base")
     clips = utterances()
     recognizer = CTranslate2Whisper(args.model)
     recognizer.load()
