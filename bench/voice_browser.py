@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -389,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment of the app's process (e.g. OMP_NUM_THREADS=1)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--keep", action="store_true", help="keep the app's log and the microphone files")
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose app runs (to compare versions)")
     args = parser.parse_args(argv)
 
@@ -443,6 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop(app_process)
         stop(serve_process)
+        if args.keep:
+            print(f"app log and microphone files kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     result["load_after"] = load_average()
     text = json.dumps(result, indent=2)
     print(text)
