@@ -7,17 +7,19 @@ read the visitor's session from the gr.Request Gradio hands them.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
 
 import gradio as gr
+import numpy as np
 
 from app import render
 from app.i18n import I18N, locale_from_request, translate, translate_error
 from backend.conversation import transcript
 from backend.conversation.speaker import answer_aloud
-from backend.conversation.turns import Conversation, TurnStatus
+from backend.conversation.turns import Conversation, Turn, TurnStatus
 from backend.conversation.voice import VoiceSession
 from backend.errors import UserFacingError
 from backend.language import tags
@@ -28,6 +30,23 @@ log = logging.getLogger(__name__)
 
 # Re-render the chat at most this often while streaming: smooth, without flooding the socket.
 STREAM_INTERVAL_S = 0.04
+# Gradio's streamed audio output hands a chunk to one ffmpeg AAC encoder and sends only the frames
+# already encoded when the chunk's call returns (its first call: a few dozen milliseconds of a
+# sentence); the rest goes out with the next chunk, a whole sentence later. An empty chunk on the
+# following re-renders sends it on at once (measured: 0.05-0.09 s of a 2 s sentence sent at first,
+# the other 1.9 s with an empty chunk 40 ms later).
+AUDIO_PUMP_S = 2.0
+# Right after a chunk, whether or not text is still streaming: a few empty chunks carry its rest.
+AUDIO_PUMP_DELAYS_S = (0.04, 0.1, 0.25)
+
+
+def empty_wav(sample_rate: int) -> bytes:
+    """A WAV of no samples at ``sample_rate``: it adds nothing to the stream but collects what is encoded."""
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(0, dtype=np.float32), sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
 
 
 def session_id_of(request: gr.Request | None) -> str:
@@ -66,6 +85,14 @@ def voice_status(voice: VoiceSession) -> str:
         return ""
     icon = {"listening": "🎙️", "thinking": "💭", "speaking": "🔊"}.get(voice.state, "")
     return f"{icon} " + I18N("voice." + voice.state)  # translated in the browser
+
+
+def log_timings(turn: Turn) -> None:
+    """One log line per answered turn: the wall-clock time of each stage it went through."""
+    if turn.timings:
+        log.info("turn %d timings %s (%s, %d characters, %d tokens)", turn.id,
+                 json.dumps(dict(sorted(turn.timings.items(), key=lambda kv: kv[1]))), turn.status,
+                 len(turn.answer), turn.stats.new_tokens)
 
 
 def model_inputs(runtime: Runtime, locale: str = "en") -> str:
@@ -117,6 +144,7 @@ class ChatController:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._audio_rate: int | None = None  # of the voice last heard: the next answer's stream starts at it
 
     def _session(self, request: gr.Request | None) -> Conversation:
         return self.runtime.sessions.get(session_id_of(request))
@@ -156,23 +184,40 @@ class ChatController:
         while runtime.status().state == "loading":
             yield self.view(conversation, request), busy, gr.skip()
             time.sleep(0.5)
+        first = turn
+        first.mark("answer_start")
         try:
             runtime.require_model()
             voice = runtime.voice_session(session_id_of(request))
             voice.answering(turn.generation)
             speak_it = bool(speak_value) or voice.active
             last = 0.0
+            pump: bytes | None = None  # an empty chunk at the stream's rate, while the last audio may be held
+            pump_until = 0.0
+            if speak_it and self._audio_rate:
+                # The stream's encoder starts now, while the words are heard and the model thinks, not
+                # when the first sentence is ready (its start-up took 0.4-1 s on a busy 2-core CPU).
+                yield self.view(conversation, request), busy, empty_wav(self._audio_rate)
             while turn is not None:
                 for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
                     if event.kind == "audio" and event.chunk is not None:
                         audio = event.chunk.audio
                         voice.played(audio.samples, audio.sample_rate)
+                        first.mark("first_audio_out")
                         yield self.view(conversation, request), busy, event.chunk.wav_bytes()
+                        pump, pump_until = empty_wav(audio.sample_rate), time.monotonic() + AUDIO_PUMP_S
+                        self._audio_rate = audio.sample_rate
+                        for delay in AUDIO_PUMP_DELAYS_S:
+                            time.sleep(delay)
+                            yield self.view(conversation, request), busy, pump
                         continue
                     now = time.monotonic()
                     if now - last >= STREAM_INTERVAL_S:
                         last = now
-                        yield self.view(conversation, request), busy, gr.skip()
+                        if turn.answer:
+                            first.mark("first_text_out")
+                        held = pump if pump is not None and now < pump_until else gr.skip()
+                        yield self.view(conversation, request), busy, held
                 # The answer drifted to another language: ask once more, firmly, when the user wants it.
                 turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
         except UserFacingError as err:
@@ -180,6 +225,7 @@ class ChatController:
                 turn.status, turn.error, turn.error_key, turn.error_params = (
                     TurnStatus.ERROR, err.message, err.key, err.params)
         runtime.voice_session(session_id_of(request)).finished(conversation.generation)
+        log_timings(first)
         yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
 
     def stop_answer(self, request: gr.Request):
@@ -194,9 +240,10 @@ class ChatController:
         voice = self.runtime.voice_session(session_id_of(request))
         if voice.active:
             voice.stop()
-            return gr.Button(value=I18N("voice.start")), gr.Audio(visible=False), voice_status(voice)
+            return gr.Button(value=I18N("voice.start")), gr.Audio(visible=False), voice_status(voice), gr.skip()
         voice.start()
-        return gr.Button(value=I18N("voice.stop")), gr.Audio(visible=True), voice_status(voice)
+        # Voice mode answers aloud: the box shows it.
+        return gr.Button(value=I18N("voice.stop")), gr.Audio(visible=True), voice_status(voice), True
 
     def on_mic(self, chunk, language_value: str, request: gr.Request):
         """Each microphone chunk (MIC_CHUNK_S of audio): VAD, barge-in, and the end of an utterance."""
@@ -206,9 +253,14 @@ class ChatController:
         if chunk is not None and voice.active:
             sample_rate, samples = chunk
             voice.spoken_language = language_value
-            for event in voice.hear(samples, sample_rate):
+            arrived = time.time()
+            events = voice.hear(samples, sample_rate)
+            judged = time.time()  # the VAD, and at a pause the end-of-turn judgement and its transcript
+            for event in events:
                 if event.kind == "barge_in":
                     barged = voice.barge_ins
+                    log.info("barge-in timings %s", json.dumps(
+                        {"onset_heard": voice.heard_at(event.t), "mic_chunk_in": arrived, "barge_in": judged}))
                 elif event.kind == "utterance" and event.audio is not None:
                     conversation = self.runtime.sessions.get(session_id)
                     path = voice.save_utterance(event.audio, conversation.session_dir)
@@ -219,8 +271,13 @@ class ChatController:
                         turn = conversation.add(conversation.prepare(
                             "", [str(path), *map(str, pictures)], language_value,
                             browser=browser_languages_of(request)))
+                        turn.timings.update(event.timings, mic_chunk_in=arrived, turn_judged=judged)
+                        heard = voice.heard_at(event.t)
+                        if heard is not None:
+                            turn.timings["speech_end_heard"] = heard
                         if event.transcript is not None and event.transcript.text.strip():
                             conversation.hear(turn, event.transcript)  # heard at the pause already
+                        turn.mark("turn_added")
                         utterance = turn.id
                     except UserFacingError as err:
                         warn(err, request)

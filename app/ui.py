@@ -183,8 +183,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         ).then(handlers.save_conversation, None, [saved, download], api_visibility="private", queue=False)
 
         voice_toggle.click(
-            handlers.toggle_voice, None, [voice_toggle, mic, voice_state], api_visibility="private", queue=False,
-            js=STOP_MIC_JS,
+            handlers.toggle_voice, None, [voice_toggle, mic, voice_state, speak], api_visibility="private",
+            queue=False, js=STOP_MIC_JS,
         ).then(None, None, None, js=START_MIC_JS, api_visibility="private", queue=False)
         mic.stream(
             handlers.on_mic, [mic, language], [voice_state, utterance_signal, barge_signal],
@@ -199,9 +199,9 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         )
         # A barge-in silences what the browser already buffered, at once, in the page.
         barge_signal.change(None, None, None, js=PAUSE_AUDIO_JS, api_visibility="private", queue=False)
+        # Straight to the answer: one round trip from the page (voice mode always speaks; the
+        # "speak answers" box was ticked when voice mode started).
         utterance_signal.change(
-            lambda: True, None, speak, api_visibility="private", queue=False,
-        ).then(
             handlers.stream_answer, [speak], [chatbot, box, answer_audio], api_visibility="private",
             concurrency_id="model", concurrency_limit=runtime.model_concurrency,
         ).then(handlers.save_conversation, None, [saved, download], api_visibility="private", queue=False)

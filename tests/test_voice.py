@@ -82,7 +82,10 @@ def test_noise_never_starts_a_turn(voice):
     assert voice.state == LISTENING
 
 
-def test_state_follows_the_answer(voice):
+def test_state_follows_the_answer(voice, monkeypatch):
+    from backend.conversation import voice as voice_module
+
+    monkeypatch.setattr(voice_module, "PLAYBACK_SLACK_S", 0.0)
     voice.answering(5)
     assert voice.state == THINKING
     voice.played(np.zeros(1600, dtype=np.float32), 16000)
@@ -90,6 +93,10 @@ def test_state_follows_the_answer(voice):
     voice.finished(4)  # an older answer finishing changes nothing
     assert voice.state == SPEAKING
     voice.finished(5)
+    # the page still plays the 0.1 s it was handed: cutting in now still stops it
+    assert voice.state == SPEAKING
+    time.sleep(0.15)
+    voice.hear(np.zeros(1600, dtype=np.float32), 16000)
     assert voice.state == LISTENING
 
 

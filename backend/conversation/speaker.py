@@ -43,8 +43,10 @@ class AnswerSpeaker:
     Everything it holds belongs to ``scope``: once that is cancelled, nothing more is spoken or
     handed out."""
 
-    def __init__(self, router: SpeechRouter, language: str, scope: CancelScope, voice: Voice | None = None) -> None:
+    def __init__(self, router: SpeechRouter, language: str, scope: CancelScope, voice: Voice | None = None,
+                 on_stage: Callable[[str], None] | None = None) -> None:
         self.router = router
+        self.on_stage = on_stage or (lambda stage: None)  # first_sentence, first_tts_chunk
         self.language = language
         self.scope = scope
         self.voice = voice or router.voice_for(language)
@@ -74,6 +76,7 @@ class AnswerSpeaker:
         if self._spoken is None or self.stale:
             return
         for sentence in self.sentences.feed(delta):
+            self.on_stage("first_sentence")
             self._todo.put(sentence)
 
     def finish(self) -> None:
@@ -81,6 +84,7 @@ class AnswerSpeaker:
             return
         if not self.stale:
             for sentence in self.sentences.flush():
+                self.on_stage("first_sentence")
                 self._todo.put(sentence)
         self._todo.put(_END)
 
@@ -129,6 +133,7 @@ class AnswerSpeaker:
                 self.fallback_notes.append(audio.note)
             if self.first_audio_at is None:
                 self.first_audio_at = time.perf_counter()
+                self.on_stage("first_tts_chunk")
             emit(SpokenChunk(self.generation, audio, time.perf_counter()))
 
 
@@ -190,7 +195,7 @@ def answer_aloud(conversation, turn, router: SpeechRouter | None, speak: bool) -
                 yield TurnEvent(TurnEventKind.TEXT, text=delta)
                 if speaker is None:
                     # Made at the first words: for speech input the language is known only after hearing.
-                    speaker = AnswerSpeaker(router, turn.answer_language, scope)
+                    speaker = AnswerSpeaker(router, turn.answer_language, scope, on_stage=turn.mark)
                 speaker.feed(delta)
             if speaker is not None:
                 yield from _still_current(speaker.ready(), scope)

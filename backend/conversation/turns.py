@@ -167,6 +167,12 @@ class Turn:
     notes: list[str] = field(default_factory=list)
     stats: GenerationStats = field(default_factory=GenerationStats)
     asr_s: float | None = None
+    # Wall-clock (time.time()) of each stage the first time it is reached: the voice path's
+    # latency as the log and bench/voice_browser.py see it (never shown in the page).
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, stage: str) -> None:
+        self.timings.setdefault(stage, time.time())
 
     @property
     def prompt_text(self) -> str:
@@ -416,6 +422,7 @@ class Conversation:
             for delta in self.engine.stream(messages, scope, max_new_tokens or self.max_new_tokens, stats):
                 if scope.cancelled:
                     break  # a chunk that was on its way when the answer was stopped
+                turn.mark("first_token")
                 turn.answer += delta
                 yield delta
         except UserFacingError as err:
@@ -475,6 +482,7 @@ class Conversation:
                 return True
             raise UserFacingError("Speech input is not available in this setup.", key="asr.unavailable")
         started = time.perf_counter()
+        turn.mark("asr_start")
         priors = turn.priors
         try:
             transcript = self._transcribe(clip, priors.pinned)  # a pinned language is what Whisper hears
@@ -496,6 +504,7 @@ class Conversation:
             return True
         finally:
             turn.asr_s = time.perf_counter() - started
+            turn.mark("asr_end")
         return self._use_transcript(turn, transcript)
 
     def _use_transcript(self, turn: Turn, transcript: Transcript) -> bool:

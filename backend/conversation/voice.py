@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -46,6 +47,8 @@ VOICE_VAD = VadConfig(min_speech_ms=160)
 # Microphone chunks: 0.1 s brings a barge-in about 200 ms sooner than 0.25 s, at ten small
 # requests a second.
 MIC_CHUNK_S = 0.1
+# The page's player starts a chunk this much after it is handed out at most (HLS, hls.js buffer).
+PLAYBACK_SLACK_S = 1.5
 END_OF_TURN_MODES = ("smart", "silence")
 
 
@@ -65,6 +68,7 @@ class VoiceEvent:
     detected_at: float = field(default_factory=time.perf_counter)
     transcript: Any = None  # backend.models.asr.Transcript when the words were heard before the hand-over
     verdict: TurnVerdict | None = None  # why the turn ended there ("smart" mode)
+    timings: dict[str, float] = field(default_factory=dict)  # wall clock of the ASR at the pause
 
 
 @dataclass
@@ -110,6 +114,12 @@ class VoiceSession:
         self.utterances = 0
         self._lock = threading.Lock()
         self._answering_generation: int | None = None
+        self._asr_timings: dict[str, float] = {}
+        self._audible_until = 0.0  # monotonic time the page ends playing what was handed out
+        self._answer_done = True
+        # (stream seconds heard, wall clock) after each chunk: when a moment of the stream reached
+        # the server (a microphone stream that falls behind shows here).
+        self._heard: deque[tuple[float, float]] = deque(maxlen=600)
 
     # -- the microphone ---------------------------------------------------------------------
     def start(self) -> None:
@@ -134,8 +144,11 @@ class VoiceSession:
         """Feed one microphone chunk (any rate, int16 or float); returns what happened in it."""
         if not self.active:
             return []
+        if self.state == SPEAKING and self._answer_done and not self._still_audible():
+            self.state = LISTENING
         with self._lock:
             events = self.vad.process(samples, sample_rate)
+            self._heard.append((self.vad.stream_time, time.time()))
         log.debug("mic chunk: %d samples at %d Hz, peak %.3f, events %s", len(samples), sample_rate,
                   float(np.abs(np.asarray(samples, dtype=np.float32)).max() or 0), [e.kind for e in events])
         out: list[VoiceEvent] = []
@@ -192,11 +205,14 @@ class VoiceSession:
 
         # A language the user chose is forced: Whisper guesses badly from a second of speech.
         chosen = self.spoken_language if self.spoken_language not in (None, "", "auto") else None
+        self._asr_timings = {"asr_start": time.time()}
         try:
             return asr.transcribe(AudioClip(samples=np.asarray(audio, dtype=np.float32)), chosen)
         except Exception:  # noqa: BLE001 - the turn's own transcription reports the problem to the user
             log.warning("transcription at a pause failed", exc_info=True)
             return None
+        finally:
+            self._asr_timings["asr_end"] = time.time()
 
     def _hand_over(self, audio: np.ndarray, t: float, transcript=None, verdict: TurnVerdict | None = None):
         self._held = None
@@ -210,7 +226,13 @@ class VoiceSession:
                 return [VoiceEvent(VoiceEventKind.STOP_REQUEST, t, transcript=transcript)]
         self.utterances += 1
         self.state = THINKING
-        return [VoiceEvent(VoiceEventKind.UTTERANCE, t, audio=audio, transcript=transcript, verdict=verdict)]
+        timings = self._asr_timings if transcript is not None else {}
+        return [VoiceEvent(VoiceEventKind.UTTERANCE, t, audio=audio, transcript=transcript, verdict=verdict,
+                           timings=dict(timings))]
+
+    def heard_at(self, t: float) -> float | None:
+        """Wall clock at which stream time ``t`` had been heard (None: too long ago)."""
+        return next((wall for stream_t, wall in list(self._heard) if stream_t >= t), None)
 
     def barge_in(self) -> int:
         """The user cut in: stop the answer and its voice, listen again."""
@@ -219,6 +241,7 @@ class VoiceSession:
             self.echo.clear()
             self.barge_ins += 1
             self.state = LISTENING
+            self._audible_until = 0.0  # the page's audio is paused
         log.info("barge-in: answer interrupted (generation %d)", generation)
         return generation
 
@@ -226,6 +249,7 @@ class VoiceSession:
     def answering(self, generation: int) -> None:
         """The answer of ``generation`` starts (an automatic language retry keeps the generation)."""
         self._answering_generation = generation
+        self._answer_done = False
         if self.active:
             self.state = THINKING
 
@@ -234,13 +258,21 @@ class VoiceSession:
         samples = np.asarray(samples, dtype=np.float32)
         with self._lock:  # hear() runs the echo guard under this lock on another thread
             self.echo.played(samples, sample_rate=sample_rate)
+            self._audible_until = max(self._audible_until, time.monotonic()) + len(samples) / float(sample_rate)
             if self.active:
                 self.state = SPEAKING
 
     def finished(self, generation: int) -> None:
-        """The answer's text and speech were all handed out."""
+        """The answer's text and speech were all handed out; the page may still be playing it."""
         if self._answering_generation == generation and self.active:
-            self.state = LISTENING
+            self._answer_done = True
+            if not self._still_audible():
+                self.state = LISTENING
+
+    def _still_audible(self) -> bool:
+        # Handed-out speech plays on in the page after the server is done with it: cutting in
+        # then is still a barge-in (it stops the page's audio), not a new question over the answer.
+        return time.monotonic() < self._audible_until + PLAYBACK_SLACK_S
 
     def save_utterance(self, audio: np.ndarray, folder: Path) -> Path:
         """Write an utterance as a WAV file the turn can keep and replay."""
