@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.model import cpu_name  # noqa: E402
+
 SYSTEM = "You are a helpful assistant."
 QUESTION = "Write a long story about a brave knight who meets a dragon in the mountains."
 ENGINES = ("transformers", "llamacpp")
@@ -69,25 +71,33 @@ def one_run(prompt_tokens: int, new_tokens: int, first_token_s: float | None, to
 
 
 # -- workers (one engine per process) -----------------------------------------------------------
-def run_llamacpp(model: str, tokens: int, threads: int, repeats: int) -> dict[str, Any]:
+def timed_answers(engine: Any, tokens: int, repeats: int) -> list[dict[str, Any]]:
+    """The same question ``repeats`` times through an engine of the app; the engine is closed after."""
     from backend.cancel import CancelScope
     from backend.models.engine import GenerationStats, PromptMessage
+
+    messages = [PromptMessage("system", SYSTEM), PromptMessage("user", QUESTION)]
+    runs = []
+    for _ in range(repeats):
+        # A fresh prompt each time: no KV cache left from the run before (llama.cpp keeps one).
+        if hasattr(engine, "_cache_reusable"):
+            engine._cache_reusable = False
+        stats = GenerationStats()
+        for _ in engine.stream(messages, CancelScope(), tokens, stats):
+            pass
+        runs.append(one_run(stats.prompt_tokens, stats.new_tokens, stats.first_token_s, stats.total_s))
+    engine.close()
+    return runs
+
+
+def run_llamacpp(model: str, tokens: int, threads: int, repeats: int) -> dict[str, Any]:
     from backend.models.llamacpp import LlamaCppEngine
 
     started = time.perf_counter()
     engine = LlamaCppEngine(model, device="cpu", threads=threads)
     engine.load()
     load_s = time.perf_counter() - started
-    messages = [PromptMessage("system", SYSTEM), PromptMessage("user", QUESTION)]
-    runs = []
-    for _ in range(repeats):
-        # A fresh prompt each time: no KV cache left from the run before.
-        engine._cache_reusable = False
-        stats = GenerationStats()
-        for _ in engine.stream(messages, CancelScope(), tokens, stats):
-            pass
-        runs.append(one_run(stats.prompt_tokens, stats.new_tokens, stats.first_token_s, stats.total_s))
-    engine.close()
+    runs = timed_answers(engine, tokens, repeats)
     result = summary(runs, load_s)
     result["weights"] = Path(model).name
     result["threads"] = threads
@@ -97,22 +107,14 @@ def run_llamacpp(model: str, tokens: int, threads: int, repeats: int) -> dict[st
 def run_transformers(model: str, tokens: int, threads: int, repeats: int, dtype: str) -> dict[str, Any]:
     import torch
 
-    from backend.cancel import CancelScope
-    from backend.models.engine import GenerationStats, LocalEngine, PromptMessage
+    from backend.models.engine import LocalEngine
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
     engine = LocalEngine(model, device="cpu", dtype=dtype)
     engine.load()
     load_s = time.perf_counter() - started
-    messages = [PromptMessage("system", SYSTEM), PromptMessage("user", QUESTION)]
-    runs = []
-    for _ in range(repeats):
-        stats = GenerationStats()
-        for _ in engine.stream(messages, CancelScope(), tokens, stats):
-            pass
-        runs.append(one_run(stats.prompt_tokens, stats.new_tokens, stats.first_token_s, stats.total_s))
-    engine.close()
+    runs = timed_answers(engine, tokens, repeats)
     result = summary(runs, load_s)
     result["weights"] = f"{Path(model).name} ({dtype})"
     result["threads"] = threads
@@ -153,18 +155,6 @@ def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
             "memory": round(lc["rss_mb"] / tf["rss_mb"], 2),
         }
     return figures
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:  # not Linux
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ import pytest
 from backend.cancel import CancelScope
 from backend.models.engine import GenerationStats, PromptMessage
 from backend.models.llamacpp import _hub_reference, pick_weights
-from tests.test_real_model import conversation_with, readable
+from tests.test_real_model import conversation_with, readable, stop_ends_a_real_answer
 
 HAVE_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 needs_llama_cpp = pytest.mark.skipif(
@@ -120,34 +120,7 @@ def test_a_real_answer_streams_and_is_readable(app, client):
 @pytest.mark.parametrize("how", ["stop", "barge_in"])
 def test_stop_and_barge_in_end_a_real_answer(app, client, how):
     question = f"Write a long story about a brave knight who meets a dragon ({how})."
-    client.predict({"text": question, "files": []}, "auto", api_name="/send_message")
-    job = client.submit(False, api_name="/stream_answer")
-    conversation = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            conversation = conversation_with(app[0], question)
-        except AssertionError:
-            conversation = None
-        if conversation is not None and conversation.turns[-1].answer:
-            break
-        time.sleep(0.01)
-    assert conversation is not None, "the answer never started"
-    turn = conversation.turns[-1]
-    if how == "stop":
-        client.predict(api_name="/stop")
-    else:
-        conversation.interrupt()
-    job.result(timeout=120)
-    stopped_at = turn.answer
-    time.sleep(0.5)
-    assert turn.answer == stopped_at, "the answer kept growing after it was stopped"
-    assert turn.status == ("stopped" if how == "stop" else "interrupted")
-    assert turn.stats.stopped and turn.stats.new_tokens < MAX_NEW_TOKENS
-    # The model is free again: the next question is answered.
-    client.predict({"text": "What is the capital of France?", "files": []}, "auto", api_name="/send_message")
-    client.submit(False, api_name="/stream_answer").result()
-    assert "Paris" in conversation.turns[-1].answer
+    stop_ends_a_real_answer(app, client, how, question, MAX_NEW_TOKENS)
 
 
 @pytest.mark.real

@@ -86,9 +86,9 @@ def test_a_real_answer_streams_and_is_readable(app, client):
     assert turn.answer_language == "en" and not turn.language_mismatch
 
 
-@pytest.mark.parametrize("how", ["stop", "barge_in"])
-def test_stop_and_barge_in_end_a_real_answer(app, client, how):
-    question = "Write a long story about a brave knight who meets a dragon in the mountains."
+def stop_ends_a_real_answer(app, client, how: str, question: str, max_new_tokens: int) -> None:
+    """Stop (the button) or a barge-in ends a real answer under way: it stops growing, says how it
+    ended, and the model answers the next question."""
     client.predict({"text": question, "files": []}, "auto", api_name="/send_message")
     job = client.submit(False, api_name="/stream_answer")
     conversation = None
@@ -100,7 +100,7 @@ def test_stop_and_barge_in_end_a_real_answer(app, client, how):
             conversation = None
         if conversation is not None and conversation.turns[-1].answer:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert conversation is not None, "the answer never started"
     turn = conversation.turns[-1]
     if how == "stop":
@@ -112,11 +112,17 @@ def test_stop_and_barge_in_end_a_real_answer(app, client, how):
     time.sleep(1.0)
     assert turn.answer == stopped_at, "the answer kept growing after it was stopped"
     assert turn.status == ("stopped" if how == "stop" else "interrupted")
-    assert turn.stats.new_tokens < MAX_NEW_TOKENS and turn.stats.stopped
+    assert turn.stats.new_tokens < max_new_tokens and turn.stats.stopped
     # The model is free again: the next question is answered.
     client.predict({"text": "What is the capital of France?", "files": []}, "auto", api_name="/send_message")
     client.submit(False, api_name="/stream_answer").result()
     assert "Paris" in conversation.turns[-1].answer
+
+
+@pytest.mark.parametrize("how", ["stop", "barge_in"])
+def test_stop_and_barge_in_end_a_real_answer(app, client, how):
+    question = "Write a long story about a brave knight who meets a dragon in the mountains."
+    stop_ends_a_real_answer(app, client, how, question, MAX_NEW_TOKENS)
 
 
 def test_a_language_the_model_does_not_write_offers_a_retry(app, client):
