@@ -6,14 +6,12 @@ read the visitor's session from the gr.Request Gradio hands them.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import threading
 import time
 
 import gradio as gr
-import numpy as np
 
 from app import render
 from app.i18n import I18N, locale_from_request, translate, translate_error
@@ -30,25 +28,6 @@ log = logging.getLogger(__name__)
 
 # Re-render the chat at most this often while streaming: smooth, without flooding the socket.
 STREAM_INTERVAL_S = 0.04
-# Gradio's streamed audio output hands a chunk to one ffmpeg AAC encoder and sends only the frames
-# already encoded when the chunk's call returns (its first call: a few dozen milliseconds of a
-# sentence); the rest goes out with the next chunk, a whole sentence later. An empty chunk on the
-# following re-renders sends it on at once (measured: 0.05-0.09 s of a 2 s sentence sent at first,
-# the other 1.9 s with an empty chunk 40 ms later).
-AUDIO_PUMP_S = 2.0
-# Right after a chunk, whether or not text is still streaming: a few empty chunks carry its rest.
-AUDIO_PUMP_DELAYS_S = (0.04, 0.1, 0.25)
-
-
-def empty_wav(sample_rate: int) -> bytes:
-    """A WAV of no samples at ``sample_rate``: it adds nothing to the stream but collects what is encoded."""
-    import soundfile as sf
-
-    buffer = io.BytesIO()
-    sf.write(buffer, np.zeros(0, dtype=np.float32), sample_rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
 def session_id_of(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "default"
 
@@ -144,7 +123,6 @@ class ChatController:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._audio_rate: int | None = None  # of the voice last heard: the next answer's stream starts at it
 
     def _session(self, request: gr.Request | None) -> Conversation:
         return self.runtime.sessions.get(session_id_of(request))
@@ -186,38 +164,27 @@ class ChatController:
             time.sleep(0.5)
         first = turn
         first.mark("answer_start")
+        player = render.PlayerFeed()
         try:
             runtime.require_model()
             voice = runtime.voice_session(session_id_of(request))
             voice.answering(turn.generation)
             speak_it = bool(speak_value) or voice.active
             last = 0.0
-            pump: bytes | None = None  # an empty chunk at the stream's rate, while the last audio may be held
-            pump_until = 0.0
-            if speak_it and self._audio_rate:
-                # The stream's encoder starts now, while the words are heard and the model thinks, not
-                # when the first sentence is ready (its start-up took 0.4-1 s on a busy 2-core CPU).
-                yield self.view(conversation, request), busy, empty_wav(self._audio_rate)
             while turn is not None:
                 for event in answer_aloud(conversation, turn, runtime.tts, speak_it):
                     if event.kind == "audio" and event.chunk is not None:
                         audio = event.chunk.audio
                         voice.played(audio.samples, audio.sample_rate)
                         first.mark("first_audio_out")
-                        yield self.view(conversation, request), busy, event.chunk.wav_bytes()
-                        pump, pump_until = empty_wav(audio.sample_rate), time.monotonic() + AUDIO_PUMP_S
-                        self._audio_rate = audio.sample_rate
-                        for delay in AUDIO_PUMP_DELAYS_S:
-                            time.sleep(delay)
-                            yield self.view(conversation, request), busy, pump
+                        yield self.view(conversation, request), busy, player.add(audio)
                         continue
                     now = time.monotonic()
                     if now - last >= STREAM_INTERVAL_S:
                         last = now
                         if turn.answer:
                             first.mark("first_text_out")
-                        held = pump if pump is not None and now < pump_until else gr.skip()
-                        yield self.view(conversation, request), busy, held
+                        yield self.view(conversation, request), busy, gr.skip()
                 # The answer drifted to another language: ask once more, firmly, when the user wants it.
                 turn = conversation.auto_retry(turn) if runtime.settings.auto_retry_language else None
         except UserFacingError as err:
@@ -226,7 +193,8 @@ class ChatController:
                     TurnStatus.ERROR, err.message, err.key, err.params)
         runtime.voice_session(session_id_of(request)).finished(conversation.generation)
         log_timings(first)
-        yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), gr.skip()
+        spoken = player.finish()
+        yield self.view(conversation, request), gr.MultimodalTextbox(interactive=True), spoken or gr.skip()
 
     def stop_answer(self, request: gr.Request):
         self._session(request).stop()
@@ -318,12 +286,12 @@ class ChatController:
         value = str(getattr(event, "value", "") or "")
         action, _, turn_id = value.partition(":")
         if action == "listen" and turn_id.isdigit():
-            import soundfile as sf
-
+            player = render.PlayerFeed()
             for chunk in self.listen(int(turn_id), conversation, request):
-                buffer = io.BytesIO()
-                sf.write(buffer, chunk.samples, chunk.sample_rate, format="WAV", subtype="PCM_16")
-                yield self.view(conversation, request), buffer.getvalue()
+                yield self.view(conversation, request), player.add(chunk)
+            spoken = player.finish()
+            if spoken is not None:
+                yield self.view(conversation, request), spoken
             return
         if action == "retry" and turn_id.isdigit() and not conversation.busy:
             try:

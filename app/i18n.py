@@ -36,7 +36,6 @@ STRINGS: dict[str, dict[str, str]] = {
         "voice.listening": "Listening…",
         "voice.thinking": "Thinking…",
         "voice.speaking": "Speaking… (just talk to interrupt)",
-        "audio.label": "Spoken answer",
         "status.loading": "Loading the model… {detail} ({seconds} s)",
         "status.ready": "Model ready: {model}",
         "status.failed": "The model is not available. {detail}",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import itertools
 import re
+import time
 from typing import Any
 
 from app.i18n import translate, translate_error
 from backend.conversation.turns import Conversation, Turn
 from backend.errors import UserFacingError
 from backend.language import scripts, tags
+from backend.models.tts import AudioChunk
 
 
 def language_badge(turn: Turn, locale: str = "en") -> str:
@@ -130,3 +134,25 @@ def chat_messages(conversation: Conversation, locale: str = "en", can_speak: boo
         if reply is not None:
             messages.append(reply)
     return messages
+
+
+class PlayerFeed:
+    """What the page's answer player (assets/answer_player.js) is handed: one id per answer and the
+    WAV of each sentence so far. Every update carries them all, so a change the page misses loses
+    nothing; only the new one travels (Gradio sends streamed values as diffs)."""
+
+    # Later ids win in the page; starting from the clock keeps them growing across a restart.
+    _ids = itertools.count(int(time.time() * 1000))
+
+    def __init__(self) -> None:
+        self.id = next(self._ids)
+        self._chunks: list[dict[str, Any]] = []
+
+    def add(self, audio: AudioChunk) -> dict[str, Any]:
+        wav = base64.b64encode(audio.wav_bytes()).decode("ascii")
+        self._chunks.append({"seq": len(self._chunks), "wav": wav})
+        return {"id": self.id, "chunks": list(self._chunks), "done": False}
+
+    def finish(self) -> dict[str, Any] | None:
+        """The last update: no more sentences will come (None when nothing was spoken)."""
+        return {"id": self.id, "chunks": list(self._chunks), "done": True} if self._chunks else None

@@ -26,21 +26,40 @@ ASSETS = next(
     Path(__file__).resolve().parent.parent / "assets",
 )
 # The microphone starts only from its own Record button (setting recording=True from the server
-# shows a recorder that sends no chunks), so the voice button presses it, once it is on screen.
+# shows a recorder that sends no chunks), so the voice button presses it once it is on screen.
+# Pressed while the recorder's encoder is still loading (a busy machine), it shows "recording" but
+# sends nothing: when no chunk has gone out a second later, it is pressed again.
 START_MIC_JS = """() => {
-  const press = (tries) => {
-    const root = document.querySelector('#voice-mic');
-    const record = root && root.offsetParent !== null ? root.querySelector('.record-button') : null;
-    if (record) { record.click(); return; }
-    if (tries > 0) { setTimeout(() => press(tries - 1), 100); }
+  const root = () => document.querySelector('#voice-mic');
+  // Chunks go to /gradio_api/stream/<event id>; the camera streams under an id of its own.
+  const streams = () => new Set(performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/gradio_api/stream/')).map((e) => e.name.split('/stream/')[1]));
+  const press = (tries, attempts) => {
+    const mic = root();
+    const record = mic && mic.offsetParent !== null ? mic.querySelector('.record-button') : null;
+    if (!record) {
+      if (tries > 0) { setTimeout(() => press(tries - 1, attempts), 100); }
+      return;
+    }
+    const before = streams();
+    record.click();
+    setTimeout(() => {
+      const again = root();
+      const stop = again && again.querySelector('.stop-button');
+      const sent = [...streams()].some((id) => !before.has(id));
+      if (sent || !stop || attempts <= 1) { return; }  // streaming, or voice mode was turned off
+      stop.click();
+      setTimeout(() => press(20, attempts - 1), 300);
+    }, 1000);
   };
-  setTimeout(() => press(150), 50);  // up to 15 s: a busy machine renders the recorder late
+  setTimeout(() => press(150, 4), 50);  // up to 15 s: a busy machine renders the recorder late
 }"""
 STOP_MIC_JS = """() => {
   document.querySelectorAll('#voice-mic button').forEach((b) => {
     if (/stop/i.test(b.className) || b.innerText.trim() === 'Stop') { b.click(); }
   });
   document.querySelectorAll('audio').forEach((a) => { a.pause(); });
+  if (window.omnilingoPlayer) { window.omnilingoPlayer.stop(); }
 }"""
 # The webcam, like the microphone, starts from its own buttons once on screen: "grant webcam
 # access" (the browser's permission prompt comes only now), then the button that starts the stream.
@@ -62,7 +81,12 @@ START_CAMERA_JS = """() => {
   setTimeout(() => press(150), 50);
 }"""
 # Stop and barge-in also silence what the browser has already buffered.
-PAUSE_AUDIO_JS = "() => { document.querySelectorAll('audio').forEach((a) => { a.pause(); }); }"
+PAUSE_AUDIO_JS = """() => {
+  document.querySelectorAll('audio').forEach((a) => { a.pause(); });
+  if (window.omnilingoPlayer) { window.omnilingoPlayer.stop(); }
+}"""
+# Each new sentence of a spoken answer goes straight to the page's player (assets/answer_player.js).
+PLAY_JS = "(value) => { if (window.omnilingoPlayer) { window.omnilingoPlayer.feed(value); } }"
 
 
 # The page's language and writing direction follow the UI language the browser picks (its
@@ -154,10 +178,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         )
         utterance_signal = gr.Number(value=0, visible=False, elem_id="utterance-signal")
         barge_signal = gr.Number(value=0, visible=False, elem_id="barge-signal")
-        answer_audio = gr.Audio(
-            label=_t("audio.label"), elem_id="answer-audio", streaming=True, autoplay=True,
-            interactive=False,
-        )
+        # Spoken answers: the WAV of each sentence, played by assets/answer_player.js as it arrives.
+        answer_audio = gr.JSON(value=None, visible=False, elem_id="answer-voice")
 
         handlers = ChatController(runtime)
 
@@ -197,6 +219,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             handlers.on_camera, [camera], None, api_visibility="private", stream_every=CAMERA_EVERY_S,
             time_limit=3600, concurrency_limit=None, concurrency_id="camera",
         )
+        answer_audio.change(None, [answer_audio], None, js=PLAY_JS, api_visibility="private", queue=False)
         # A barge-in silences what the browser already buffered, at once, in the page.
         barge_signal.change(None, None, None, js=PAUSE_AUDIO_JS, api_visibility="private", queue=False)
         # Straight to the answer: one round trip from the page (voice mode always speaks; the
@@ -239,6 +262,7 @@ def launch_kwargs(runtime: Runtime) -> dict[str, Any]:
         "max_file_size": f"{settings.max_upload_mb}mb",
         "i18n": I18N,
         "js": PAGE_LANGUAGE_JS,
+        "head": f"<script>{(ASSETS / 'answer_player.js').read_text(encoding='utf-8')}</script>",
         "css_paths": [ASSETS / "omnilingo.css"],
         "theme": gr.themes.Soft(),
         "favicon_path": ASSETS / "favicon.svg",

@@ -73,19 +73,22 @@ PAGE_PROBE_JS = r"""
     }
     return stream;
   };
-  window.__marks.fetches = [];  // the answer stream's playlist and segments, as the page received them
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
-      if (/\.(aac|m3u8)|stream/.test(e.name)) {
-        window.__marks.fetches.push({t: performance.timeOrigin + e.responseEnd, name: e.name.split('/').pop(),
-                                     bytes: e.encodedBodySize || 0});
-      }
-    }
-  }).observe({type: 'resource', buffered: true});
-  const mine = (el) => el && el.closest && el.closest('#answer-audio');
+  // The answer's sentences as the page's player receives them (assets/answer_player.js).
+  window.__marks.chunks = [];
+  const wrap = () => {
+    const player = window.omnilingoPlayer;
+    if (!player) { setTimeout(wrap, 50); return; }
+    const feed = player.feed.bind(player);
+    player.feed = (value) => {
+      if (value && value.chunks) { window.__marks.chunks.push({t: now(), id: value.id, n: value.chunks.length}); }
+      return feed(value);
+    };
+  };
+  wrap();
+  const mine = (el) => el && el.closest && el.closest('#answer-player');
   for (const kind of ['play', 'playing', 'pause', 'ended']) {
     document.addEventListener(kind, (e) => {
-      if (mine(e.target)) { window.__marks.media.push({kind, t: now(), ended: e.target.ended}); }
+      if (mine(e.target)) { window.__marks.media.push({kind, t: now(), ended: kind === 'ended'}); }
     }, true);
   }
   const watch = () => {
@@ -309,11 +312,10 @@ def latency_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
 
     stages = {name: after(t) for name, t in sorted(server.items(), key=lambda kv: kv[1]) if name != "turn"}
     stages["page_first_text"] = after(text_at)
-    segments = [f for f in marks.get("fetches", []) if ".aac" in f["name"] and f["t"] / 1000 > speech_end]
-    stages["page_first_segment"] = after(segments[0]["t"] / 1000) if segments else None
+    chunks = [c for c in marks.get("chunks", []) if c["t"] / 1000 > speech_end]
+    stages["page_first_chunk"] = after(chunks[0]["t"] / 1000) if chunks else None
     stages["page_playing"] = after(playing)
     return {
-        "fetches": [{**f, "t": after(f["t"] / 1000)} for f in marks.get("fetches", []) if f["t"] / 1000 > speech_end][:12],
         "end_of_turn_s": stages.get("turn_judged", stages.get("mic_chunk_in")),
         "first_text_s": after(text_at),
         "first_audio_s": after(playing),

@@ -23,26 +23,22 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 
-# Records what the page's answer player does: media events on it and every pause() call.
+# Records what the page's answer player (assets/answer_player.js) does: its media-like events.
 MEDIA_PROBE_JS = """
 (() => {
   window.__media = [];
-  const mine = (el) => el && el.closest && el.closest('#answer-audio');
+  const mine = (el) => el && el.closest && el.closest('#answer-player');
   for (const kind of ['play', 'playing', 'pause', 'ended', 'emptied']) {
     document.addEventListener(kind, (e) => {
       if (mine(e.target)) {
-        window.__media.push({kind, t: performance.now(), time: e.target.currentTime, ended: e.target.ended});
+        window.__media.push({kind, t: performance.now(), ended: kind === 'ended'});
       }
     }, true);
   }
 })();
 """
 
-ANSWER_AUDIO_STATE_JS = """() => {
-  const a = document.querySelector('#answer-audio audio');
-  if (!a) { return null; }
-  return {src: a.currentSrc || a.src || '', paused: a.paused, time: a.currentTime, ready: a.readyState};
-}"""
+ANSWER_AUDIO_STATE_JS = "() => window.omnilingoPlayer ? window.omnilingoPlayer.state() : null"
 
 
 def have_chromium() -> bool:

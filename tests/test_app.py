@@ -266,3 +266,28 @@ def test_a_video_over_the_length_limit_is_refused_plainly(client, tmp_path):
     result = client.predict("Summarise this", [handle_file(str(clip))], "auto", api_name="/chat")
     assert result["error_key"] == "media.video_too_long"
     assert "'lecture.mp4' is too long (10:1" in result["error"] and "the limit is 10:00 min" in result["error"]
+
+
+def test_each_spoken_sentence_reaches_the_page_player_whole_and_in_order():
+    """The page's player gets every sentence so far with each update (a missed update loses
+    nothing), a new id for each answer, and a last update that says the answer is over."""
+    import base64
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from app.render import PlayerFeed
+    from backend.models.tts import AudioChunk
+
+    first, second = PlayerFeed(), PlayerFeed()
+    assert second.id > first.id
+    assert first.finish() is None  # nothing was spoken: nothing to tell the page
+    tone = (0.3 * np.sin(np.linspace(0, 200, 8000))).astype(np.float32)
+    update = first.add(AudioChunk(samples=tone, sample_rate=22050, text="One."))
+    update = first.add(AudioChunk(samples=tone[:4000], sample_rate=22050, text="Two."))
+    assert [c["seq"] for c in update["chunks"]] == [0, 1] and update["done"] is False
+    samples, rate = sf.read(io.BytesIO(base64.b64decode(update["chunks"][1]["wav"])), dtype="float32")
+    assert rate == 22050 and np.allclose(samples, tone[:4000], atol=1e-4)
+    last = first.finish()
+    assert last["done"] is True and last["id"] == first.id and len(last["chunks"]) == 2

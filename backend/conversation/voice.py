@@ -47,8 +47,9 @@ VOICE_VAD = VadConfig(min_speech_ms=160)
 # Microphone chunks: 0.1 s brings a barge-in about 200 ms sooner than 0.25 s, at ten small
 # requests a second.
 MIC_CHUNK_S = 0.1
-# The page's player starts a chunk this much after it is handed out at most (HLS, hls.js buffer).
-PLAYBACK_SLACK_S = 1.5
+# The page's player starts a chunk this much after it is handed out at most (the event stream to
+# the page, then a WAV decoded and scheduled on its AudioContext).
+PLAYBACK_SLACK_S = 0.5
 END_OF_TURN_MODES = ("smart", "silence")
 
 
@@ -97,8 +98,8 @@ class VoiceSession:
         if end_of_turn not in END_OF_TURN_MODES:
             raise ValueError(f"end_of_turn must be one of {', '.join(END_OF_TURN_MODES)}, not {end_of_turn!r}")
         self.conversation = conversation
-        # The page plays streamed audio through a short buffer, so its sound reaches the
-        # microphone later than on a phone call: search echoes up to 1.5 s behind what was sent.
+        # The page plays each sentence a moment after it is sent, and the microphone's stream lags
+        # as well: search echoes up to 1.5 s behind what was sent, longer than on a phone call.
         self.echo = EchoGuard(max_delay_ms=ECHO_MAX_DELAY_MS)
         config = config or VOICE_VAD
         self.turn_end = (turn_end or TurnEndDetector()) if end_of_turn == "smart" else None
