@@ -65,7 +65,7 @@ _UNSPACED = re.compile(
 )
 # The first chunk's least length before a clause mark may end it (see bench/first_chunk.py): words in
 # spaced scripts, characters in unspaced ones. Shorter, "Sure," or "Well," would be heard alone.
-FIRST_CLAUSE_WORDS = 6
+FIRST_CLAUSE_WORDS = 5
 FIRST_CLAUSE_CHARS = 8
 
 # Without any boundary a sentence is still spoken once it gets this long (at a comma or space).
