@@ -119,6 +119,19 @@ def test_a_sentence_is_heard_while_the_model_still_writes(tmp_path):
     assert "Sentence number 20" not in text_before_audio, "the first sentence waited for the whole answer"
 
 
+def test_first_clause_is_heard_and_the_text_is_unchanged(tmp_path):
+    script = ["Sure, the capital ", "of France is Paris, ", "a city of art, ", "food and old streets. ",
+              "It is, by far, the biggest city ", "in the country."]
+    voice = ScriptedVoice()
+    conversation = Conversation(ScriptedEngine(script), tmp_path / "s")
+    turn = conversation.add(conversation.prepare("What is the capital of France?", language="en"))
+    events = list(answer_aloud(conversation, turn, SpeechRouter(engines=[voice]), speak=True))
+    assert "".join(e.text for e in events if e.kind == "text") == "".join(script)
+    assert voice.said == ["Sure, the capital of France is Paris,", "a city of art, food and old streets.",
+                          "It is, by far, the biggest city in the country."]
+    conversation.close()
+
+
 def test_speech_off_yields_only_text(gemma_engine, tmp_path):
     conversation = Conversation(gemma_engine, tmp_path / "s", max_new_tokens=10)
     turn = conversation.add(conversation.prepare("Hello there, how are you today?"))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from backend.errors import UserFacingError
-from backend.language.sentences import SentenceStream, split_sentences
+from backend.language.sentences import FIRST_CLAUSE_CHARS, FIRST_CLAUSE_WORDS, SentenceStream, split_sentences
 from backend.models.tts import (
     ESPEAK,
     MMS,
@@ -42,6 +42,16 @@ def udhr_sentences(languages: list[str]) -> dict[str, str]:
         for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
             if row["bcp47"] in languages and row["article"] == "1" and row["bcp47"] not in found:
                 found[row["bcp47"]] = split_sentences(row["text"], row["bcp47"])[0]
+    return found
+
+
+def udhr_paragraphs(languages: list[str]) -> dict[str, str]:
+    """The preamble's first paragraph (long sentences, many commas) in each language."""
+    found: dict[str, str] = {}
+    with UDHR.open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if row["bcp47"] in languages and row["article"] == "0" and row["bcp47"] not in found:
+                found[row["bcp47"]] = row["text"]
     return found
 
 
@@ -250,6 +260,76 @@ def test_sentence_stream_does_not_hold_back_long_runs():
     stream = SentenceStream("th")  # Thai: no sentence punctuation at all
     out = stream.feed("สวัสดีครับ " * 60)
     assert out and all(len(s) <= 300 for s in out)
+
+
+def feed_first_clause(language: str, text: str) -> tuple[list[str], list[str]]:
+    """Chunks released while ``text`` streams char by char with the first-clause rule on, and the rest."""
+    stream = SentenceStream(language, first_clause_words=FIRST_CLAUSE_WORDS, first_clause_chars=FIRST_CLAUSE_CHARS)
+    released = [s for ch in text for s in stream.feed(ch)]
+    return released, stream.flush()
+
+
+def test_first_chunk_ends_at_a_comma_once_long_enough():
+    text = "Sure, the capital of France is Paris, a city of art and food."
+    stream = SentenceStream("en", first_clause_words=FIRST_CLAUSE_WORDS, first_clause_chars=FIRST_CLAUSE_CHARS)
+    out = [stream.feed(ch) for ch in text]
+    first = next(i for i, batch in enumerate(out) if batch)
+    assert out[first] == ["Sure, the capital of France is Paris,"]
+    assert first == text.index(" a city") + 1, "spoken as soon as the next word starts"
+    assert [s for batch in out for s in batch] + stream.flush() == [
+        "Sure, the capital of France is Paris,", "a city of art and food."]
+
+
+@pytest.mark.parametrize("text", ["Sure, I can help.", "Well, yes. Paris is the capital.", "Oui, bien sûr !"])
+def test_a_short_opening_word_is_not_spoken_alone(text):
+    released, rest = feed_first_clause("en", text)
+    assert all(len(chunk.split()) > 1 for chunk in released + rest)
+    assert (released + rest)[0] == split_sentences(text, "en")[0]
+
+
+def test_numbers_with_commas_are_not_cut():
+    text = "The city has 2,100,000 people and 3,14 square units of parks, more or less, they say."
+    released, rest = feed_first_clause("en", text)
+    assert released[0] == "The city has 2,100,000 people and 3,14 square units of parks,"
+    released, _ = feed_first_clause("zh", "总数是1，000，000个人口以及很多很多的其他东西，对吗？")
+    assert released[0] == "总数是1，000，000个人口以及很多很多的其他东西，"
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "first"),
+    [
+        ("zh", "当然，法国的首都是巴黎，一个很大的城市。", "当然，法国的首都是巴黎，"),
+        ("ja", "はい、フランスの首都はパリです、とても美しい都市です。", "はい、フランスの首都はパリです、"),
+        ("hi", "हाँ, फ़्रांस की राजधानी पेरिस है, जो एक बहुत सुंदर शहर है।", "हाँ, फ़्रांस की राजधानी पेरिस है,"),
+    ],
+)
+def test_first_chunk_ends_at_clause_marks_of_other_scripts(language, text, first):
+    released, rest = feed_first_clause(language, text)
+    assert released[0] == first
+    assert "".join(released + rest).replace(" ", "") == text.replace(" ", "")
+
+
+def test_later_sentences_stay_whole():
+    text = ("Paris is the capital of France. It is a city of art, of food, and of long walks by the river, "
+            "loved by many. Come, see it.")
+    released, rest = feed_first_clause("en", text)
+    assert released + rest == [
+        "Paris is the capital of France.",
+        "It is a city of art, of food, and of long walks by the river, loved by many.",
+        "Come, see it.",
+    ]
+    released, rest = feed_first_clause("en", "Sure, the capital of France is Paris, a big city, old, loved. Yes, it is, truly.")
+    assert released + rest == ["Sure, the capital of France is Paris,", "a big city, old, loved.", "Yes, it is, truly."]
+
+
+def test_first_clause_rule_keeps_every_word_and_splits_the_rest_as_before():
+    for lang, text in udhr_paragraphs(["en", "fr", "de", "ru", "zh", "ja", "hi"]).items():
+        released, rest = feed_first_clause(lang, text)
+        chunks = released + rest
+        assert "".join("".join(chunks).split()) == "".join(text.split()), lang
+        assert len(chunks[0]) < len(split_sentences(text, lang)[0]), f"{lang}: not cut at a clause"
+        after_first = text[text.index(chunks[0]) + len(chunks[0]):].strip()
+        assert chunks[1:] == split_sentences(after_first, lang), lang
 
 
 def test_udhr_paragraphs_split_in_their_own_scripts():

@@ -1,6 +1,6 @@
 """Speaks a streaming answer sentence by sentence, beside the text stream, never in its way.
 
-Sentences are cut as the text streams and synthesized on a worker thread, so the
+Sentences are cut as the text streams (the first may end at a clause) and synthesized on a worker thread, so the
 first sentence is heard while the model still writes the second. Every sentence and
 every audio chunk carries the generation it belongs to; once the conversation moves
 on (Stop, barge-in, a new turn) the old ones are dropped wherever they are.
@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from backend.cancel import CancelScope
 from backend.errors import UserFacingError
-from backend.language.sentences import SentenceStream
+from backend.language.sentences import FIRST_CLAUSE_CHARS, FIRST_CLAUSE_WORDS, SentenceStream
 from backend.models.tts import AudioChunk, SpeechRouter, Voice, speakable
 from backend.streams import ThreadStream
 
@@ -50,7 +50,9 @@ class AnswerSpeaker:
         self.language = language
         self.scope = scope
         self.voice = voice or router.voice_for(language)
-        self.sentences = SentenceStream(language)
+        # The first chunk may end at a clause: the voice starts before the first sentence is written.
+        self.sentences = SentenceStream(language, first_clause_words=FIRST_CLAUSE_WORDS,
+                                        first_clause_chars=FIRST_CLAUSE_CHARS)
         self.note: UserFacingError | None = None
         self.fallback_notes: list[str] = []  # why another voice than the chosen one spoke (turn.notes keys)
         self.first_audio_at: float | None = None

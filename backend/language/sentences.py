@@ -9,6 +9,11 @@ any text) the terminal punctuation of many scripts ends a sentence:
 Urdu), ። ፧ (Ethiopic), ։ (Armenian), ။ (Myanmar), ། (Tibetan), ។ (Khmer),
 ; (Greek question mark), and . ! ? … followed by a space. A line break ends a
 sentence too (lists, headings).
+
+The first chunk of an answer may end earlier, at a clause mark (, ; : and their
+CJK, Arabic, Ethiopic... forms) once it is long enough to sound like a phrase
+rather than a fragment: the voice starts while the model still writes the rest
+of the sentence. Later sentences stay whole, for natural prosody.
 """
 
 from __future__ import annotations
@@ -43,6 +48,26 @@ _PYSBD_LANGUAGES = {
 # Languages pysbd lacks, split by a close neighbour's rules.
 _STAND_INS = {"yue": "zh", "no": "da"}
 
+# Clause marks that end a clause even when the next character follows without a space.
+WIDE_CLAUSE_MARKS = "、，；：､"
+# Clause marks that end a clause when whitespace follows ("1,000" and "10:30" stay whole):
+# Latin , ; : (also Devanagari, Hebrew, Cyrillic... text), Arabic ، ؛, Ethiopic ፣ ፤ ፥, Armenian ՝,
+# Myanmar ၊, Greek ano teleia ·, Mongolian ᠂.
+CLAUSE_MARKS = ",;:،؛፣፤፥՝၊·᠂" + WIDE_CLAUSE_MARKS
+_CLAUSE = re.compile(
+    rf"(?:[{re.escape(WIDE_CLAUSE_MARKS)}][{re.escape(CLOSERS)}]*\s*(?=\S))"
+    rf"|(?:[{re.escape(CLAUSE_MARKS)}][{re.escape(CLOSERS)}]*\s+(?=\S))"
+)
+# Scripts written without spaces between words: their length is counted in characters.
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]"
+)
+# The first chunk's least length before a clause mark may end it (see bench/first_chunk.py): words in
+# spaced scripts, characters in unspaced ones. Shorter, "Sure," or "Well," would be heard alone.
+FIRST_CLAUSE_WORDS = 5
+FIRST_CLAUSE_CHARS = 8
+
 # Without any boundary a sentence is still spoken once it gets this long (at a comma or space).
 MAX_CHARS = 300
 
@@ -56,9 +81,15 @@ def _pysbd_language(tag: str) -> str | None:
 class SentenceStream:
     """Feed text deltas as they stream; get back the sentences that are complete."""
 
-    def __init__(self, language: str, max_chars: int = MAX_CHARS) -> None:
+    def __init__(self, language: str, max_chars: int = MAX_CHARS, first_clause_words: int | None = None,
+                 first_clause_chars: int | None = None) -> None:
+        """``first_clause_words``/``first_clause_chars``: let the first chunk end at a clause mark once
+        it holds that many words (spaced scripts) or characters (unspaced ones); None = whole sentences."""
         self.language = language
         self.max_chars = max_chars
+        self.first_clause_words = first_clause_words
+        self.first_clause_chars = first_clause_chars
+        self._released = False  # a chunk was handed out: the rest goes sentence by sentence
         self._buffer = ""
         self._carry = ""  # a fragment without words ("1.", "—") waiting for its sentence
         self._segmenter: Any = None
@@ -77,8 +108,13 @@ class SentenceStream:
         self._buffer += text_delta
         ends = self._boundaries(self._buffer, final=False)
         sentences = self._cut(ends)
+        if not sentences and not self._released:
+            clause = self._first_clause(self._buffer)
+            if clause is not None:
+                sentences = self._cut([clause])
         if not sentences and len(self._buffer) > self.max_chars:
             sentences = self._cut([self._soft_break(self._buffer)])
+        self._released = self._released or bool(sentences)
         return sentences
 
     def flush(self) -> list[str]:
@@ -104,6 +140,24 @@ class SentenceStream:
             ends = {e for e in ends if not self._is_abbreviation(text, e)}
             ends |= self._pysbd_ends(text, final)
         return sorted(e for e in ends if 0 < e < len(text) or (final and e == len(text)))
+
+    def _first_clause(self, text: str) -> int | None:
+        """The end of the first clause of ``text`` long enough to be spoken on its own, if any."""
+        if self.first_clause_words is None and self.first_clause_chars is None:
+            return None
+        if not any(ch in CLAUSE_MARKS for ch in text):
+            return None
+        for match in _CLAUSE.finditer(text):
+            if text[match.start() - 1: match.start()].isdigit() and text[match.end(): match.end() + 1].isdigit():
+                continue  # "1，000": a number, not a clause
+            if self._long_enough(self._carry + " " + text[: match.end()]):
+                return match.end()
+        return None
+
+    def _long_enough(self, clause: str) -> bool:
+        words, chars = clause_length(clause)
+        return (self.first_clause_words is not None and words >= self.first_clause_words) or (
+            self.first_clause_chars is not None and chars >= self.first_clause_chars)
 
     def _is_abbreviation(self, text: str, end: int) -> bool:
         """A '.' boundary pysbd would not make ("Dr. Smith", "e.g. this")."""
@@ -179,6 +233,13 @@ class SentenceStream:
             if idx > self.max_chars // 3:
                 return idx + 1
         return self.max_chars
+
+
+def clause_length(text: str) -> tuple[int, int]:
+    """Words written with spaces, and characters of scripts written without them (Han, kana, Thai...)."""
+    chars = len(_UNSPACED.findall(text))
+    words = sum(1 for word in _UNSPACED.sub(" ", text).split() if _HAS_WORD.search(word))
+    return words, chars
 
 
 def split_sentences(text: str, language: str) -> list[str]:
