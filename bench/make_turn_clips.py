@@ -9,10 +9,19 @@ the run of words up to one that ends in . ! or ?. From each sentence:
   a sentence, never right after the first word or before the last (the sentence goes on after it).
 
 A cut falls between two words: at the middle of the gap Whisper leaves between them, or at the
-first word's end when they touch, with a 10 ms fade so the cut itself makes no click. Clips are
-written to ``OUT/{first,second}/{complete,incomplete}/`` by the half of the recording where they
-end (first: 0-30 s, tuning; second: 30-60 s, held out), with ``clips.json`` listing every clip's
-words.
+first word's end when they touch, but never later than 0.1 s before the next word's start, with a
+10 ms fade so the cut itself makes no click. Why the margin: Whisper base puts nearly every word
+edge to edge with the next, and its word starts are late (see LEAD_S), so a cut at the boundary
+can hold the onset of the next word, which tells a listener (and Smart Turn) that the sentence
+went on. Shaving the end of the last word instead leaves an utterance that is still unfinished.
+As a check, every clip is transcribed once more on its own (the app's Whisper base, in the
+recording's language) and dropped when its transcript ends in one of the two words that follow
+the cut; dropped clips stay in ``clips.json`` with ``"dropped"`` and the transcript that showed it.
+An unfinished clip may still hold a pause after words that read as a sentence of their own
+("... Glashäusern, | die einfach ..."): handed over there, it is rightly counted as cut off.
+Clips are written to ``OUT/{first,second}/{complete,incomplete}/`` by the half of the
+recording where they end (first: 0-30 s, tuning; second: 30-60 s, held out), with ``clips.json``
+listing every clip's words.
 
     python bench/make_turn_clips.py --out /tmp/turn_clips [--model OUTDIR/whisper-base]
 """
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -33,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 from backend.audio.pcm import SAMPLE_RATE, StreamResampler  # noqa: E402
 
 LEAD_S = 0.15  # audio kept before the first word (Whisper's word starts are a little late)
+NEXT_MARGIN_S = 0.1  # an inner cut ends at least this long before the next word's start
+MIN_CLIP_S = 0.2  # shorter than a syllable: no utterance to judge
 FADE_S = 0.01
 HALF_S = 30.0
 CUTS_PER_SENTENCE = 4  # evenly spread over the sentence's inner word boundaries
@@ -52,11 +64,32 @@ def words_of(path: Path, model_dir: str) -> tuple[np.ndarray, str, list[dict]]:
 
 
 def cut_point(words: list[dict], i: int) -> float:
-    """Seconds between word i and word i+1."""
+    """Seconds between word i and word i+1 (the start of a clip after word i)."""
     end = words[i]["end"]
     if i + 1 < len(words) and words[i + 1]["start"] > end:
         return (end + words[i + 1]["start"]) / 2
     return end
+
+
+def inner_cut(words: list[dict], i: int) -> float:
+    """The end of a clip cut after word i: before word i+1 has begun, even at the cost of word i's tail."""
+    cut = cut_point(words, i)
+    if i + 1 < len(words):
+        cut = min(cut, words[i + 1]["start"] - NEXT_MARGIN_S)
+    return cut
+
+
+def _norm(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+def holds_next(transcript: str, own: str, following: list[str]) -> bool:
+    """True when the transcript ends in one of the words that follow the cut (not in one of its own).
+
+    Only the last word counts: Whisper mishears a clip's first word as readily ("Es" as "Das")."""
+    heard = [_norm(w) for w in transcript.split()]
+    mine = {_norm(w) for w in own.split()[-2:]}
+    return bool(heard) and heard[-1] in {_norm(w) for w in following} - mine - {""}
 
 
 def clip(audio: np.ndarray, start: float, end: float) -> np.ndarray:
@@ -91,6 +124,10 @@ def main() -> None:
 
         args.model = real_models.folder("whisper-base")
 
+    from backend.media import AudioClip
+    from backend.models.whisper_ctranslate2 import CTranslate2Whisper
+
+    recognizer = CTranslate2Whisper(args.model, cpu_threads=2)  # as the app and bench/turn_taking.py hear
     listing = []
     for path in args.recordings:
         audio, language, words = words_of(path, args.model)
@@ -105,22 +142,32 @@ def main() -> None:
                 picks = sorted({inner[(k * len(inner)) // CUTS_PER_SENTENCE] for k in range(CUTS_PER_SENTENCE)})
                 cuts += [("incomplete", i) for i in picks]
             for kind, last in cuts:
-                end = cut_point(words, last) if kind == "incomplete" else words[last]["end"] + 0.05
+                end = inner_cut(words, last) if kind == "incomplete" else words[last]["end"] + 0.05
                 half = "first" if end <= HALF_S else "second"
                 if start < HALF_S < end:
                     continue  # a clip across the middle belongs to neither half
                 name = f"{path.stem}_{s_index:02d}_{kind[0]}{last:03d}.wav"
-                folder = args.out / half / kind
-                folder.mkdir(parents=True, exist_ok=True)
-                sf.write(folder / name, clip(audio, start, end), SAMPLE_RATE, subtype="PCM_16")
                 text = " ".join(words[j]["w"] for j in range(first, last + 1))
-                listing.append({"file": f"{half}/{kind}/{name}", "language": language, "start": round(start, 3),
-                                "end": round(end, 3), "text": text,
-                                "next": words[last + 1]["w"] if last + 1 < len(words) else None})
+                following = words[last + 1]["w"] if last + 1 < len(words) else None
+                item = {"file": f"{half}/{kind}/{name}", "language": language, "start": round(start, 3),
+                        "end": round(end, 3), "text": text, "next": following}
+                if end - start < MIN_CLIP_S:
+                    listing.append({**item, "dropped": "too short once cut before the next word"})
+                    continue
+                piece = clip(audio, start, end)
+                heard = recognizer.transcribe(AudioClip(samples=piece), language=language).text.strip()
+                item["heard"] = heard
+                if holds_next(heard, text, [w["w"] for w in words[last + 1 : last + 3]]):
+                    item["dropped"] = "its transcript already holds the next word: the cut is not before it"
+                else:
+                    folder = args.out / half / kind
+                    folder.mkdir(parents=True, exist_ok=True)
+                    sf.write(folder / name, piece, SAMPLE_RATE, subtype="PCM_16")
+                listing.append(item)
     (args.out / "clips.json").write_text(json.dumps(listing, ensure_ascii=False, indent=1))
     counts: dict[str, int] = {}
     for item in listing:
-        key = item["file"].rsplit("/", 1)[0]
+        key = item["file"].rsplit("/", 1)[0] + (" dropped" if "dropped" in item else "")
         counts[key] = counts.get(key, 0) + 1
     print(json.dumps({"out": str(args.out), "clips": counts}))
 

@@ -131,6 +131,16 @@ def test_a_language_neither_signal_covers_falls_back_to_the_silence_rule():
     assert (verdict.finished, verdict.wait_ms, verdict.reason) == (False, 500, "silence") and transcript is None
 
 
+def test_a_pause_where_no_word_was_heard_yet_keeps_the_turn_open():
+    # The voice sounds finished, but Whisper made out no word: there is nothing to answer yet.
+    detector = TurnEndDetector()
+    heard = Transcript(text="", language="en", language_probability=0.0, duration_s=3.0, no_speech=True)
+    verdict, transcript = detector.judge(_clip("en_finished_wealth_tax.wav"), lambda: heard, language="en")
+    assert verdict.probability >= detector.config.finished_probability
+    assert not verdict.finished and verdict.wait_ms == detector.config.unfinished_wait_ms
+    assert transcript is heard
+
+
 # -- the voice session -----------------------------------------------------------------------------
 
 def test_a_finished_question_is_handed_over_at_the_first_short_pause(tmp_path):

@@ -10,6 +10,9 @@ judge instead:
   possessive ("… to the", "… und") is unfinished. The words come per language from Universal
   Dependencies treebanks (``data/unfinished_words.json``, built by bench/make_unfinished_words.py).
 
+A transcript with no word at all (a second of speech Whisper could not yet make out) counts as
+unfinished too: there is nothing to answer yet.
+
 Finished: the turn is handed over at once. Unfinished: the session keeps listening and hands the
 turn over only after a longer silence. Where neither signal covers the language, the plain
 silence rule applies.
@@ -213,6 +216,9 @@ class TurnEndDetector:
         # The conversation's language first: Whisper often names another one for a second of speech.
         heard = getattr(transcript, "language", None)
         mid_phrase = ends_mid_phrase(text, *((hint, heard) if hint != "und" else (heard,))) if text else None
+        if transcript is not None and not text.strip():
+            # Whisper heard no word yet (the first syllables of a sentence): nothing to answer, keep listening.
+            return TurnVerdict(False, c.unfinished_wait_ms, "words", probability, None), transcript
         if mid_phrase:
             return TurnVerdict(False, c.unfinished_wait_ms, "words", probability, True), transcript
         if probability is not None:
