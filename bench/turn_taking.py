@@ -167,10 +167,10 @@ def bench_mode(mode: str, files: dict[str, list[Path]], asr: TimedRecognizer, ar
         if kind == "complete":
             ok = [(r, w) for r, w in results if r["stream_s"] is not None and r["stream_s"] >= 0]
             handed = [r["after_s"] * 1000 for r, _ in ok]
-            words = [w * 1000 for _, w in ok]
+            words_ms = [w * 1000 for _, w in ok]
             stream = [r["stream_s"] * 1000 for r, _ in ok]
             out[kind] = {"n": len(paths), "end_ms": {"median": percentile(handed, 50), "p95": percentile(handed, 95)},
-                         "words_ms": {"median": percentile(words, 50), "p95": percentile(words, 95)},
+                         "words_ms": {"median": percentile(words_ms, 50), "p95": percentile(words_ms, 95)},
                          "stream_ms": {"median": percentile(stream, 50), "p95": percentile(stream, 95)},
                          "early": sum(1 for r, _ in results if r["stream_s"] is not None and r["stream_s"] < 0),
                          "never": sum(1 for r, _ in results if r["after_s"] is None)}
