@@ -129,6 +129,17 @@ class VoiceSession:
             self.echo.reset()
             self._held, self._barged = None, False
             self.state = LISTENING
+        if self.turn_end is not None:
+            # Loaded now, while the user starts to speak, not at their first pause (1-2 s on a busy CPU).
+            threading.Thread(target=self._load_turn_model, args=(self.turn_end,), name="omnilingo-turn-model",
+                             daemon=True).start()
+
+    @staticmethod
+    def _load_turn_model(turn_end: TurnEndDetector) -> None:
+        try:
+            turn_end.model  # noqa: B018 - the property loads the shared model
+        except Exception:  # noqa: BLE001 - reported where it is used: the silence rule decides then
+            log.warning("end-of-turn model could not be loaded", exc_info=True)
 
     def stop(self) -> None:
         with self._lock:
