@@ -61,7 +61,9 @@ def corpus_clip(name: str) -> AudioClip:
     [
         ("jfk.flac", "en", ["fellow americans", "ask not what your country can do for you"]),
         ("sr_french.aiff", "fr", ["dictée", "numéro"]),
-        ("sr_chinese.flac", "zh", ["自己的脚"]),
+        # Whisper writes Chinese in simplified or traditional characters; which one moves with the
+        # CPU's int8 rounding (simplified on an AVX-512 machine, traditional on an AVX2 one).
+        ("sr_chinese.flac", "zh", [("自己的脚", "自己的腳")]),
     ],
 )
 def test_real_recordings_are_heard_in_their_language(whisper_base, name, language, words):
@@ -70,7 +72,8 @@ def test_real_recordings_are_heard_in_their_language(whisper_base, name, languag
     assert tr.language == language and tr.language_probability > 0.9
     assert tr.language_probs[0] == (tr.language, tr.language_probability) and len(tr.language_probs) == 5
     for words_said in words:
-        assert words_said in tr.text.lower(), tr.text
+        either = words_said if isinstance(words_said, tuple) else (words_said,)
+        assert any(w in tr.text.lower() for w in either), tr.text
     assert -1.0 < tr.avg_logprob < 0  # sure of what it heard
     assert tr.no_speech_probability < 0.5
 
@@ -89,7 +92,9 @@ def test_a_pinned_language_is_transcribed_in_that_language(whisper_base):
     from backend.models.tts import SpeechRouter
 
     router = SpeechRouter()
-    spoken = router.say("ما هو أطول نهر في العالم؟", "ar", router.voice_for("ar"))  # "Which is the longest river?"
+    # "Which is the longest river in the world? And where is it?": two sentences, as one is too
+    # little synthetic speech (Whisper put its no-speech probability at 0.63 on an AVX2 CPU).
+    spoken = router.say("ما هو أطول نهر في العالم؟ وأين يقع هذا النهر؟", "ar", router.voice_for("ar"))
     clip = load_audio(wav_bytes(spoken.samples, spoken.sample_rate))  # 22,050 Hz, as an upload would be
     forced = whisper_base.transcribe(clip, language="ar")
     assert forced.language == "ar" and not forced.no_speech
