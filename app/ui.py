@@ -31,9 +31,8 @@ ASSETS = next(
 # sends nothing: when no chunk has gone out a second later, it is pressed again.
 START_MIC_JS = """() => {
   const root = () => document.querySelector('#voice-mic');
-  // Chunks go to /gradio_api/stream/<event id>; the camera streams under an id of its own.
-  const streams = () => new Set(performance.getEntriesByType('resource')
-    .filter((e) => e.name.includes('/gradio_api/stream/')).map((e) => e.name.split('/stream/')[1]));
+  // Chunks go to /gradio_api/stream/<event id>, a new id for each recording (STREAM_WATCH_JS).
+  const started = (since) => [...(window.omnilingoStreams || new Map()).values()].some((t) => t >= since);
   const press = (tries, attempts) => {
     const mic = root();
     const record = mic && mic.offsetParent !== null ? mic.querySelector('.record-button') : null;
@@ -41,19 +40,31 @@ START_MIC_JS = """() => {
       if (tries > 0) { setTimeout(() => press(tries - 1, attempts), 100); }
       return;
     }
-    const before = streams();
+    const since = performance.now();
     record.click();
     setTimeout(() => {
       const again = root();
       const stop = again && again.querySelector('.stop-button');
-      const sent = [...streams()].some((id) => !before.has(id));
-      if (sent || !stop || attempts <= 1) { return; }  // streaming, or voice mode was turned off
+      if (started(since) || !stop || attempts <= 1) { return; }  // streaming, or voice mode was turned off
       stop.click();
       setTimeout(() => press(20, attempts - 1), 300);
     }, 1000);
   };
   setTimeout(() => press(150, 4), 50);  // up to 15 s: a busy machine renders the recorder late
 }"""
+# When each stream (microphone, camera) sent its first chunk, watched from the page's load: the
+# browser's resource-timing buffer keeps only its first 250 requests, ten seconds of a microphone.
+STREAM_WATCH_JS = """(() => {
+  const first = new Map();
+  window.omnilingoStreams = first;
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const at = e.name.indexOf('/gradio_api/stream/');
+      const id = at >= 0 ? e.name.slice(at + 19) : null;
+      if (id && !first.has(id)) { first.set(id, e.startTime); }
+    }
+  }).observe({type: 'resource'});
+})();"""
 STOP_MIC_JS = """() => {
   document.querySelectorAll('#voice-mic button').forEach((b) => {
     if (/stop/i.test(b.className) || b.innerText.trim() === 'Stop') { b.click(); }
@@ -262,7 +273,7 @@ def launch_kwargs(runtime: Runtime) -> dict[str, Any]:
         "max_file_size": f"{settings.max_upload_mb}mb",
         "i18n": I18N,
         "js": PAGE_LANGUAGE_JS,
-        "head": f"<script>{(ASSETS / 'answer_player.js').read_text(encoding='utf-8')}</script>",
+        "head": f"<script>{(ASSETS / 'answer_player.js').read_text(encoding='utf-8')}\n{STREAM_WATCH_JS}</script>",
         "css_paths": [ASSETS / "omnilingo.css"],
         "theme": gr.themes.Soft(),
         "favicon_path": ASSETS / "favicon.svg",
