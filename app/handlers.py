@@ -223,7 +223,7 @@ class ChatController:
             voice.spoken_language = language_value
             arrived = time.time()
             events = voice.hear(samples, sample_rate)
-            judged = time.time()  # the VAD, and at a pause the end-of-turn judgement and its transcript
+            judged = time.time()  # the VAD, and the verdict of a pause once its worker has it
             for event in events:
                 if event.kind == "barge_in":
                     barged = voice.barge_ins

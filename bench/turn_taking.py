@@ -118,6 +118,8 @@ def run_clip(voice: VoiceSession, clip: np.ndarray, chunk_s: float, real_time: b
             clock = max(clock, arrival)
             t0 = time.perf_counter()
             events = voice.hear(pcm[i : i + step], MIC_SR)
+            if not real_time:
+                voice.wait_for_verdict()  # the judgement's time counts as if the stream waited for it
             clock += time.perf_counter() - t0
             if real_time:
                 clock = time.perf_counter() - wall0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,7 @@ def _feed(voice: VoiceSession, samples: np.ndarray) -> list[tuple[float, object]
     for k, i in enumerate(range(0, len(pcm), step)):
         for event in voice.hear(pcm[i:i + step], MIC_RATE):
             out.append(((k + 1) * CHUNK_S, event))
+        voice.wait_for_verdict(30)  # as if each judgement were done by the next chunk
     return out
 
 
@@ -184,6 +186,62 @@ def test_speech_after_an_unfinished_pause_joins_the_same_turn(tmp_path):
     assert len(handed[0].audio) / 16000 >= len(first) / 16000 + 0.9 + len(second) / 16000 - 0.1
     assert voice.utterances == 1
     assert asr.calls == 1  # the first pause sounded unfinished: no need to hear its words
+
+
+class HeldUpASR(ScriptedASR):
+    """Speech recognition that hears nothing until the test lets it (a Whisper call on a busy CPU)."""
+
+    def __init__(self, *texts: str) -> None:
+        super().__init__(*texts)
+        self.go = threading.Event()
+        self.started = threading.Event()
+
+    def transcribe(self, clip, language=None) -> Transcript:
+        self.started.set()
+        assert self.go.wait(30), "the test never let the transcription finish"
+        return super().transcribe(clip, language)
+
+
+def _feed_live(voice: VoiceSession, samples: np.ndarray) -> list:
+    """Feed chunks without waiting for any verdict, as the browser's stream does."""
+    import soxr
+
+    pcm = (np.clip(soxr.resample(samples, 16000, MIC_RATE), -1, 1) * 32767).astype(np.int16)
+    step = int(MIC_RATE * CHUNK_S)
+    return [e for i in range(0, len(pcm), step) for e in voice.hear(pcm[i:i + step], MIC_RATE)]
+
+
+def test_the_microphone_is_heard_on_while_the_pause_is_judged(tmp_path):
+    asr = HeldUpASR("Who's going to implement a 4 % global wealth tax?")
+    voice = _voice(tmp_path, asr)
+    speech = _clip("en_finished_wealth_tax.wav")
+    events = _feed_live(voice, np.concatenate([_silence(0.5), speech, _silence(0.5)]))
+    assert asr.started.wait(30)  # Whisper is at work on the pause ...
+    after_pause = voice.vad.stream_time
+    events += _feed_live(voice, _silence(1.0))  # ... and the stream goes on being heard meanwhile
+    assert voice.vad.stream_time == pytest.approx(after_pause + 1.0, abs=0.11)
+    assert not [e for e in events if e.kind == "utterance"]
+    asr.go.set()
+    voice.wait_for_verdict(30)
+    handed = [e for e in _feed_live(voice, _silence(0.1)) if e.kind == "utterance"]  # the next chunk brings it
+    assert len(handed) == 1 and handed[0].transcript.text.endswith("tax?") and handed[0].verdict.finished
+
+
+def test_speech_that_resumes_while_the_pause_is_judged_joins_the_same_turn(tmp_path):
+    # The first pause's words say "finished", but the user went on before the verdict came in.
+    asr = HeldUpASR("Who's going to implement a 4 % global wealth tax?")
+    voice = _voice(tmp_path, asr)
+    first, second = _clip("en_finished_wealth_tax.wav"), _clip("en_cut_and_the_answer_that.wav")
+    events = _feed_live(voice, np.concatenate([_silence(0.5), first, _silence(0.3)]))
+    assert asr.started.wait(30)
+    events += _feed_live(voice, second)
+    asr.go.set()  # the stale verdict arrives while the user speaks: it is not acted on
+    voice.wait_for_verdict(30)
+    events += [e for _, e in _feed(voice, _silence(3.0))]
+    handed = [e for e in events if e.kind == "utterance"]
+    assert len(handed) == 1, [e.kind for e in events]
+    assert len(handed[0].audio) / 16000 >= (len(first) + len(second)) / 16000
+    assert voice.utterances == 1
 
 
 def test_the_language_picked_in_the_page_is_the_one_heard_at_a_pause(tmp_path):

@@ -12,6 +12,9 @@ When the turn ends (``end_of_turn``): "silence" hands over after half a second o
 "smart" judges every pause of 200 ms from the sound (Smart Turn) and from the transcript's last
 word (backend.audio.turn_end): finished → the turn is handed over at once, with its transcript;
 unfinished → the session keeps listening, and the next stretch of speech joins the same utterance.
+The judgement runs on a worker thread, not in ``hear``: the microphone's stream goes on being
+heard while Whisper works (a stream held up behind it ran 1.4 s late), the verdict comes out of
+the first ``hear`` after it is ready, and speech that resumes meanwhile makes it moot.
 
 A barge-in whose words only ask the assistant to stop or wait ("stop", "attends", "espera")
 ends the answer and listens: it is not answered as a new question.
@@ -23,6 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -74,13 +78,16 @@ class VoiceEvent:
 
 @dataclass
 class _Held:
-    """An utterance judged unfinished: more speech joins it, a long enough silence hands it over."""
+    """An utterance at a pause: being judged, or judged unfinished. More speech joins it."""
 
     audio: np.ndarray
     end_t: float  # stream time the speech stopped
     audio_end_t: float  # stream time of the utterance audio's last sample
-    verdict: TurnVerdict
+    verdict: TurnVerdict | None = None  # None while it is being judged
     transcript: Any = None
+    # (verdict, transcript) worked out off the microphone's thread; "final": hand over once it is ready
+    judging: Future | None = None
+    final: bool = False
 
 
 def _audio_end(event) -> float:
@@ -110,6 +117,8 @@ class VoiceSession:
         self.spoken_language: str | None = None  # the language picked in the UI ("auto": none)
         self._held: _Held | None = None
         self._barged = False  # the utterance in progress began as a barge-in
+        # One judgement at a time, in order: a newer pause waits for the older one's Whisper call.
+        self._judge_pool: ThreadPoolExecutor | None = None
         self.state = OFF
         self.barge_ins = 0
         self.utterances = 0
@@ -127,7 +136,8 @@ class VoiceSession:
         with self._lock:
             self.vad.reset()
             self.echo.reset()
-            self._held, self._barged = None, False
+            self._drop_held()
+            self._barged = False
             self.state = LISTENING
         if self.turn_end is not None:
             # Loaded now, while the user starts to speak, not at their first pause (1-2 s on a busy CPU).
@@ -146,7 +156,22 @@ class VoiceSession:
             self.state = OFF
             self.vad.reset()
             self.echo.reset()
-            self._held, self._barged = None, False
+            self._drop_held()
+            self._barged = False
+            if self._judge_pool is not None:  # its idle thread would outlive a closed tab
+                self._judge_pool.shutdown(wait=False, cancel_futures=True)
+                self._judge_pool = None
+
+    def _drop_held(self) -> None:
+        if self._held is not None and self._held.judging is not None:
+            self._held.judging.cancel()  # not started yet: skipped; under way: its verdict is ignored
+        self._held = None
+
+    def wait_for_verdict(self, timeout: float | None = None) -> None:
+        """Block until the pause being judged has its verdict (for feeds faster than real time)."""
+        held = self._held
+        if held is not None and held.judging is not None:
+            wait([held.judging], timeout)  # a failure is reported by the next hear(), which reads the verdict
 
     @property
     def active(self) -> bool:
@@ -176,30 +201,49 @@ class VoiceSession:
                 out += self._pause(event)
             elif event.kind == "discarded":
                 out.append(VoiceEvent(VoiceEventKind.DISCARDED, event.t))
+        return out + self._settle()
+
+    def _settle(self) -> list[VoiceEvent]:
+        """A held utterance: its verdict came in, or its silence grew long enough to hand it over."""
         held = self._held
-        if held is not None and not self.vad.in_speech and self.vad.stream_time - held.end_t >= held.verdict.wait_ms / 1000:
-            out += self._hand_over(held.audio, held.end_t, held.transcript, held.verdict)
-        return out
+        if held is None or self.vad.in_speech:  # the user goes on: the next pause judges it all
+            return []
+        if held.judging is not None:
+            if not held.judging.done():
+                return []
+            try:
+                held.verdict, held.transcript = held.judging.result()
+            except Exception:  # noqa: BLE001 - a broken model file must not end voice mode: the silence rule stays
+                log.exception("end-of-turn judgement failed; the silence rule decides")
+                held.verdict = TurnVerdict(False, self._silence_ms(), "silence")
+            held.judging = None
+            log.debug("pause at %.2f s: %s", held.end_t, held.verdict)
+        if held.final or (held.verdict is not None
+                          and self.vad.stream_time - held.end_t >= held.verdict.wait_ms / 1000):
+            return self._hand_over(held.audio, held.end_t, held.transcript, held.verdict, heard=True)
+        return []
+
+    def _silence_ms(self) -> int:
+        return self.turn_end.config.silence_ms if self.turn_end is not None else VOICE_VAD.end_silence_ms
+
+    def _judge_later(self, held: _Held, job) -> None:
+        if self._judge_pool is None:
+            self._judge_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omnilingo-turn-end")
+        held.judging = self._judge_pool.submit(job)
+        self._held = held
 
     def _pause(self, event) -> list[VoiceEvent]:
-        """The VAD heard a pause: hand the turn over, or hold it while the user may go on."""
+        """The VAD heard a pause: hand the turn over, or judge (off this thread) whether the user goes on."""
         audio, held = event.audio, self._held
         if held is not None:  # the user went on after an unfinished pause: one utterance
             gap = int(round((_audio_end(event) - len(audio) / SAMPLE_RATE - held.audio_end_t) * SAMPLE_RATE))
             audio = np.concatenate([held.audio, np.zeros(max(gap, 0), np.float32), audio[max(-gap, 0):]])
-            self._held = None
+            self._drop_held()
         if self.turn_end is None or event.forced:
             return self._hand_over(audio, event.t)
-        transcript = None
-        try:
-            verdict, transcript = self.turn_end.judge(audio, lambda: self._transcribe(audio), self._language())
-        except Exception:  # noqa: BLE001 - a broken model file must not end voice mode: the silence rule stays
-            log.exception("end-of-turn model failed; the silence rule decides")
-            verdict = TurnVerdict(False, self.turn_end.config.silence_ms, "silence")
-        log.debug("pause at %.2f s: %s", event.t, verdict)
-        if verdict.finished:
-            return self._hand_over(audio, event.t, transcript, verdict)
-        self._held = _Held(audio, event.t, _audio_end(event), verdict, transcript)
+        turn_end, language = self.turn_end, self._language()
+        self._judge_later(_Held(audio, event.t, _audio_end(event)),
+                          lambda: turn_end.judge(audio, lambda: self._transcribe(audio), language))
         return []
 
     def _language(self) -> str | None:
@@ -226,12 +270,15 @@ class VoiceSession:
         finally:
             self._asr_timings["asr_end"] = time.time()
 
-    def _hand_over(self, audio: np.ndarray, t: float, transcript=None, verdict: TurnVerdict | None = None):
+    def _hand_over(self, audio: np.ndarray, t: float, transcript=None, verdict: TurnVerdict | None = None,
+                   *, heard: bool = False):
         self._held = None
+        if self._barged and transcript is None and not heard and getattr(self.conversation, "asr", None) is not None:
+            # Only the words tell "stop" from a question: hear them first (the turn reuses them).
+            self._judge_later(_Held(audio, t, t, final=True), lambda: (verdict, self._transcribe(audio)))
+            return []
         barged, self._barged = self._barged, False
         if barged:
-            # Only the words tell "stop" from a question: hear them now (the turn reuses them).
-            transcript = transcript if transcript is not None else self._transcribe(audio)
             if transcript is not None and is_stop_request(transcript.text, transcript.language, self._language()):
                 log.info("barge-in asked to stop: %r", transcript.text)
                 self.state = LISTENING
