@@ -161,7 +161,7 @@ def start_app(args, base_url: str | None, log_path: Path) -> tuple[subprocess.Po
 
     port = free_port()
     command = [sys.executable, "-m", "app", "--no-browser", "--port", str(port), "--tts", args.tts,
-               "--max-new-tokens", str(args.max_new_tokens), "--log-level", "INFO"]
+               "--max-new-tokens", str(args.max_new_tokens), "--log-level", os.environ.get("VB_LOG", "INFO")]
     for flag, value in (("--model", args.model), ("--engine", args.engine), ("--asr-model", args.asr_model),
                         ("--asr-engine", args.asr_engine), ("--device", "cpu"), ("--base-url", base_url)):
         if value:

@@ -253,3 +253,18 @@ def test_zerogpu_engine_streams_the_same_answer_and_stops(gemma_engine, corpus):
     assert len(pieces) == 1 and stats.stopped and stats.new_tokens < 200
     # The worker's generation really ended: the device is free for the next answer.
     assert "".join(engine.stream(messages, CancelScope(), 6)) == direct
+
+
+def test_idle_openmp_threads_sleep_before_any_model_library_loads():
+    # Read once, when each OpenMP runtime loads: it must be in place before torch, Whisper or llama.cpp.
+    probe = ("import os, sys\nimport app.server\n"
+             "app.server.serve = lambda settings: print(os.environ.get('OMP_WAIT_POLICY'), "
+             "sorted(m for m in ('torch', 'ctranslate2', 'llama_cpp', 'onnxruntime') if m in sys.modules)) or 0\n"
+             "from app.cli import main\nsys.exit(main([]))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "PASSIVE []"
+    mine = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                          capture_output=True, text=True, timeout=120)
+    assert mine.stdout.strip() == "ACTIVE []"  # the user's own setting stands
