@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend import media
+from backend.audio.turn_end import smart_turn
 from backend.conversation.camera import CameraFeed
 from backend.conversation.turns import Conversation, SessionRegistry
 from backend.conversation.voice import VoiceSession
@@ -224,6 +225,12 @@ class Runtime:
         """Speech recognition loads after the model; when it cannot, typing still works."""
         if self.asr is None:
             return
+        if self.settings.end_of_turn == "smart":
+            # Now, not when voice mode starts: the browser starts recording then, on the same cores.
+            try:
+                smart_turn()
+            except Exception:  # noqa: BLE001 - voice mode then ends turns by the silence rule
+                log.warning("the end-of-turn model could not be loaded", exc_info=True)
         try:
             self.asr.load()
         except UserFacingError as err:

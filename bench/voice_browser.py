@@ -10,7 +10,8 @@ stream (an AudioContext on the MediaStream the page records from) and timestamps
 each 1024-sample buffer, so the end of the user's speech is when the page's microphone stopped
 carrying it (the last buffer above 5 % of the question's peak level; about 20-40 ms later than
 the true end, which makes every figure slightly smaller). The page also records when the
-answer's bubble first shows words and when the answer's audio element fires ``playing``. The
+answer's bubble first shows words and when the answer's audio element fires ``playing``, and when it sent each microphone chunk (``page_chunk_sent``:
+the third after the end of speech, the one that carries the 0.2 s pause). The
 server logs one line per answered turn with the time of each stage (``turn N timings {...}``):
 the mic chunk in which the VAD ended the turn, the turn added, the answer handler started, ASR
 start/end, first token, first sentence, first TTS chunk, first text and first audio handed to
@@ -85,6 +86,20 @@ PAGE_PROBE_JS = r"""
     };
   };
   wrap();
+  window.__marks.clicks = [];
+  document.addEventListener('click', (e) => {
+    const b = e.target.closest && e.target.closest('#voice-mic button');
+    if (b) { window.__marks.clicks.push([now(), b.className]); }
+  }, true);
+  // Every microphone chunk's request (a stream that falls behind shows here or on the server).
+  window.__marks.streams = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if (e.name.includes('/gradio_api/stream/')) {
+        window.__marks.streams.push([performance.timeOrigin + e.startTime, performance.timeOrigin + e.responseEnd]);
+      }
+    }
+  }).observe({type: 'resource'});
   const mine = (el) => el && el.closest && el.closest('#answer-player');
   for (const kind of ['play', 'playing', 'pause', 'ended']) {
     document.addEventListener(kind, (e) => {
@@ -161,7 +176,7 @@ def start_app(args, base_url: str | None, log_path: Path) -> tuple[subprocess.Po
 
     port = free_port()
     command = [sys.executable, "-m", "app", "--no-browser", "--port", str(port), "--tts", args.tts,
-               "--max-new-tokens", str(args.max_new_tokens), "--log-level", os.environ.get("VB_LOG", "INFO")]
+               "--max-new-tokens", str(args.max_new_tokens), "--log-level", args.app_log_level]
     for flag, value in (("--model", args.model), ("--engine", args.engine), ("--asr-model", args.asr_model),
                         ("--asr-engine", args.asr_engine), ("--device", "cpu"), ("--base-url", base_url)):
         if value:
@@ -315,6 +330,8 @@ def latency_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     chunks = [c for c in marks.get("chunks", []) if c["t"] / 1000 > speech_end]
     stages["page_first_chunk"] = after(chunks[0]["t"] / 1000) if chunks else None
     stages["page_playing"] = after(playing)
+    sent = [start for start, _ in marks.get("streams", []) if start / 1000 > speech_end]
+    stages["page_chunk_sent"] = after(sent[2] / 1000) if len(sent) > 2 else None  # the chunk after the 0.2 s pause
     return {
         "end_of_turn_s": stages.get("turn_judged", stages.get("mic_chunk_in")),
         "first_text_s": after(text_at),
@@ -322,6 +339,8 @@ def latency_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
         "stages": stages,
         "speech_s": round(speech_in_file(wav)[0][1] - speech_in_file(wav)[0][0], 3),
         "load": load_average(),
+        **({"page": {"speech_end": speech_end, "origin": origin, "streams": marks.get("streams"),
+                     "clicks": marks.get("clicks")}} if args.keep else {}),
     }
 
 
@@ -392,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment of the app's process (e.g. OMP_NUM_THREADS=1)")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--keep", action="store_true", help="keep the app's log and the microphone files")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the app's log and the microphone files; each run also lists the page's chunk requests")
+    parser.add_argument("--app-log-level", default="INFO", help="DEBUG logs every microphone chunk the app hears")
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose app runs (to compare versions)")
     args = parser.parse_args(argv)
 

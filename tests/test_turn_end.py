@@ -327,3 +327,21 @@ def test_the_words_heard_at_the_pause_are_not_heard_twice(tmp_path):
                        language_probability=0.98, duration_s=3.3, no_speech=False)
     assert conversation.hear(turn, heard)
     assert turn.transcript == heard.text and turn.language.tag == "en" and asr.calls == 0
+
+
+def test_the_end_of_turn_model_loads_with_speech_recognition_not_when_voice_mode_starts(monkeypatch):
+    from backend.audio import turn_end
+    from backend.runtime import Runtime
+    from backend.settings import Settings
+    from tests.fakes import ScriptedEngine
+
+    monkeypatch.setattr(turn_end, "_smart_turn", None)
+    runtime = Runtime(Settings(model="unused", device="cpu", asr_model="off", tts_engine="off"),
+                      engine=ScriptedEngine())
+    runtime.asr = ScriptedASR("hello")
+    runtime.asr.load = lambda: None
+    try:
+        runtime._load_asr()
+        assert turn_end._smart_turn is not None
+    finally:
+        runtime.close()
