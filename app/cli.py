@@ -100,22 +100,23 @@ def warn_if_exposed(settings: Settings) -> None:
         log.warning("--trust-remote-code runs Python code that comes with the model. Use it only for models you trust.")
 
 
-def quiet_idle_threads(environ=os.environ) -> None:
-    """OpenMP threads sleep once their work is done, instead of spinning for more (a user's choice stands).
+def quiet_idle_threads(settings: Settings, environ=os.environ) -> None:
+    """Beside llama.cpp, OpenMP threads sleep once their work is done (a user's own setting stands).
 
-    Three OpenMP runtimes share the cores (torch's, CTranslate2's own copy for Whisper, llama.cpp's),
-    and the browser takes its share: threads spinning in one of them starve the stage that is working.
-    With Chromium on the same 2 cores (bench/voice_browser.py), Whisper on 4 s of speech took 2.4 s
-    instead of 5.1-5.7 s beside llama.cpp, and 2.4-2.6 s instead of 2.9-3.4 s beside transformers,
-    whose first token came 0.3 s sooner; alone, transformers decodes about 12 % slower this way.
-    It is read when each runtime loads, so it is set before any model library is imported.
+    llama.cpp's OpenMP threads and CTranslate2's (its own copy, for Whisper) share the cores with the
+    browser: with them spinning for more work, Whisper on 4 s of speech took 5.1-5.7 s in voice mode
+    (bench/voice_browser.py), and 2.4 s with OMP_WAIT_POLICY=PASSIVE. Beside transformers it was no
+    clear gain (Whisper 2.8-4.4 s without, 2.4-3.5 s with; a barge-in paused the answer after 0.42 s in
+    one trial without, 0.90-1.0 s in two with) and decoding alone is about 12 % slower, so OpenMP's
+    default stays there. It is read when each runtime loads: set before any model library is imported.
     """
-    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if settings.engine == "llamacpp":
+        environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_idle_threads()
     settings, args = settings_from_args(argv)
+    quiet_idle_threads(settings)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warn_if_exposed(settings)
 

@@ -255,16 +255,20 @@ def test_zerogpu_engine_streams_the_same_answer_and_stops(gemma_engine, corpus):
     assert "".join(engine.stream(messages, CancelScope(), 6)) == direct
 
 
-def test_idle_openmp_threads_sleep_before_any_model_library_loads():
-    # Read once, when each OpenMP runtime loads: it must be in place before torch, Whisper or llama.cpp.
+def test_beside_llama_cpp_idle_openmp_threads_sleep_before_any_model_library_loads():
+    # Read once, when each OpenMP runtime loads: it must be in place before Whisper or llama.cpp.
     probe = ("import os, sys\nimport app.server\n"
              "app.server.serve = lambda settings: print(os.environ.get('OMP_WAIT_POLICY'), "
              "sorted(m for m in ('torch', 'ctranslate2', 'llama_cpp', 'onnxruntime') if m in sys.modules)) or 0\n"
-             "from app.cli import main\nsys.exit(main([]))\n")
+             "from app.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "PASSIVE []"
-    mine = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                          capture_output=True, text=True, timeout=120)
-    assert mine.stdout.strip() == "ACTIVE []"  # the user's own setting stands
+
+    def policy(*argv: str, **extra: str) -> str:
+        out = subprocess.run([sys.executable, "-c", probe, *argv], cwd=REPO, env={**env, **extra},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert policy("--engine", "llamacpp", "--model", "m.gguf") == "PASSIVE []"
+    assert policy("--engine", "llamacpp", "--model", "m.gguf", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE []"  # the user's
+    assert policy() == "None []"  # transformers keeps OpenMP's default
