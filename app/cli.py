@@ -105,10 +105,10 @@ def quiet_idle_threads(settings: Settings, environ=os.environ) -> None:
 
     llama.cpp's OpenMP threads and CTranslate2's (its own copy, for Whisper) share the cores with the
     browser: with them spinning for more work, Whisper on 4 s of speech took 5.1-5.7 s in voice mode
-    (bench/voice_browser.py), and 2.4 s with OMP_WAIT_POLICY=PASSIVE. Beside transformers it was no
-    clear gain (Whisper 2.8-4.4 s without, 2.4-3.5 s with; a barge-in paused the answer after 0.42 s in
-    one trial without, 0.90-1.0 s in two with) and decoding alone is about 12 % slower, so OpenMP's
-    default stays there. It is read when each runtime loads: set before any model library is imported.
+    (bench/voice_browser.py), and 2.4-3.3 s with OMP_WAIT_POLICY=PASSIVE. Beside transformers it was no
+    clear gain (Whisper 2.4-2.6 s with it, 2.7-3.0 s without, within the day's spread; a barge-in paused
+    the answer after 0.90-1.0 s with it, 0.42 s without), so OpenMP's default stays there.
+    It is read when each runtime loads: set before any model library is imported.
     """
     if settings.engine == "llamacpp":
         environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

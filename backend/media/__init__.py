@@ -304,10 +304,12 @@ def load_audio(source: str | Path | bytes | bytearray | memoryview, limits: Medi
         raise MediaError(f"{name!r} is damaged and cannot be played.", key="media.audio_corrupt", name=name) from exc
 
 
-def _too_long(name: str, seconds: float, limits: MediaLimits) -> MediaError:
+def _too_long(name: str, seconds: float, limits: MediaLimits, kind: str = "audio") -> MediaError:
+    """A recording (``kind`` "audio") or a video longer than the limit both share."""
+    what = f"The video {name!r}" if kind == "video" else repr(name)
     return MediaError(
-        f"{name!r} is too long ({_fmt_duration(seconds)}; the limit is {_fmt_duration(limits.max_audio_seconds)}).",
-        key="media.audio_too_long",
+        f"{what} is too long ({_fmt_duration(seconds)}; the limit is {_fmt_duration(limits.max_audio_seconds)}).",
+        key=f"media.{kind}_too_long",
         name=name,
         seconds=round(seconds, 1),
         limit_seconds=limits.max_audio_seconds,

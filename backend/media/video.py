@@ -21,9 +21,9 @@ from backend.media import (
     MediaLimits,
     _check_size,
     _file_size,
-    _fmt_duration,
     _looks_like_text,
     _read_head,
+    _too_long,
     load_audio,
 )
 
@@ -92,17 +92,6 @@ def is_video_file(path: str | Path) -> bool:
         return False
 
 
-def _too_long(name: str, seconds: float, limits: MediaLimits) -> MediaError:
-    return MediaError(
-        f"The video {name!r} is too long ({_fmt_duration(seconds)}; the limit is "
-        f"{_fmt_duration(limits.max_audio_seconds)}).",
-        key="media.video_too_long",
-        name=name,
-        seconds=round(seconds, 1),
-        limit_seconds=limits.max_audio_seconds,
-    )
-
-
 def _corrupt(name: str) -> MediaError:
     return MediaError(f"The video {name!r} is damaged and cannot be played.", key="media.video_corrupt", name=name)
 
@@ -154,7 +143,7 @@ def load_video(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS, max_frame
             )
         declared = _duration(container, stream)
         if declared is not None and declared > limits.max_audio_seconds:
-            raise _too_long(name, declared, limits)
+            raise _too_long(name, declared, limits, kind="video")
         frames, times = _sample_frames(container, stream, declared, max_frames, name, limits)
         fmt = f"{container.format.name}/{getattr(context, 'name', 'unknown')}"
     if not frames:
@@ -219,7 +208,7 @@ def _scan_frames(container, stream, wanted: int, name: str, limits: MediaLimits)
             t = _time_of(frame, stream)
             t = t if t is not None else count / float(stream.average_rate or 25)
             if t > limits.max_audio_seconds:
-                raise _too_long(name, t, limits)
+                raise _too_long(name, t, limits, kind="video")
             if count % every == 0:
                 kept.append((_shrink(frame.to_image()), t))
                 if len(kept) > 2 * wanted:  # too many: keep every other one from here on
@@ -247,5 +236,6 @@ def _sound_track(path: Path, limits: MediaLimits) -> AudioClip | None:
             return None
         if err.key == "media.audio_too_long":
             seconds = err.params.get("seconds")
-            raise _too_long(path.name, float(seconds) if isinstance(seconds, (int, float)) else 0.0, limits) from err
+            raise _too_long(path.name, float(seconds) if isinstance(seconds, (int, float)) else 0.0, limits,
+                            kind="video") from err
         raise
