@@ -221,6 +221,7 @@ class ChatController:
         if chunk is not None and voice.active:
             sample_rate, samples = chunk
             voice.spoken_language = language_value
+            voice.browser_languages = browser_languages_of(request)
             arrived = time.time()
             events = voice.hear(samples, sample_rate)
             judged = time.time()  # the VAD, and the verdict of a pause once its worker has it

@@ -25,8 +25,10 @@ instead and reads the wall clock.
 
 Modes (``--modes``): ``silence`` (today's rule: 0.5 s of silence), ``audio`` (Smart Turn alone at
 200 ms pauses), ``smart`` (Smart Turn and the transcript's last word, the language unknown: a first
-turn with "auto"), ``smart-chosen`` (the same with the language picked in the page, taken from the
-file name ``NAME_LANG_...wav`` that bench/make_turn_clips.py writes). With one mode it prints
+turn with "auto" and no browser language), ``smart-chosen`` (the same with the language picked in the
+page, taken from the file name ``NAME_LANG_...wav`` that bench/make_turn_clips.py writes),
+``smart-browser`` (nothing picked, the browser's language is the recording's) and ``smart-browser-other``
+(the browser's is the other one: English for German recordings and the other way round). With one mode it prints
 ``{"complete": {...}, "incomplete": {...}, "config": {...}}``; with several, one such object per
 mode under ``"modes"``.
 
@@ -61,6 +63,7 @@ MIC_SR = 48000
 LEAD_S = 0.3
 TAIL_S = 3.0
 CUT_OFF_S = 1.0
+OTHER_LANGUAGE = {"en": "de", "de": "en"}  # a browser set to the other language of the recordings
 
 
 class TimedRecognizer:
@@ -151,8 +154,12 @@ def bench_mode(mode: str, files: dict[str, list[Path]], asr: TimedRecognizer, ar
     for kind, paths in files.items():
         results = []
         for path in paths:
-            # "smart-chosen": the user picked the language in the page (here: the recording's, from its name)
-            voice.spoken_language = path.name.split("_")[1] if mode == "smart-chosen" else None
+            # "smart-chosen": the user picked the language in the page (here: the recording's, from its name);
+            # "smart-browser": the browser's language is the recording's; "smart-browser-other": it is not.
+            spoken = path.name.split("_")[1]
+            voice.spoken_language = spoken if mode == "smart-chosen" else None
+            voice.browser_languages = ((spoken,) if mode == "smart-browser"
+                                       else (OTHER_LANGUAGE.get(spoken, "en"),) if mode == "smart-browser-other" else ())
             r = run_clip(voice, load(path), args.chunk_s, args.real_time)
             words_s = r["after_s"]
             if r["after_s"] is not None and r["transcript"] is None and kind == "complete":

@@ -345,3 +345,20 @@ def test_the_end_of_turn_model_loads_with_speech_recognition_not_when_voice_mode
         assert turn_end._smart_turn is not None
     finally:
         runtime.close()
+
+
+def test_the_browser_language_guides_a_first_turn_when_none_was_chosen(tmp_path):
+    # Nothing picked in the page and nothing said yet; Whisper takes the words for English and closes them
+    # with a full stop. For a German browser "zum" still ends a phrase that goes on.
+    asr = ScriptedASR("Wir gehen heute zum.", language="en")
+    voice = _voice(tmp_path, asr)
+    voice.spoken_language = "auto"
+    voice.browser_languages = ("de", "en")
+    events = _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"), _silence(1.5)]))
+    assert not [e for _, e in events if e.kind == "utterance"]
+    assert asr.forced == [None]  # the browser's language guides the judgement; Whisper still hears any
+    voice.stop()
+    voice.browser_languages = ()
+    voice.start()
+    events = _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"), _silence(1.5)]))
+    assert [e for _, e in events if e.kind == "utterance"]  # without it, English words: a finished turn

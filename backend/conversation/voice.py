@@ -115,6 +115,7 @@ class VoiceSession:
         self.end_of_turn = end_of_turn
         self.vad = VoiceActivityDetector(config, echo_guard=self.echo)
         self.spoken_language: str | None = None  # the language picked in the UI ("auto": none)
+        self.browser_languages: tuple[str, ...] = ()  # the browser's, a prior until the conversation has one
         self._held: _Held | None = None
         self._barged = False  # the utterance in progress began as a barge-in
         # One judgement at a time, in order: a newer pause waits for the older one's Whisper call.
@@ -247,11 +248,19 @@ class VoiceSession:
         return []
 
     def _language(self) -> str | None:
-        """The language the user chose, else the one the conversation is held in so far."""
+        """The language the user chose, else the conversation's so far, else the browser's first.
+
+        The browser's only guides the end-of-turn judgement (which word list, which stop words): Whisper
+        still hears any language. Without it a first turn had only Whisper's guess from a second or two of
+        speech, often a language with no word list (bench/turn_taking.py, "smart" against "smart-browser").
+        """
         if self.spoken_language not in (None, "", "auto"):
             return self.spoken_language
         current = getattr(self.conversation, "_current_language", None)
-        return current() if callable(current) else None
+        language = current() if callable(current) else None
+        if language not in (None, "", "und"):
+            return language
+        return self.browser_languages[0] if self.browser_languages else None
 
     def _transcribe(self, audio: np.ndarray):
         asr = getattr(self.conversation, "asr", None)
