@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import MutableMapping
 from dataclasses import fields
 
 from backend.settings import Settings
@@ -100,7 +101,7 @@ def warn_if_exposed(settings: Settings) -> None:
         log.warning("--trust-remote-code runs Python code that comes with the model. Use it only for models you trust.")
 
 
-def quiet_idle_threads(settings: Settings, environ=os.environ) -> None:
+def quiet_idle_threads(settings: Settings, environ: MutableMapping[str, str] = os.environ) -> None:
     """Beside llama.cpp, OpenMP threads sleep once their work is done (a user's own setting stands).
 
     llama.cpp's OpenMP threads and CTranslate2's (its own copy, for Whisper) share the cores with the

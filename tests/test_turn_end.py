@@ -303,6 +303,21 @@ def test_stop_said_over_an_answer_ends_it_and_listens(tmp_path, end_of_turn):
     assert conversation.generation > before and voice.utterances == 0 and voice.state == LISTENING
 
 
+def test_stop_said_in_a_voice_that_sounds_unfinished_still_only_stops(tmp_path):
+    # Smart Turn hears "more to come" at the pause, so no words are heard there; the turn goes after the
+    # longer silence, and the words are heard then, before it can become a question.
+    asr = ScriptedASR("Wait, stop.")
+    conversation = Conversation(engine=None, session_dir=tmp_path / "s", asr=asr)
+    voice = VoiceSession(conversation, end_of_turn="smart")
+    voice.start()
+    voice.answering(conversation.generation)
+    events = [e for _, e in _feed(voice, np.concatenate([_silence(0.5), _clip("en_cut_and_the_answer_that.wav"),
+                                                           _silence(3.5)]))]
+    kinds = [e.kind for e in events]
+    assert "barge_in" in kinds and "stop_request" in kinds and "utterance" not in kinds, kinds
+    assert asr.calls == 1 and voice.utterances == 0
+
+
 def test_a_question_said_over_an_answer_is_still_a_new_turn(tmp_path):
     asr = ScriptedASR("Wait, what is the capital of Peru?")
     conversation = Conversation(engine=None, session_dir=tmp_path / "s", asr=asr)

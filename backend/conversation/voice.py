@@ -221,7 +221,7 @@ class VoiceSession:
             log.debug("pause at %.2f s: %s", held.end_t, held.verdict)
         if held.final or (held.verdict is not None
                           and self.vad.stream_time - held.end_t >= held.verdict.wait_ms / 1000):
-            return self._hand_over(held.audio, held.end_t, held.transcript, held.verdict, heard=True)
+            return self._hand_over(held.audio, held.end_t, held.transcript, held.verdict, heard=held.final)
         return []
 
     def _silence_ms(self) -> int:
