@@ -11,7 +11,9 @@ each 1024-sample buffer, so the end of the user's speech is when the page's micr
 carrying it (the last buffer above 5 % of the question's peak level; about 20-40 ms later than
 the true end, which makes every figure slightly smaller). The page also records when the
 answer's bubble first shows words and when the answer's audio element fires ``playing``, and when it sent each microphone chunk (``page_chunk_sent``:
-the third after the end of speech, the one that carries the 0.2 s pause). The
+the third after the end of speech, the one that carries the 0.2 s pause). ``first_chunk_after_press_s``:
+from the voice button's press of the recorder to its first chunk request; a late one means a stream that
+runs behind for the whole run. The
 server logs one line per answered turn with the time of each stage (``turn N timings {...}``):
 the mic chunk in which the VAD ended the turn, the turn added, the answer handler started, ASR
 start/end, first token, first sentence, first TTS chunk, first text and first audio handed to
@@ -293,6 +295,14 @@ def page_marks(page) -> tuple[list, dict]:
     return page.evaluate("() => window.__tap"), page.evaluate("() => window.__marks")
 
 
+def first_chunk_after_press(marks: dict) -> float | None:
+    """Seconds from the first press of the record button to the first chunk request: a recorder that
+    starts late keeps that delay in every chunk it sends (README, "Voice mode as heard")."""
+    presses = [t for t, name in marks.get("clicks", []) if "record" in name]
+    chunks = [start for start, _ in marks.get("streams", [])]
+    return round((min(chunks) - presses[0]) / 1000, 3) if presses and chunks else None
+
+
 def latency_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     browser = bh.launch_browser(playwright, wav)
     try:
@@ -338,6 +348,7 @@ def latency_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
         "first_audio_s": after(playing),
         "stages": stages,
         "speech_s": round(speech_in_file(wav)[0][1] - speech_in_file(wav)[0][0], 3),
+        "first_chunk_after_press_s": first_chunk_after_press(marks),
         "load": load_average(),
         **({"page": {"speech_end": speech_end, "origin": origin, "streams": marks.get("streams"),
                      "clicks": marks.get("clicks")}} if args.keep else {}),
@@ -378,6 +389,7 @@ def barge_in_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     server = [t["server_barge_in_s"] for t in trials if "server_barge_in_s" in t and t["playing"]]
     media_after = [{"kind": kind, "t": round(t - origin, 3)} for t, kind, _ in media]
     return {"trials": trials, "paused_s": heard, "server_barge_in_s": server, "load": load_average(),
+            "first_chunk_after_press_s": first_chunk_after_press(marks),
             # on the fake microphone file's clock, to read a run that caught no answer playing
             "page_media": media_after[:20], "server_turns": len(turns), "server_barge_ins": len(barges)}
 
