@@ -10,10 +10,10 @@ stream (an AudioContext on the MediaStream the page records from) and timestamps
 each 1024-sample buffer, so the end of the user's speech is when the page's microphone stopped
 carrying it (the last buffer above 5 % of the question's peak level; about 20-40 ms later than
 the true end, which makes every figure slightly smaller). The page also records when the
-answer's bubble first shows words and when the answer's audio element fires ``playing``, and when it sent each microphone chunk (``page_chunk_sent``:
-the third after the end of speech, the one that carries the 0.2 s pause). ``first_chunk_after_press_s``:
-from the voice button's press of the recorder to its first chunk request; a late one means a stream that
-runs behind for the whole run. The
+answer's bubble first shows words, when the answer's audio element fires ``playing``, and when it
+sent each microphone chunk (``page_chunk_sent``: the third after the end of speech, the one that
+carries the 0.2 s pause). ``first_chunk_after_press_s``: from the press of the recorder's button to
+its first chunk request; a late one means a stream that runs behind for the whole run. The
 server logs one line per answered turn with the time of each stage (``turn N timings {...}``):
 the mic chunk in which the VAD ended the turn, the turn added, the answer handler started, ASR
 start/end, first token, first sentence, first TTS chunk, first text and first audio handed to
