@@ -377,3 +377,19 @@ def test_the_browser_language_guides_a_first_turn_when_none_was_chosen(tmp_path)
     voice.start()
     events = _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"), _silence(1.5)]))
     assert [e for _, e in events if e.kind == "utterance"]  # without it, English words: a finished turn
+
+
+def test_voice_mode_turned_off_while_a_pause_is_judged_leaves_nothing_behind(tmp_path):
+    asr = HeldUpASR("Who's going to implement a 4 % global wealth tax?")
+    voice = _voice(tmp_path, asr)
+    _feed_live(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"), _silence(0.5)]))
+    assert asr.started.wait(30)
+    voice.stop()  # the page's button, while Whisper works
+    asr.go.set()
+    assert voice._held is None and voice._judge_pool is None
+    assert _feed_live(voice, _silence(0.5)) == []  # off: nothing heard, no stale turn handed over
+    voice.start()  # and on again: a fresh pool, the next question is heard as ever
+    asr.texts = ["What time is it?"]
+    events = [e for _, e in _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"),
+                                                           _silence(1.0)]))]
+    assert [e.transcript.text for e in events if e.kind == "utterance"] == ["What time is it?"]

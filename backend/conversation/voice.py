@@ -228,10 +228,13 @@ class VoiceSession:
         return self.turn_end.config.silence_ms if self.turn_end is not None else VOICE_VAD.end_silence_ms
 
     def _judge_later(self, held: _Held, job) -> None:
-        if self._judge_pool is None:
-            self._judge_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omnilingo-turn-end")
-        held.judging = self._judge_pool.submit(job)
-        self._held = held
+        with self._lock:  # stop() on the page's thread shuts the pool down under this lock
+            if self.state == OFF:
+                return
+            if self._judge_pool is None:
+                self._judge_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omnilingo-turn-end")
+            held.judging = self._judge_pool.submit(job)
+            self._held = held
 
     def _pause(self, event) -> list[VoiceEvent]:
         """The VAD heard a pause: hand the turn over, or judge (off this thread) whether the user goes on."""
