@@ -171,8 +171,9 @@ def test_recorded_question_becomes_a_turn_with_its_audio_and_an_answer(page):
 
     user = bh.wait_for(lambda: next((t for t in bh.user_texts(page) if " · " in t), None), 60,
                        what="the spoken turn with its language")
-    assert page.query_selector("#chat .user-row audio, #chat [data-testid='user'] audio") is not None, \
-        "the recording is not playable in the chat"
+    # the bubble's text and its player render in turn: a busy page shows the words a moment earlier
+    bh.wait_for(lambda: page.query_selector("#chat .user-row audio, #chat [data-testid='user'] audio"), 10,
+                what="the recording playable in the chat")
     assert re.search(r"\S", user.split("\n")[0]), "no transcript shown"
     bh.wait_for(lambda: _answer_length(page) > 5, 60, what="an answer to the recording")
     _stop_and_settle(page)
