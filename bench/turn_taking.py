@@ -234,6 +234,9 @@ def main() -> None:
     files = {"complete": sorted(p for d in args.complete for p in d.glob("*.wav")),
              "incomplete": sorted(p for d in args.incomplete for p in d.glob("*.wav"))}
     asr = TimedRecognizer(args.asr_model, args.asr_threads)
+    from backend.audio.turn_end import smart_turn
+
+    smart_turn()  # loaded before the first clip, as the app loads it at start-up
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results = {m: bench_mode(m, files, asr, args) for m in modes}
     silence_vad = VOICE_VAD.end_silence_ms

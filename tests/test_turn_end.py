@@ -288,17 +288,23 @@ def test_every_language_with_a_stop_list_stops_on_its_first_phrase():
         assert is_stop_request(entry["stop"][0], language), language
 
 
-@pytest.mark.parametrize("end_of_turn", ["smart", "silence"])
-def test_stop_said_over_an_answer_ends_it_and_listens(tmp_path, end_of_turn):
-    asr = ScriptedASR("Wait, stop.")
+def _said_over_an_answer(tmp_path, heard: str, clip: str, tail_s: float, end_of_turn: str):
+    """``clip`` spoken while an answer is under way, Whisper hearing ``heard``: (voice, conversation, asr,
+    the kinds of event, the generation the answer had)."""
+    asr = ScriptedASR(heard)
     conversation = Conversation(engine=None, session_dir=tmp_path / "s", asr=asr)
     voice = VoiceSession(conversation, end_of_turn=end_of_turn)
     voice.start()
-    voice.answering(conversation.generation)  # an answer is under way
+    voice.answering(conversation.generation)
     before = conversation.generation
-    events = [e for _, e in _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"),
-                                                           _silence(3.0)]))]
-    kinds = [e.kind for e in events]
+    events = _feed(voice, np.concatenate([_silence(0.5), _clip(clip), _silence(tail_s)]))
+    return voice, conversation, asr, [e.kind for _, e in events], before
+
+
+@pytest.mark.parametrize("end_of_turn", ["smart", "silence"])
+def test_stop_said_over_an_answer_ends_it_and_listens(tmp_path, end_of_turn):
+    voice, conversation, _, kinds, before = _said_over_an_answer(
+        tmp_path, "Wait, stop.", "en_finished_wealth_tax.wav", 3.0, end_of_turn)
     assert "barge_in" in kinds and "stop_request" in kinds and "utterance" not in kinds
     assert conversation.generation > before and voice.utterances == 0 and voice.state == LISTENING
 
@@ -306,26 +312,15 @@ def test_stop_said_over_an_answer_ends_it_and_listens(tmp_path, end_of_turn):
 def test_stop_said_in_a_voice_that_sounds_unfinished_still_only_stops(tmp_path):
     # Smart Turn hears "more to come" at the pause, so no words are heard there; the turn goes after the
     # longer silence, and the words are heard then, before it can become a question.
-    asr = ScriptedASR("Wait, stop.")
-    conversation = Conversation(engine=None, session_dir=tmp_path / "s", asr=asr)
-    voice = VoiceSession(conversation, end_of_turn="smart")
-    voice.start()
-    voice.answering(conversation.generation)
-    events = [e for _, e in _feed(voice, np.concatenate([_silence(0.5), _clip("en_cut_and_the_answer_that.wav"),
-                                                           _silence(3.5)]))]
-    kinds = [e.kind for e in events]
+    voice, _, asr, kinds, _ = _said_over_an_answer(
+        tmp_path, "Wait, stop.", "en_cut_and_the_answer_that.wav", 3.5, "smart")
     assert "barge_in" in kinds and "stop_request" in kinds and "utterance" not in kinds, kinds
     assert asr.calls == 1 and voice.utterances == 0
 
 
 def test_a_question_said_over_an_answer_is_still_a_new_turn(tmp_path):
-    asr = ScriptedASR("Wait, what is the capital of Peru?")
-    conversation = Conversation(engine=None, session_dir=tmp_path / "s", asr=asr)
-    voice = VoiceSession(conversation, end_of_turn="silence")
-    voice.start()
-    voice.answering(conversation.generation)
-    kinds = [e.kind for _, e in _feed(voice, np.concatenate([_silence(0.5), _clip("en_finished_wealth_tax.wav"),
-                                                               _silence(1.5)]))]
+    _, _, _, kinds, _ = _said_over_an_answer(
+        tmp_path, "Wait, what is the capital of Peru?", "en_finished_wealth_tax.wav", 1.5, "silence")
     assert "barge_in" in kinds and "utterance" in kinds and "stop_request" not in kinds
 
 

@@ -140,17 +140,7 @@ class VoiceSession:
             self._drop_held()
             self._barged = False
             self.state = LISTENING
-        if self.turn_end is not None:
-            # Loaded now, while the user starts to speak, not at their first pause (1-2 s on a busy CPU).
-            threading.Thread(target=self._load_turn_model, args=(self.turn_end,), name="omnilingo-turn-model",
-                             daemon=True).start()
-
-    @staticmethod
-    def _load_turn_model(turn_end: TurnEndDetector) -> None:
-        try:
-            turn_end.model  # noqa: B018 - the property loads the shared model
-        except Exception:  # noqa: BLE001 - reported where it is used: the silence rule decides then
-            log.warning("end-of-turn model could not be loaded", exc_info=True)
+        # The end-of-turn model loads with the app (Runtime); elsewhere at the first pause, on the judging thread.
 
     def stop(self) -> None:
         with self._lock:
@@ -216,16 +206,14 @@ class VoiceSession:
                 held.verdict, held.transcript = held.judging.result()
             except Exception:  # noqa: BLE001 - a broken model file must not end voice mode: the silence rule stays
                 log.exception("end-of-turn judgement failed; the silence rule decides")
-                held.verdict = TurnVerdict(False, self._silence_ms(), "silence")
+                silence_ms = self.turn_end.config.silence_ms if self.turn_end is not None else VOICE_VAD.end_silence_ms
+                held.verdict = TurnVerdict(False, silence_ms, "silence")
             held.judging = None
             log.debug("pause at %.2f s: %s", held.end_t, held.verdict)
         if held.final or (held.verdict is not None
                           and self.vad.stream_time - held.end_t >= held.verdict.wait_ms / 1000):
             return self._hand_over(held.audio, held.end_t, held.transcript, held.verdict, heard=held.final)
         return []
-
-    def _silence_ms(self) -> int:
-        return self.turn_end.config.silence_ms if self.turn_end is not None else VOICE_VAD.end_silence_ms
 
     def _judge_later(self, held: _Held, job) -> None:
         with self._lock:  # stop() on the page's thread shuts the pool down under this lock
