@@ -13,12 +13,12 @@ import time
 
 import gradio as gr
 
-from app import render
+from app import mic, render
 from app.i18n import I18N, locale_from_request, translate, translate_error
 from backend.conversation import transcript
 from backend.conversation.speaker import answer_aloud
 from backend.conversation.turns import Conversation, Turn, TurnStatus
-from backend.conversation.voice import VoiceSession
+from backend.conversation.voice import MIC_CHUNK_S
 from backend.errors import UserFacingError
 from backend.language import tags
 from backend.language.decide import browser_languages
@@ -57,13 +57,6 @@ def browser_languages_of(request: gr.Request | None) -> tuple[str, ...]:
 def warn(err: UserFacingError, request: gr.Request | None) -> None:
     """A toast in the visitor's language: the problem is told, nothing else changes."""
     gr.Warning(translate_error(err, locale_of(request)))
-
-
-def voice_status(voice: VoiceSession) -> str:
-    if not voice.active:
-        return ""
-    icon = {"listening": "🎙️", "thinking": "💭", "speaking": "🔊"}.get(voice.state, "")
-    return f"{icon} " + I18N("voice." + voice.state)  # translated in the browser
 
 
 def log_timings(turn: Turn) -> None:
@@ -204,56 +197,26 @@ class ChatController:
         return [], gr.MultimodalTextbox(value=None, interactive=True)
 
     # -- voice ---------------------------------------------------------------------------------
-    def toggle_voice(self, request: gr.Request):
-        voice = self.runtime.voice_session(session_id_of(request))
-        if voice.active:
-            voice.stop()
-            return gr.Button(value=I18N("voice.start")), gr.Audio(visible=False), voice_status(voice), gr.skip()
-        voice.start()
-        # Voice mode answers aloud: the box shows it.
-        return gr.Button(value=I18N("voice.stop")), gr.Audio(visible=True), voice_status(voice), True
-
-    def on_mic(self, chunk, language_value: str, request: gr.Request):
-        """Each microphone chunk (MIC_CHUNK_S of audio): VAD, barge-in, and the end of an utterance."""
+    def toggle_voice(self, language_value: str, request: gr.Request):
+        """The voice button: the page's microphone stream starts with the address handed out here
+        (app/mic.py), and stops when it gets none."""
         session_id = session_id_of(request)
         voice = self.runtime.voice_session(session_id)
-        utterance, barged = gr.skip(), gr.skip()
-        if chunk is not None and voice.active:
-            sample_rate, samples = chunk
+        if voice.active:
+            voice.stop()
+            return gr.Button(value=I18N("voice.start")), None, gr.skip()
+        voice.spoken_language = language_value
+        voice.start()
+        config = {"url": mic.stream_url(session_id), "chunk_s": MIC_CHUNK_S, "labels": mic.labels(locale_of(request))}
+        # Voice mode answers aloud: the box shows it.
+        return gr.Button(value=I18N("voice.stop")), config, True
+
+    def choose_language(self, language_value: str, request: gr.Request):
+        """A language picked in the page: voice mode hears it next, and the settings line names its voice."""
+        voice = self.runtime.active_voice(session_id_of(request))
+        if voice is not None:
             voice.spoken_language = language_value
-            voice.browser_languages = browser_languages_of(request)
-            arrived = time.time()
-            events = voice.hear(samples, sample_rate)
-            judged = time.time()  # the VAD, and the verdict of a pause once its worker has it
-            for event in events:
-                if event.kind == "barge_in":
-                    barged = voice.barge_ins
-                    log.info("barge-in timings %s", json.dumps(
-                        {"onset_heard": voice.heard_at(event.t), "mic_chunk_in": arrived, "barge_in": judged}))
-                elif event.kind == "utterance" and event.audio is not None:
-                    conversation = self.runtime.sessions.get(session_id)
-                    path = voice.save_utterance(event.audio, conversation.session_dir)
-                    # the camera's newest picture(s) at the end of the utterance; none when it is off
-                    pictures = self.runtime.camera(session_id).save_latest(conversation.session_dir,
-                                                                           f"{path.stem}-camera")
-                    try:
-                        turn = conversation.add(conversation.prepare(
-                            "", [str(path), *map(str, pictures)], language_value,
-                            browser=browser_languages_of(request)))
-                        turn.timings.update(event.timings, mic_chunk_in=arrived, turn_judged=judged)
-                        heard = voice.heard_at(event.t)
-                        if heard is not None:
-                            turn.timings["speech_end_heard"] = heard
-                        if event.transcript is not None and event.transcript.text.strip():
-                            conversation.hear(turn, event.transcript)  # heard at the pause already
-                        turn.mark("turn_added")
-                        utterance = turn.id
-                    except UserFacingError as err:
-                        warn(err, request)
-                    finally:
-                        for picture in pictures:  # the turn keeps its own copies
-                            picture.unlink(missing_ok=True)
-        return voice_status(voice), utterance, barged
+        return self.voice_info(language_value, request)
 
     # -- camera (voice mode) -------------------------------------------------------------------
     def toggle_camera(self, request: gr.Request):

@@ -11,10 +11,10 @@ from typing import Any
 
 import gradio as gr
 
+from app import mic
 from app.handlers import ChatController, status_markdown
 from app.i18n import I18N, STRINGS
 from backend.conversation.camera import CAMERA_EVERY_S
-from backend.conversation.voice import MIC_CHUNK_S
 from backend.language import scripts, table
 from backend.runtime import Runtime
 from backend.settings import state_secret
@@ -25,52 +25,11 @@ ASSETS = next(
      if (p / "omnilingo.css").exists()),
     Path(__file__).resolve().parent.parent / "assets",
 )
-# The microphone starts only from its own Record button (setting recording=True from the server
-# shows a recorder that sends no chunks), so the voice button presses it once it is on screen.
-# Pressed while the recorder's encoder is still loading (a busy machine), it shows "recording" but
-# sends nothing: when no chunk has gone out a second later, it is pressed again.
-START_MIC_JS = """() => {
-  const root = () => document.querySelector('#voice-mic');
-  // Chunks go to /gradio_api/stream/<event id>, a new id for each recording (STREAM_WATCH_JS).
-  const started = (since) => [...(window.omnilingoStreams || new Map()).values()].some((t) => t >= since);
-  const press = (tries, attempts) => {
-    const mic = root();
-    const record = mic && mic.offsetParent !== null ? mic.querySelector('.record-button') : null;
-    if (!record) {
-      if (tries > 0) { setTimeout(() => press(tries - 1, attempts), 100); }
-      return;
-    }
-    const since = performance.now();
-    record.click();
-    setTimeout(() => {
-      const again = root();
-      const stop = again && again.querySelector('.stop-button');
-      if (started(since) || !stop || attempts <= 1) { return; }  // streaming, or voice mode was turned off
-      stop.click();
-      setTimeout(() => press(20, attempts - 1), 300);
-    }, 1000);
-  };
-  setTimeout(() => press(150, 4), 50);  // up to 15 s: a busy machine renders the recorder late
-}"""
-# When each stream (microphone, camera) sent its first chunk, watched from the page's load: the
-# browser's resource-timing buffer keeps only its first 250 requests, ten seconds of a microphone.
-STREAM_WATCH_JS = """(() => {
-  const first = new Map();
-  window.omnilingoStreams = first;
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
-      const at = e.name.indexOf('/gradio_api/stream/');
-      const id = at >= 0 ? e.name.slice(at + 19) : null;
-      if (id && !first.has(id)) { first.set(id, e.startTime); }
-    }
-  }).observe({type: 'resource'});
-})();"""
-STOP_MIC_JS = """() => {
-  document.querySelectorAll('#voice-mic button').forEach((b) => {
-    if (/stop/i.test(b.className) || b.innerText.trim() === 'Stop') { b.click(); }
-  });
-  document.querySelectorAll('audio').forEach((a) => { a.pause(); });
-  if (window.omnilingoPlayer) { window.omnilingoPlayer.stop(); }
+# Voice mode's microphone (assets/mic_stream.js): the voice button's handler hands the page its
+# stream's address; none turns the microphone off, and silences the answer.
+VOICE_MIC_JS = """(config) => {
+  if (!config) { window.omnilingoQuiet(); }
+  window.omnilingoMic.start(config);
 }"""
 # The webcam, like the microphone, starts from its own buttons once on screen: "grant webcam
 # access" (the browser's permission prompt comes only now), then the button that starts the stream.
@@ -91,11 +50,8 @@ START_CAMERA_JS = """() => {
   };
   setTimeout(() => press(150), 50);
 }"""
-# Stop and barge-in also silence what the browser has already buffered.
-PAUSE_AUDIO_JS = """() => {
-  document.querySelectorAll('audio').forEach((a) => { a.pause(); });
-  if (window.omnilingoPlayer) { window.omnilingoPlayer.stop(); }
-}"""
+# Stop also silences what the browser has already buffered.
+PAUSE_AUDIO_JS = "() => { window.omnilingoQuiet(); }"
 # Each new sentence of a spoken answer goes straight to the page's player (assets/answer_player.js).
 PLAY_JS = "(value) => { if (window.omnilingoPlayer) { window.omnilingoPlayer.feed(value); } }"
 
@@ -173,7 +129,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             voice_toggle = gr.Button(_t("voice.start"), elem_id="voice-toggle", variant="primary", scale=1,
                                      interactive=runtime.tts is not None, min_width=0)
             camera_toggle = gr.Button(_t("camera.start"), elem_id="camera-toggle", scale=1, min_width=0)
-            voice_state = gr.Markdown("", elem_id="voice-state")
+            gr.HTML("", elem_id="voice-state")  # the voice state line, written by assets/mic_stream.js
         # The back camera on a phone (an ideal, so a laptop's only camera still works); not mirrored,
         # so that writing in the picture reads the right way for the model.
         camera = gr.Image(
@@ -183,12 +139,9 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 "video": {"facingMode": {"ideal": "environment"}, "width": {"ideal": 640}, "height": {"ideal": 480}},
             }),
         )
-        mic = gr.Audio(
-            sources=["microphone"], streaming=True, visible=False, elem_id="voice-mic",
-            label=_t("voice.mic_label"), type="numpy",
-        )
-        utterance_signal = gr.Number(value=0, visible=False, elem_id="utterance-signal")
-        barge_signal = gr.Number(value=0, visible=False, elem_id="barge-signal")
+        mic_config = gr.JSON(value=None, visible=False, elem_id="voice-mic")
+        # The page presses it when its microphone stream hands over a turn (app/mic.py).
+        voice_turn = gr.Button(visible="hidden", elem_id="voice-turn")
         # Spoken answers: the WAV of each sentence, played by assets/answer_player.js as it arrives.
         answer_audio = gr.JSON(value=None, visible=False, elem_id="answer-voice")
 
@@ -216,13 +169,9 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         ).then(handlers.save_conversation, None, [saved, download], api_visibility="private", queue=False)
 
         voice_toggle.click(
-            handlers.toggle_voice, None, [voice_toggle, mic, voice_state, speak], api_visibility="private",
-            queue=False, js=STOP_MIC_JS,
-        ).then(None, None, None, js=START_MIC_JS, api_visibility="private", queue=False)
-        mic.stream(
-            handlers.on_mic, [mic, language], [voice_state, utterance_signal, barge_signal],
-            api_visibility="private", stream_every=MIC_CHUNK_S, time_limit=3600, concurrency_limit=None, concurrency_id="microphone",
-        )
+            handlers.toggle_voice, [language], [voice_toggle, mic_config, speak], api_visibility="private",
+            queue=False,
+        ).then(None, [mic_config], None, js=VOICE_MIC_JS, api_visibility="private", queue=False)
         camera_toggle.click(
             handlers.toggle_camera, None, [camera_toggle, camera], api_visibility="private", queue=False,
         ).then(None, None, None, js=START_CAMERA_JS, api_visibility="private", queue=False)
@@ -231,16 +180,14 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             time_limit=3600, concurrency_limit=None, concurrency_id="camera",
         )
         answer_audio.change(None, [answer_audio], None, js=PLAY_JS, api_visibility="private", queue=False)
-        # A barge-in silences what the browser already buffered, at once, in the page.
-        barge_signal.change(None, None, None, js=PAUSE_AUDIO_JS, api_visibility="private", queue=False)
         # Straight to the answer: one round trip from the page (voice mode always speaks; the
         # "speak answers" box was ticked when voice mode started).
-        utterance_signal.change(
+        voice_turn.click(
             handlers.stream_answer, [speak], [chatbot, box, answer_audio], api_visibility="private",
             concurrency_id="model", concurrency_limit=runtime.model_concurrency,
         ).then(handlers.save_conversation, None, [saved, download], api_visibility="private", queue=False)
 
-        language.change(handlers.voice_info, [language], voice_info, api_visibility="private", queue=False)
+        language.change(handlers.choose_language, [language], voice_info, api_visibility="private", queue=False)
 
         timer = gr.Timer(1.0, active=runtime.status().waiting)
         timer.tick(handlers.refresh_status, None, [model_status, timer], api_visibility="private", queue=False)
@@ -273,7 +220,10 @@ def launch_kwargs(runtime: Runtime) -> dict[str, Any]:
         "max_file_size": f"{settings.max_upload_mb}mb",
         "i18n": I18N,
         "js": PAGE_LANGUAGE_JS,
-        "head": f"<script>{(ASSETS / 'answer_player.js').read_text(encoding='utf-8')}\n{STREAM_WATCH_JS}</script>",
+        "head": "".join(f"<script>{(ASSETS / name).read_text(encoding='utf-8')}</script>"
+                        for name in ("answer_player.js", "mic_stream.js")),
+        # The page's microphone stream (app/mic.py), ahead of Gradio's own routes.
+        "app_kwargs": {"routes": [mic.route(runtime)]},
         "css_paths": [ASSETS / "omnilingo.css"],
         "theme": gr.themes.Soft(),
         "favicon_path": ASSETS / "favicon.svg",

@@ -165,6 +165,11 @@
 
   const player = new AnswerPlayer();
   window.omnilingoPlayer = player;
+  // Stop, barge-in and the end of voice mode: the answer and any recording playing in the chat go quiet.
+  window.omnilingoQuiet = () => {
+    document.querySelectorAll('audio').forEach((a) => { a.pause(); });
+    player.stop();
+  };
   for (const kind of ['pointerdown', 'keydown']) {
     document.addEventListener(kind, () => player.unlock(), {capture: true});
   }

@@ -287,6 +287,12 @@ class Runtime:
                 )
             return voice
 
+    def active_voice(self, session_id: str) -> VoiceSession | None:
+        """A session's voice mode while it is on; None otherwise (nothing is made for a closed tab)."""
+        with self._voices_lock:
+            voice = self._voices.get(session_id)
+        return voice if voice is not None and voice.active else None
+
     def camera(self, session_id: str) -> CameraFeed:
         """A session's camera for voice mode (off until the visitor turns it on)."""
         with self._voices_lock:

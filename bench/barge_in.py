@@ -384,7 +384,7 @@ def p3_trial(engine, asr, router, config, chunk_s, piece, rng, max_new_tokens) -
     if utterance is None:
         conversation.close()
         return {"missed": True}
-    # What the UI does with an utterance (on_mic, then stream_answer).
+    # What the UI does with an utterance (app/mic.py, then stream_answer).
     path = voice.save_utterance(utterance.audio, conversation.session_dir)
     # The tiny Whisper hears random languages: the answer language is set so that a voice exists.
     turn = conversation.add(conversation.prepare("", [str(path)], "en"))
