@@ -121,7 +121,8 @@ class Runtime:
         if settings.asr_model == "off":
             return None
         device = resolve_device(settings.device)
-        return open_recognizer(settings.asr_model, engine=settings.asr_engine, device=device)
+        return open_recognizer(settings.asr_model, engine=settings.asr_engine, device=device,
+                               cpu_threads=settings.asr_threads)
 
     @staticmethod
     def _build_tts(settings: Settings, progress=None):

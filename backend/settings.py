@@ -27,6 +27,7 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)  # never logged or shown
     asr_model: str | None = None  # hub id or folder; None = the default of the engine; "off" = no speech input
     asr_engine: str = "auto"  # auto | transformers | faster-whisper (backend.models.asr.choose_asr_engine)
+    asr_threads: int | None = None  # CPU threads for faster-whisper; None = see whisper_ctranslate2.default_cpu_threads
     tts_engine: str = "auto"  # auto | piper | espeak | mms | off
     allow_noncommercial_voices: bool = False
     piper_voices: str | None = None  # folder of installed Piper voices (offline use)

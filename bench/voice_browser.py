@@ -12,8 +12,8 @@ carrying it (the last buffer above 5 % of the question's peak level; about 20-40
 the true end, which makes every figure slightly smaller). The page also records when the
 answer's bubble first shows words, when the answer's audio element fires ``playing``, and when it
 sent each microphone chunk (``page_chunk_sent``: the third after the end of speech, the one that
-carries the 0.2 s pause). ``first_chunk_after_press_s``: from the press of the recorder's button to
-its first chunk request; a late one means a stream that runs behind for the whole run. The
+carries the 0.2 s pause). ``first_chunk_after_press_s``: from the press of the voice button to the
+microphone's first chunk (assets/mic_stream.js; ``--keep`` lists every chunk's send time). The
 server logs one line per answered turn with the time of each stage (``turn N timings {...}``):
 the mic chunk in which the VAD ended the turn, the turn added, the answer handler started, ASR
 start/end, first token, first sentence, first TTS chunk, first text and first audio handed to
@@ -90,18 +90,15 @@ PAGE_PROBE_JS = r"""
   wrap();
   window.__marks.clicks = [];
   document.addEventListener('click', (e) => {
-    const b = e.target.closest && e.target.closest('#voice-mic button');
-    if (b) { window.__marks.clicks.push([now(), b.className]); }
+    if (e.target.closest && e.target.closest('#voice-toggle')) { window.__marks.clicks.push(now()); }
   }, true);
-  // Every microphone chunk's request (a stream that falls behind shows here or on the server).
+  // Every microphone chunk the page sends (assets/mic_stream.js: binary WebSocket messages).
   window.__marks.streams = [];
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
-      if (e.name.includes('/gradio_api/stream/')) {
-        window.__marks.streams.push([performance.timeOrigin + e.startTime, performance.timeOrigin + e.responseEnd]);
-      }
-    }
-  }).observe({type: 'resource'});
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (data instanceof ArrayBuffer) { window.__marks.streams.push(now()); }
+    return send.call(this, data);
+  };
   const mine = (el) => el && el.closest && el.closest('#answer-player');
   for (const kind of ['play', 'playing', 'pause', 'ended']) {
     document.addEventListener(kind, (e) => {
@@ -296,10 +293,9 @@ def page_marks(page) -> tuple[list, dict]:
 
 
 def first_chunk_after_press(marks: dict) -> float | None:
-    """Seconds from the first press of the record button to the first chunk request: a recorder that
-    starts late keeps that delay in every chunk it sends (README, "Voice mode as heard")."""
-    presses = [t for t, name in marks.get("clicks", []) if "record" in name]
-    chunks = [start for start, _ in marks.get("streams", [])]
+    """Seconds from the press of the voice button to the first microphone chunk the page sent."""
+    presses = marks.get("clicks", [])
+    chunks = marks.get("streams", [])
     return round((min(chunks) - presses[0]) / 1000, 3) if presses and chunks else None
 
 
@@ -340,7 +336,7 @@ def latency_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     chunks = [c for c in marks.get("chunks", []) if c["t"] / 1000 > speech_end]
     stages["page_first_chunk"] = after(chunks[0]["t"] / 1000) if chunks else None
     stages["page_playing"] = after(playing)
-    sent = [start for start, _ in marks.get("streams", []) if start / 1000 > speech_end]
+    sent = [t for t in marks.get("streams", []) if t / 1000 > speech_end]
     stages["page_chunk_sent"] = after(sent[2] / 1000) if len(sent) > 2 else None  # the chunk after the 0.2 s pause
     return {
         "end_of_turn_s": stages.get("turn_judged", stages.get("mic_chunk_in")),

@@ -27,7 +27,7 @@ from backend.models.asr import (
     speech_seconds,
     split_windows,
 )
-from backend.models.whisper_ctranslate2 import CTranslate2Whisper
+from backend.models.whisper_ctranslate2 import CTranslate2Whisper, default_cpu_threads
 from backend.models.whisper_transformers import TransformersWhisper
 from tests.support import CORPUS
 
@@ -242,6 +242,16 @@ def test_engine_setting_reaches_the_recognizer(tmp_path):
     from backend.settings import Settings
 
     assert Settings.from_env({"OMNILINGO_ASR_ENGINE": "faster-whisper"}).asr_engine == "faster-whisper"
+
+
+def test_asr_threads_setting_reaches_faster_whisper():
+    from app.cli import settings_from_args
+    from backend.runtime import Runtime
+
+    settings, _ = settings_from_args(["--asr-threads", "1", "--asr-model", "Systran/faster-whisper-small"])
+    assert Runtime._build_asr(settings).cpu_threads == 1
+    settings, _ = settings_from_args(["--asr-model", "Systran/faster-whisper-small"])
+    assert Runtime._build_asr(settings).cpu_threads == default_cpu_threads()
 
 
 # --------------------------------------------------------------------------- round trip: espeak-ng -> media -> ASR

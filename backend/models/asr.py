@@ -447,14 +447,16 @@ def choose_asr_engine(model: str | None, device: str = "cpu", engine: str = "aut
     return "transformers" if _on_cuda(device) else "faster-whisper"
 
 
-def open_recognizer(model: str | None = None, engine: str = "auto", device: str = "cpu") -> SpeechRecognizer:
-    """A recognizer (not loaded yet) for ``model`` (hub id or folder; None = the default) on ``engine``."""
+def open_recognizer(model: str | None = None, engine: str = "auto", device: str = "cpu",
+                    cpu_threads: int | None = None) -> SpeechRecognizer:
+    """A recognizer (not loaded yet) for ``model`` (hub id or folder; None = the default) on ``engine``;
+    ``cpu_threads`` for faster-whisper (transformers takes torch's)."""
     chosen = choose_asr_engine(model, device, engine)
     name = model or default_asr_model(device, chosen)
     if chosen == "faster-whisper":
         from backend.models.whisper_ctranslate2 import CTranslate2Whisper
 
-        return CTranslate2Whisper(name, device=device)
+        return CTranslate2Whisper(name, device=device, cpu_threads=cpu_threads)
     from backend.models.whisper_transformers import TransformersWhisper
 
     return TransformersWhisper(name, device=device)
