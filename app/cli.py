@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--asr-engine", "asr_engine", "speech recognition engine: auto (faster-whisper for a CTranslate2 model "
         "and on CPU, transformers otherwise), transformers, faster-whisper",
         choices=["auto", "transformers", "faster-whisper"])
-    add("--asr-threads", "asr_threads", "CPU threads for faster-whisper (default: all cores but one, at most 8; "
-        "the browser and the microphone's stream keep the other)", type=int)
+    add("--asr-threads", "asr_threads", "CPU threads for faster-whisper (default: the cores this process may "
+        "use, at most 8)", type=int)
     add("--tts", "tts_engine", "voice engine: auto (a Piper voice where one exists, else espeak-ng), piper, "
         "espeak (fast, offline, every language), mms, off", choices=["auto", "piper", "espeak", "mms", "off"])
     add("--piper-voices", "piper_voices", "folder of installed Piper voices (<voice>.onnx + .onnx.json + "
