@@ -139,7 +139,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 "video": {"facingMode": {"ideal": "environment"}, "width": {"ideal": 640}, "height": {"ideal": 480}},
             }),
         )
-        mic_config = gr.JSON(value=None, visible=False, elem_id="voice-mic")
+        mic_config = gr.JSON(value=None, visible=False)  # the microphone stream's address and labels (app/mic.py)
         # The page presses it when its microphone stream hands over a turn (app/mic.py).
         voice_turn = gr.Button(visible="hidden", elem_id="voice-turn")
         # Spoken answers: the WAV of each sentence, played by assets/answer_player.js as it arrives.

@@ -18,7 +18,9 @@ happens at ``w0 + onset`` (onset from the recording's energy, independent of the
 "Stopped" is the later of: the barge-in event returned by ``hear`` (the conversation's
 generation moved on: the turn is interrupted and stale audio is dropped by AnswerSpeaker),
 and ``answer_aloud`` returning (which happens only after the engine's generate() thread was
-joined). P1 = stopped - (w0 + onset). Audio chunks of the old generation that still come
+joined). P1 = stopped - (w0 + onset); ``p1_from_speech_ms`` takes the onset of sustained sound at
+speaking level instead (``speech_onset_of``: a piece cut from running speech can open with a breath
+or a click well before its words, which the VAD rightly ignores). Audio chunks of the old generation that still come
 out after the barge-in are counted (``p1_stale_chunks``; must be 0).
 
 P2 (false barge-ins, detection) and P3 are fed faster than real time: the VAD's decisions
@@ -74,6 +76,7 @@ from bench.vad_noise import (  # noqa: E402
     make_noise,
     onset_of,
     rms,
+    speech_onset_of,
     speech_pieces,
 )
 from tests.support import CORPUS  # noqa: E402
@@ -232,6 +235,7 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
     user = piece / (rms(piece) + 1e-12) * 0.08
     total = int((lead + len(piece) / SR + 0.5) * SR)
     onset = lead + onset_of(piece)
+    speech_onset = lead + speech_onset_of(piece)
     mic = make_noise("pink", total / SR + 0.01, 0.003, seed=int(rng.integers(1 << 30)))[:total]
     s = int(lead * SR)
     mic[s : s + len(user)] += user
@@ -258,6 +262,7 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
     return {
         "p1_ms": (stopped - (w0 + onset)) * 1000,
         "detect_ms": (barge_at - (w0 + onset)) * 1000,
+        "from_speech_ms": (stopped - (w0 + speech_onset)) * 1000,
         "stop_after_barge_ms": (stopped - barge_at) * 1000,
         "stale_chunks": stale,
         "status": turn.status,
@@ -501,6 +506,8 @@ def main(argv: list[str] | None = None) -> dict:
                                  QUESTIONS[k % len(QUESTIONS)], rng, args.max_new_tokens))
         ok = [r for r in runs if "p1_ms" in r]
         result["p1_ms"] = stats([r["p1_ms"] for r in ok])
+        # the same trials from sustained sound at speaking level (speech_onset_of): without breaths and clicks
+        result["p1_from_speech_ms"] = stats([r["from_speech_ms"] for r in ok])
         result["p1_detail"] = {
             "trials": len(runs), "measured": len(ok), "missed": sum(1 for r in runs if r.get("missed")),
             "skipped": sum(1 for r in runs if r.get("skipped")),
@@ -509,6 +516,9 @@ def main(argv: list[str] | None = None) -> dict:
             "stale_chunks_after_barge_in": sum(r["stale_chunks"] for r in ok),
             "turn_status": sorted({r["status"] for r in ok}),
             "errors": [r["error"] for r in ok if r["error"]][:3],
+            # which pieces make the tail: (piece, onset -> barge-in ms), slowest first
+            "slowest": sorted(([k % len(pieces), round(r["detect_ms"])] for k, r in enumerate(runs) if "detect_ms" in r),
+                              key=lambda row: -row[1])[:6],
         }
     if "p3" not in args.skip:
         runs = [p3_trial(engine, asr, router, config, args.chunk_s, pieces[k % len(pieces)], rng, args.max_new_tokens)
