@@ -54,6 +54,12 @@ def tiny_qwen(tiny_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_text(tiny_dir) -> Path:
+    """A text-only chat model (Qwen2), read through its tokenizer rather than a processor."""
+    return tiny_dir / "qwen2-text"
+
+
+@pytest.fixture(scope="session")
 def gemma_engine(tiny_gemma):
     from backend.models.engine import LocalEngine
 

@@ -180,17 +180,9 @@ def build_gemma4(out: Path, folder: str = "gemma4", for_llama_cpp: bool = False)
     return target
 
 
-def build_qwen25omni(out: Path) -> Path:
-    """Qwen2.5-Omni thinker (the text-out half of the model) with its real processor."""
-    from transformers import (
-        Qwen2_5OmniProcessor,
-        Qwen2_5OmniThinkerConfig,
-        Qwen2_5OmniThinkerForConditionalGeneration,
-        Qwen2Tokenizer,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-        WhisperFeatureExtractor,
-    )
+def qwen_tokenizer():
+    """A byte-level Qwen tokenizer with Qwen2.5-Omni's chat, image, audio and video tokens; (tokenizer, vocab)."""
+    from transformers import Qwen2Tokenizer
 
     byte_map = _bytes_to_unicode()
     vocab = {ch: i for i, ch in enumerate(byte_map.values())}
@@ -219,6 +211,21 @@ def build_qwen25omni(out: Path) -> Path:
         },
     )
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    return tokenizer, vocab
+
+
+def build_qwen25omni(out: Path) -> Path:
+    """Qwen2.5-Omni thinker (the text-out half of the model) with its real processor."""
+    from transformers import (
+        Qwen2_5OmniProcessor,
+        Qwen2_5OmniThinkerConfig,
+        Qwen2_5OmniThinkerForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    tokenizer, vocab = qwen_tokenizer()
     vocab_size = len(tokenizer)
 
     config = Qwen2_5OmniThinkerConfig(
@@ -277,6 +284,35 @@ def build_qwen25omni(out: Path) -> Path:
     target = out / "qwen25omni"
     model.save_pretrained(target)
     processor.save_pretrained(target)
+    return target
+
+
+def build_qwen2_text(out: Path) -> Path:
+    """A text-only Qwen2 chat model (full attention, no processor): the engine's text path."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer, vocab = qwen_tokenizer()
+    tokenizer.chat_template = QWEN_TEMPLATE
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        eos_token_id=vocab["<|im_end|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
+    torch.manual_seed(SEED)
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config.eos_token_id = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
+    model.generation_config.pad_token_id = vocab["<|endoftext|>"]
+    model.generation_config.do_sample = False
+    model.generation_config.suppress_tokens = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
+    target = out / "qwen2-text"
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
     return target
 
 
@@ -398,7 +434,10 @@ def build_vits(out: Path) -> Path:
     return target
 
 
-BUILDERS = {"gemma4": build_gemma4, "qwen25omni": build_qwen25omni, "whisper": build_whisper, "vits": build_vits}
+BUILDERS = {
+    "gemma4": build_gemma4, "qwen25omni": build_qwen25omni, "qwen2-text": build_qwen2_text, "whisper": build_whisper,
+    "vits": build_vits,
+}
 
 
 def build_gemma4_gguf(out: Path, llama_cpp_src: Path) -> Path:

@@ -71,6 +71,7 @@ class GenerationStats:
     total_s: float = 0.0
     stopped: bool = False
     truncated_history: int = 0  # older messages left out to fit the context
+    cached_tokens: int = 0  # prompt tokens taken from the last answer's KV cache, not prefilled again
 
 
 class Engine(Protocol):
@@ -321,6 +322,8 @@ class LocalEngine:
         self.accepts_video = False  # frames as one video (else as pictures)
         self._generator: Any = None  # the module whose generate() streams text
         self._download_error: Exception | None = None  # the last download's network failure
+        self._prefix: _Prefix | None = None  # the last text prompt and answer, prefilled (see _reusable_cache)
+        self._prefix_cacheable = False
 
     # -- loading ---------------------------------------------------------------
     @property
@@ -396,6 +399,7 @@ class LocalEngine:
         self._generator = getattr(model, "thinker", model) if self.family == "qwen2_5_omni" else model
         if self.kind == "text":
             self.accepts_images = self.accepts_audio = False
+            self._prefix_cacheable = _full_attention_cache(model)
         else:
             self.accepts_audio = self.family in AUDIO_FAMILIES and hasattr(self.processor, "feature_extractor")
             self.accepts_images = hasattr(self.processor, "image_processor")
@@ -452,6 +456,7 @@ class LocalEngine:
         self.model = None
         self._generator = None
         self.processor = None
+        self._prefix = None
         # Never import torch here: at shutdown the loader thread may still be importing it, and an
         # import here would wait for that to finish.
         torch = sys.modules.get("torch")
@@ -530,6 +535,33 @@ class LocalEngine:
         )
 
     # -- generation ----------------------------------------------------------------
+    def _reusable_cache(self, input_ids) -> Any:
+        """The KV cache to answer ``input_ids`` with: the last prompt and answer's, cut back to the tokens
+        this prompt shares with them, so that only the rest is prefilled (a conversation's next turn
+        repeats the system prompt, the history and the last answer); a new empty cache when nothing is
+        shared; None where no cache is kept (models that see pictures or sound, sliding-window layers).
+
+        Only the caller's device lock guards ``_prefix``: it is taken here and put back by the thread
+        that runs generate(), which is joined before the lock is released."""
+        if not self._prefix_cacheable:
+            return None
+        from transformers import DynamicCache
+
+        # Taken out until the answer succeeds: a failed generate() may leave it half-written.
+        prefix, self._prefix = self._prefix, None
+        ids = input_ids[0]
+        if prefix is not None:
+            # One token at least is left to prefill: generate() takes the first answer token from its logits.
+            span = min(len(prefix.ids), len(ids) - 1)
+            differs = (prefix.ids[:span] != ids[:span]).nonzero()
+            shared = int(differs[0, 0]) if len(differs) else span
+            if shared > 0:
+                surplus = prefix.cache.get_seq_length() - shared
+                if surplus:
+                    prefix.cache.crop(-surplus)
+                return prefix.cache
+        return DynamicCache(config=self._generator.config.get_text_config(decoder=True))
+
     def stream(
         self,
         messages: list[PromptMessage],
@@ -556,17 +588,26 @@ class LocalEngine:
             inputs = self.encode(messages)
             stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
             tokenizer = self.tokenizer
+            cache = self._reusable_cache(inputs["input_ids"])
+            extra: dict[str, Any] = {}
+            if cache is not None:
+                stats.cached_tokens = cache.get_seq_length()
+                extra["past_key_values"] = cache
 
             def generate(emit: Callable[[str], None], stopping: Callable[[], bool]) -> None:
                 streamer = _counting_streamer(tokenizer, stats, started, emit, skip_prompt=True,
                                               skip_special_tokens=True)
-                self._generator.generate(
+                sequences = self._generator.generate(
                     **inputs,
+                    **extra,
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_StopWhen(stopping)]),
                 )
+                if cache is not None:
+                    # A stopped answer leaves a consistent cache too; a failed one never gets here.
+                    self._prefix = _Prefix(sequences[0, :cache.get_seq_length()], cache)
 
             # Closing the stream (the consumer left early) stops generate() too; it is joined
             # before the device is released.
@@ -581,6 +622,29 @@ class LocalEngine:
             lock.release()
             stats.total_s = time.perf_counter() - started
             stats.stopped = stats.stopped or scope.cancelled or not finished
+
+
+@dataclass
+class _Prefix:
+    """A KV cache and the token ids it holds (a prompt and the answer to it but its last token).
+
+    One per engine: an engine answers one turn at a time, and a conversation's next turn extends the
+    last one, so a single entry catches the repeats that matter; it holds at most the model's context
+    (for SmolLM2-135M in fp32, 46 KB a token)."""
+
+    ids: Any  # 1-D tensor
+    cache: Any  # transformers DynamicCache
+
+
+def _full_attention_cache(model: Any) -> bool:
+    """Whether the model's default cache is a DynamicCache of full-attention layers, which can be cut
+    back to any shared prefix (a sliding window has already dropped what it would need)."""
+    from transformers import DynamicCache
+
+    if getattr(model.generation_config, "cache_implementation", None) is not None:
+        return False
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    return not any(cache.is_sliding) and all(layer.is_croppable for layer in cache.layers)
 
 
 @functools.lru_cache(maxsize=1)
