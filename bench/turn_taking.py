@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 from backend.audio.pcm import SAMPLE_RATE, StreamResampler  # noqa: E402
 from backend.audio.turn_end import TurnEndConfig, TurnEndDetector  # noqa: E402
 from backend.conversation.turns import Conversation  # noqa: E402
-from backend.conversation.voice import VOICE_VAD, VoiceSession  # noqa: E402
+from backend.conversation.voice import MIC_CHUNK_S, VOICE_VAD, VoiceSession  # noqa: E402
 from backend.models.asr import Transcript  # noqa: E402
 from backend.models.whisper_ctranslate2 import CTranslate2Whisper  # noqa: E402
 
@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--asr-model", default=None,
                         help="faster-whisper (CTranslate2) folder (default: Whisper base from tests.real_models)")
     parser.add_argument("--asr-threads", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--chunk-s", type=float, default=0.1)
+    parser.add_argument("--chunk-s", type=float, default=MIC_CHUNK_S, help="the page's microphone chunks")
     parser.add_argument("--pause-ms", type=int, default=TurnEndConfig.pause_ms)
     parser.add_argument("--threshold", type=float, default=TurnEndConfig.finished_probability)
     parser.add_argument("--wait-ms", type=int, default=TurnEndConfig.unfinished_wait_ms)
