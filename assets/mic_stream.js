@@ -95,7 +95,12 @@ registerProcessor('omnilingo-pcm', OmnilingoPcm);
         if (run !== this.run) { release(parts); return; }
         parts.socket.send(JSON.stringify({sample_rate: parts.ctx.sampleRate}));
         parts.socket.onmessage = (e) => this.heard(JSON.parse(e.data));
-        parts.socket.onclose = () => { if (run === this.run) { this.line(this.labels.disconnected); } };
+        parts.socket.onclose = () => {  // the app went away: the microphone is let go, the line says so
+          if (run !== this.run) { return; }
+          this.parts = null;
+          release(parts);
+          this.line(this.labels.disconnected);
+        };
         const source = parts.ctx.createMediaStreamSource(parts.stream);
         parts.node = new AudioWorkletNode(parts.ctx, 'omnilingo-pcm', {
           numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1, channelCountMode: 'explicit',
