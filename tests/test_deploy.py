@@ -151,6 +151,10 @@ def test_ctrl_c_stops_the_laptop_app_cleanly(tiny_gemma, tmp_path):
     started = time.monotonic()
     try:
         _wait_for_page(f"http://127.0.0.1:{port}/", process, log)
+        # A user presses Ctrl-C once the app says it runs (the page answers a moment before launch() returns).
+        deadline = time.monotonic() + 60
+        while "Omnilingo is running" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         # The app's own shutdown takes well under a second; then the interpreter unloads torch,
         # transformers and gradio, which (like starting) takes longer the busier the machine is.
