@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     def interrupted(signum, frame):  # Ctrl-C: leave through the normal shutdown path
         raise KeyboardInterrupt
 
+    # SIGINT too: a process started in the background of a script inherits it ignored, and Python then
+    # leaves it so, so that Ctrl-C (or kill -INT) would not stop the app.
+    signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
     return serve(settings)
 
