@@ -269,10 +269,7 @@ def build_qwen25omni(out: Path) -> Path:
     )
     torch.manual_seed(SEED)
     model = Qwen2_5OmniThinkerForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
-    model.generation_config.pad_token_id = vocab["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    model.generation_config.suppress_tokens = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
+    _qwen_generation(model, vocab)
 
     processor = Qwen2_5OmniProcessor(
         image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=224 * 224),
@@ -285,6 +282,14 @@ def build_qwen25omni(out: Path) -> Path:
     model.save_pretrained(target)
     processor.save_pretrained(target)
     return target
+
+
+def _qwen_generation(model, vocab: dict[str, int]) -> None:
+    """The generation settings both tiny Qwen models share."""
+    model.generation_config.eos_token_id = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
+    model.generation_config.pad_token_id = vocab["<|endoftext|>"]
+    model.generation_config.do_sample = False
+    model.generation_config.suppress_tokens = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
 
 
 def build_qwen2_text(out: Path) -> Path:
@@ -306,10 +311,7 @@ def build_qwen2_text(out: Path) -> Path:
     )
     torch.manual_seed(SEED)
     model = Qwen2ForCausalLM(config).eval()
-    model.generation_config.eos_token_id = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
-    model.generation_config.pad_token_id = vocab["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    model.generation_config.suppress_tokens = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
+    _qwen_generation(model, vocab)
     target = out / "qwen2-text"
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
