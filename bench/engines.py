@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.model import cpu_name  # noqa: E402
+from bench.report import report  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
 QUESTION = "Write a long story about a brave knight who meets a dragon in the mountains."
@@ -178,11 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args)))
         return 0
     figures = side_by_side(args)
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    report(figures, args.out)
     return 0
 
 

@@ -48,6 +48,7 @@ from backend.language.sentences import (  # noqa: E402
 )
 from backend.models.engine import GenerationStats, LocalEngine, PromptMessage, _counting_streamer  # noqa: E402
 from bench.model import cpu_name  # noqa: E402
+from bench.report import report  # noqa: E402
 from tests.support import CORPUS  # noqa: E402
 
 QUESTIONS = [
@@ -277,10 +278,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    text = json.dumps(run(args.model, args.max_new_tokens, args.answers), ensure_ascii=False, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    report(run(args.model, args.max_new_tokens, args.answers), args.out)
     return 0
 
 

@@ -41,6 +41,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.report import report  # noqa: E402
+
 CONFIG_DIR = ROOT / "assets" / "model_configs"
 MODELS = ("gemma-4-E4B-it", "gemma-4-E2B-it", "Qwen2.5-Omni-7B")
 PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32, "nf4": torch.bfloat16}
@@ -532,11 +534,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()
     result = bench(args)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    report(result, args.out)
     return 0
 
 

@@ -26,7 +26,6 @@ SmolLM2-135M in fp32 on 2 cores, a 246-token prompt of which the cache held 226.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from backend.cancel import CancelScope  # noqa: E402
 from backend.conversation.turns import system_prompt  # noqa: E402
 from backend.models.engine import GenerationStats, LocalEngine, PromptMessage  # noqa: E402
 from bench.model import cpu_name  # noqa: E402
+from bench.report import report  # noqa: E402
 
 # Spoken questions that get answers of a few sentences, as in voice mode.
 QUESTIONS = [
@@ -179,11 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    report(result, args.out)
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-import json
 import sys
 import time
 from collections import defaultdict
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.language import decide, detect, tags, words  # noqa: E402
+from bench.report import report  # noqa: E402
 
 DEFAULT_DATA = ROOT / "bench" / "data" / "short_messages.tsv"
 SETTINGS = ("no_prior", "matching_browser", "english_browser")
@@ -153,10 +153,7 @@ def main() -> None:
         "added_ms_per_message": round(decision_ms - detector_ms, 3),
         "word_lists_load_s": round(load_s, 2),
     }
-    text = json.dumps(result, indent=1, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ answered "I did not catch that".
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import report  # noqa: E402
 from bench.speech import CORPUS, CORPUS_SPEECH, spoken_questions  # noqa: E402
 
 SETTINGS = ("whisper_top1", "no_prior", "matching_browser", "english_browser", "pinned")
@@ -116,10 +116,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
     }
-    text = json.dumps(result, indent=1, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 # Real recordings, photos and text that travel with the tests (sources and licences in its README).
@@ -16,6 +18,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launched(settings) -> Iterator[tuple[object, str]]:
+    """The app launched as ``python -m app`` launches it, models loaded: (its Runtime, its address)."""
+    from app.server import create_app
+    from app.ui import launch_kwargs
+
+    demo, runtime = create_app(settings)
+    try:
+        demo.launch(**launch_kwargs(runtime), prevent_thread_lock=True, quiet=True)
+        assert runtime.wait_until_loaded(120).state == "ready"
+        yield runtime, f"http://127.0.0.1:{settings.port}/"
+    finally:
+        demo.close()
+        runtime.close()
 
 
 def png_bomb(path: Path, side: int = 30_000) -> Path:

@@ -27,7 +27,7 @@ from backend.models.asr import (
     speech_seconds,
     split_windows,
 )
-from backend.models.whisper_ctranslate2 import CTranslate2Whisper, default_cpu_threads
+from backend.models.whisper_ctranslate2 import CTranslate2Whisper, default_cpu_threads, encoder_frames
 from backend.models.whisper_transformers import TransformersWhisper
 from tests.support import CORPUS
 
@@ -288,3 +288,9 @@ def test_espeak_round_trip_through_decoding_and_asr(recognizer, whisper_language
         assert not tr.no_speech, lang
         forced = recognizer.transcribe(clip, language=lang)
         assert forced.language.split("-")[0] == lang
+
+
+@pytest.mark.parametrize(("seconds", "window_s"), [(0.5, 10.0), (3.0, 10.0), (9.5, 10.5), (12.0, 13.0), (29.5, 30.0), (30.0, 30.0)])
+def test_a_short_utterance_is_encoded_in_a_window_cut_to_it(seconds, window_s):
+    # at least 10 s, and 1 s past the speech, at most Whisper's 30 s (bench/asr_window.py)
+    assert encoder_frames(int(seconds * 100)) == int(window_s * 100)

@@ -78,13 +78,29 @@ def test_real_recordings_are_heard_in_their_language(whisper_base, name, languag
     assert tr.no_speech_probability < 0.5
 
 
-def test_both_engines_hear_the_same_words(whisper_base, whisper_base_transformers):
+def test_both_engines_hear_the_same_words(whisper_base, whisper_base_transformers, monkeypatch):
+    from backend.models import whisper_ctranslate2
+
+    monkeypatch.setattr(whisper_ctranslate2, "MIN_WINDOW_S", 30.0)  # transformers' Whisper takes 30 s windows only
     clip = corpus_clip("jfk.flac")
     fast, reference = whisper_base.transcribe(clip), whisper_base_transformers.transcribe(clip)
     assert fast.language == reference.language == "en"
     assert fast.text.lower().split() == reference.text.lower().split()
     assert [tag for tag, _ in fast.language_probs[:2]] == [tag for tag, _ in reference.language_probs[:2]]
     assert fast.avg_logprob == pytest.approx(reference.avg_logprob, abs=0.1)
+
+
+@pytest.mark.parametrize("name", ["jfk.flac", "sr_english.wav", "sr_french.aiff"])
+def test_the_window_cut_to_the_speech_hears_the_words_of_the_full_one(whisper_base, name, monkeypatch):
+    from backend.models import whisper_ctranslate2
+
+    def words(text: str) -> list[str]:
+        return re.sub(r"[^\w\s]", " ", text.lower()).split()
+
+    clip = corpus_clip(name)
+    cut = whisper_base.transcribe(clip)
+    monkeypatch.setattr(whisper_ctranslate2, "MIN_WINDOW_S", 30.0)
+    assert words(cut.text) == words(whisper_base.transcribe(clip).text)
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")

@@ -32,7 +32,7 @@ import soundfile as sf
 from PIL import Image
 
 from backend.settings import Settings
-from tests.support import free_port, make_video, message_files, message_text, png_bomb
+from tests.support import free_port, launched, make_video, message_files, message_text, png_bomb
 
 SEED_TEXT = "Hello! Please tell me something about the sea."
 NEXT_TEXT = "Thank you. And what about the mountains?"
@@ -45,19 +45,12 @@ TRACEBACK_SIGNS = ("Traceback", 'File "', "Error:", "Exception")
 
 @pytest.fixture(scope="module")
 def app(tiny_dir):
-    from app.server import create_app
-    from app.ui import launch_kwargs
-
     settings = Settings(
         model=str(tiny_dir / "gemma4"), asr_model=str(tiny_dir / "whisper"), device="cpu", port=free_port(),
         inbrowser=False, max_new_tokens=8, tts_engine="espeak",
     )
-    demo, runtime = create_app(settings)
-    demo.launch(**launch_kwargs(runtime), prevent_thread_lock=True, quiet=True)
-    assert runtime.wait_until_loaded(120).state == "ready"
-    yield runtime, f"http://127.0.0.1:{settings.port}/"
-    demo.close()
-    runtime.close()
+    with launched(settings) as app:
+        yield app
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests import browser_helpers as bh
-from tests.support import free_port
+from tests.support import free_port, launched
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,8 +30,6 @@ MAX_NEW_TOKENS = 3500  # the tiny model never ends by itself; stays inside its 4
 def app_url(tiny_dir):
     import torch
 
-    from app.server import create_app
-    from app.ui import launch_kwargs
     from backend.settings import Settings
 
     # The tiny model gains nothing from threads; on a busy CPU they make each token far slower.
@@ -41,12 +39,8 @@ def app_url(tiny_dir):
         model=str(tiny_dir / "gemma4"), asr_model=str(tiny_dir / "whisper"), device="cpu",
         port=free_port(), inbrowser=False, max_new_tokens=MAX_NEW_TOKENS, tts_engine="espeak",
     )
-    demo, runtime = create_app(settings)
-    demo.launch(**launch_kwargs(runtime), prevent_thread_lock=True, quiet=True)
-    assert runtime.wait_until_loaded(120).state == "ready"
-    yield f"http://127.0.0.1:{settings.port}/"
-    demo.close()
-    runtime.close()
+    with launched(settings) as (_, address):
+        yield address
     torch.set_num_threads(threads)
 
 

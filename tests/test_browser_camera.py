@@ -18,7 +18,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from tests import browser_helpers as bh
-from tests.support import free_port
+from tests.support import free_port, launched
 
 pytestmark = [
     pytest.mark.browser,
@@ -42,20 +42,14 @@ MEDIA_REQUESTS_JS = """
 
 @pytest.fixture(scope="module")
 def app(tiny_dir):
-    from app.server import create_app
-    from app.ui import launch_kwargs
     from backend.settings import Settings
 
     settings = Settings(
         model=str(tiny_dir / "gemma4"), asr_model=str(tiny_dir / "whisper"), device="cpu",
         port=free_port(), inbrowser=False, max_new_tokens=12, tts_engine="espeak",
     )
-    demo, runtime = create_app(settings)
-    demo.launch(**launch_kwargs(runtime), prevent_thread_lock=True, quiet=True)
-    assert runtime.wait_until_loaded(120).state == "ready"
-    yield runtime, f"http://127.0.0.1:{settings.port}/"
-    demo.close()
-    runtime.close()
+    with launched(settings) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")

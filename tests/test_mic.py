@@ -17,25 +17,18 @@ from websockets.sync.client import connect
 from backend.audio.pcm import to_float_mono
 from backend.conversation.voice import MIC_CHUNK_S
 from backend.settings import Settings
-from tests.support import free_port
+from tests.support import free_port, launched
 
 RATE = 48_000
 
 
 @pytest.fixture(scope="module")
 def app(tiny_gemma, tiny_dir):
-    from app.server import create_app
-    from app.ui import launch_kwargs
-
     # the silence rule: the end of turn does not depend on how fast the test sends
     settings = Settings(model=str(tiny_gemma), asr_model=str(tiny_dir / "whisper"), device="cpu", port=free_port(),
                         inbrowser=False, max_new_tokens=8, end_of_turn="silence")
-    demo, runtime = create_app(settings)
-    demo.launch(**launch_kwargs(runtime), prevent_thread_lock=True, quiet=True)
-    assert runtime.wait_until_loaded(120).state == "ready"
-    yield runtime, f"ws://127.0.0.1:{settings.port}/"
-    demo.close()
-    runtime.close()
+    with launched(settings) as (runtime, address):
+        yield runtime, "ws" + address.removeprefix("http")
 
 
 def _pcm_chunks(audio: np.ndarray) -> list[bytes]:

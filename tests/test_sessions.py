@@ -17,7 +17,7 @@ from PIL import Image
 
 from backend.settings import Settings
 from tests.fakes import ScriptedEngine
-from tests.support import free_port, message_files, message_text
+from tests.support import free_port, launched, message_files, message_text
 
 TURNS = 20
 SESSIONS = {
@@ -37,17 +37,10 @@ COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130
 
 @pytest.fixture(scope="module")
 def app(tiny_gemma):
-    from app.server import create_app
-    from app.ui import launch_kwargs
-
     settings = Settings(model=str(tiny_gemma), device="cpu", port=free_port(), inbrowser=False, max_new_tokens=6,
                         tts_engine="off", asr_model="off")
-    demo, runtime = create_app(settings)
-    demo.launch(**launch_kwargs(runtime), prevent_thread_lock=True, quiet=True)
-    assert runtime.wait_until_loaded(120).state == "ready"
-    yield runtime, f"http://127.0.0.1:{settings.port}/"
-    demo.close()
-    runtime.close()
+    with launched(settings) as app:
+        yield app
 
 
 def _chat(client, text: str, files=(), language: str = "auto") -> list:

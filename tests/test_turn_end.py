@@ -185,7 +185,20 @@ def test_speech_after_an_unfinished_pause_joins_the_same_turn(tmp_path):
     assert len(handed) == 1, [e.kind for _, e in events]
     assert len(handed[0].audio) / 16000 >= len(first) / 16000 + 0.9 + len(second) / 16000 - 0.1
     assert voice.utterances == 1
-    assert asr.calls == 1  # the first pause sounded unfinished: no need to hear its words
+    # the words of the pause held open were heard while the user was silent; the turn carries the whole utterance's
+    assert asr.calls == 2 and handed[0].transcript.text.endswith("tax?")
+
+
+def test_a_turn_held_as_unfinished_keeps_the_words_heard_at_its_pause(tmp_path):
+    # Smart Turn hears "And the answer that" as unfinished; nobody goes on. The turn is handed over
+    # after the longer wait with the words Whisper heard at the pause: they are not heard again.
+    asr = ScriptedASR("And the answer that")
+    voice = _voice(tmp_path, asr)
+    speech = _clip("en_cut_and_the_answer_that.wav")
+    events = _feed(voice, np.concatenate([_silence(0.5), speech, _silence(3.5)]))
+    handed = [e for _, e in events if e.kind == "utterance"]
+    assert len(handed) == 1 and handed[0].verdict.reason == "audio" and not handed[0].verdict.finished
+    assert handed[0].transcript.text == "And the answer that" and asr.calls == 1
 
 
 class HeldUpASR(ScriptedASR):

@@ -14,7 +14,9 @@ word (backend.audio.turn_end): finished → the turn is handed over at once, wit
 unfinished → the session keeps listening, and the next stretch of speech joins the same utterance.
 The judgement runs on a worker thread, not in ``hear``: the microphone's stream goes on being
 heard while Whisper works (a stream held up behind it ran 1.4 s late), the verdict comes out of
-the first ``hear`` after it is ready, and speech that resumes meanwhile makes it moot.
+the first ``hear`` after it is ready, and speech that resumes meanwhile makes it moot. A pause held
+open on its sound alone is heard by Whisper while the user is silent, so a turn handed over after
+the longer wait comes with its words.
 
 A barge-in whose words only ask the assistant to stop or wait ("stop", "attends", "espera")
 ends the answer and listens: it is not answered as a new question.
@@ -88,6 +90,9 @@ class _Held:
     # (verdict, transcript) worked out off the microphone's thread; "final": hand over once it is ready
     judging: Future | None = None
     final: bool = False
+    # Whisper on the audio of a pause judged without its words and not handed over at once: heard
+    # while the user is silent, so that a turn handed over after the wait does not wait for Whisper
+    hearing: Future | None = None
 
 
 def _audio_end(event) -> float:
@@ -118,8 +123,10 @@ class VoiceSession:
         self.browser_languages: tuple[str, ...] = ()  # the browser's, a prior until the conversation has one
         self._held: _Held | None = None
         self._barged = False  # the utterance in progress began as a barge-in
-        # One judgement at a time, in order: a newer pause waits for the older one's Whisper call.
+        # One judgement at a time, in order: a newer pause waits for the older one's Whisper call. The
+        # words of a pause held open are heard on a thread of their own.
         self._judge_pool: ThreadPoolExecutor | None = None
+        self._hear_pool: ThreadPoolExecutor | None = None
         self.state = OFF
         self.barge_ins = 0
         self.utterances = 0
@@ -149,20 +156,25 @@ class VoiceSession:
             self.echo.reset()
             self._drop_held()
             self._barged = False
-            if self._judge_pool is not None:  # its idle thread would outlive a closed tab
-                self._judge_pool.shutdown(wait=False, cancel_futures=True)
-                self._judge_pool = None
+            for pool in (self._judge_pool, self._hear_pool):  # their idle threads would outlive a closed tab
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+            self._judge_pool = self._hear_pool = None
 
     def _drop_held(self) -> None:
-        if self._held is not None and self._held.judging is not None:
-            self._held.judging.cancel()  # not started yet: skipped; under way: its verdict is ignored
+        if self._held is not None:
+            for job in (self._held.judging, self._held.hearing):
+                if job is not None:
+                    job.cancel()  # not started yet: skipped; under way: its result is ignored
         self._held = None
 
     def wait_for_verdict(self, timeout: float | None = None) -> None:
-        """Block until the pause being judged has its verdict (for feeds faster than real time)."""
+        """Block until the pause being judged has its verdict and its words (for feeds faster than real time)."""
         held = self._held
         if held is not None and held.judging is not None:
             wait([held.judging], timeout)  # a failure is reported by the next hear(), which reads the verdict
+        if held is not None and held.hearing is not None:
+            wait([held.hearing], timeout)
 
     @property
     def active(self) -> bool:
@@ -212,17 +224,30 @@ class VoiceSession:
             log.debug("pause at %.2f s: %s", held.end_t, held.verdict)
         if held.final or (held.verdict is not None
                           and self.vad.stream_time - held.end_t >= held.verdict.wait_ms / 1000):
-            return self._hand_over(held.audio, held.end_t, held.transcript, held.verdict, heard=held.final)
+            transcript = held.transcript
+            if transcript is None and held.hearing is not None and held.hearing.done() and not held.hearing.cancelled():
+                transcript = held.hearing.result()  # heard at the pause, though the judgement did not need it
+            return self._hand_over(held.audio, held.end_t, transcript, held.verdict, heard=held.final)
         return []
 
     def _judge_later(self, held: _Held, job) -> None:
-        with self._lock:  # stop() on the page's thread shuts the pool down under this lock
+        """Work out ``held``'s (verdict, transcript) with ``job(held)`` on the judging thread."""
+        with self._lock:  # stop() on the page's thread shuts the pools down under this lock
             if self.state == OFF:
                 return
             if self._judge_pool is None:
                 self._judge_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omnilingo-turn-end")
-            held.judging = self._judge_pool.submit(job)
+            held.judging = self._judge_pool.submit(job, held)
             self._held = held
+
+    def _hear_meanwhile(self, held: _Held) -> None:
+        """Start Whisper on ``held``'s audio on its own thread (its words for a later hand-over)."""
+        with self._lock:
+            if self.state == OFF or self._held is not held or getattr(self.conversation, "asr", None) is None:
+                return  # off, or the user went on meanwhile: the next pause is heard whole
+            if self._hear_pool is None:
+                self._hear_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omnilingo-hear")
+            held.hearing = self._hear_pool.submit(self._transcribe, held.audio)
 
     def _pause(self, event) -> list[VoiceEvent]:
         """The VAD heard a pause: hand the turn over, or judge (off this thread) whether the user goes on."""
@@ -234,8 +259,16 @@ class VoiceSession:
         if self.turn_end is None or event.forced:
             return self._hand_over(audio, event.t)
         turn_end, language = self.turn_end, self._language()
-        self._judge_later(_Held(audio, event.t, _audio_end(event)),
-                          lambda: turn_end.judge(audio, lambda: self._transcribe(audio), language))
+
+        def judge(held: _Held):
+            verdict, transcript = turn_end.judge(held.audio, lambda: self._transcribe(held.audio), language)
+            if transcript is None and verdict.wait_ms > 0:
+                # Judged from the sound alone, and held open: hear the words while the user is silent.
+                # Not beside Smart Turn: on two cores the two together took longer than one after the other.
+                self._hear_meanwhile(held)
+            return verdict, transcript
+
+        self._judge_later(_Held(audio, event.t, _audio_end(event)), judge)
         return []
 
     def _language(self) -> str | None:
@@ -275,7 +308,7 @@ class VoiceSession:
         self._held = None
         if self._barged and transcript is None and not heard and getattr(self.conversation, "asr", None) is not None:
             # Only the words tell "stop" from a question: hear them first (the turn reuses them).
-            self._judge_later(_Held(audio, t, t, final=True), lambda: (verdict, self._transcribe(audio)))
+            self._judge_later(_Held(audio, t, t, final=True), lambda held: (verdict, self._transcribe(held.audio)))
             return []
         barged, self._barged = self._barged, False
         if barged:
