@@ -229,7 +229,7 @@ class Runtime:
         if self.settings.end_of_turn == "smart":
             # Now, not when voice mode starts: the browser starts recording then, on the same cores.
             try:
-                smart_turn()
+                smart_turn().warm_up()  # or the first pause of the first voice turn pays for it
             except Exception:  # noqa: BLE001 - voice mode then ends turns by the silence rule
                 log.warning("the end-of-turn model could not be loaded", exc_info=True)
         try:

@@ -56,6 +56,12 @@ MIC_CHUNK_S = 0.05
 # The page's player starts a chunk this much after it is handed out at most (the event stream to
 # the page, then a WAV decoded and scheduled on its AudioContext).
 PLAYBACK_SLACK_S = 0.5
+# A pause held open (its sound unfinished) is heard by Whisper once the user has been silent this long,
+# so that a turn handed over after the longer wait comes with its words. Not at the pause itself: users
+# often go on within a second, and the next pause's judgement would wait for Whisper to let go of the
+# model. Not beside Smart Turn either: on two cores Whisper took 1.0-1.2 s beside it against 0.77 s
+# after it (bench/results/voice_browser_llamacpp_asr_beside_smart_turn.json).
+HEAR_HELD_AFTER_S = 1.0
 END_OF_TURN_MODES = ("smart", "silence")
 
 
@@ -90,8 +96,8 @@ class _Held:
     # (verdict, transcript) worked out off the microphone's thread; "final": hand over once it is ready
     judging: Future | None = None
     final: bool = False
-    # Whisper on the audio of a pause judged without its words and not handed over at once: heard
-    # while the user is silent, so that a turn handed over after the wait does not wait for Whisper
+    # Whisper on the audio of a pause held open without its words, once the silence has lasted
+    # HEAR_HELD_AFTER_S: a turn handed over after the longer wait then does not wait for Whisper
     hearing: Future | None = None
 
 
@@ -222,11 +228,14 @@ class VoiceSession:
                 held.verdict = TurnVerdict(False, silence_ms, "silence")
             held.judging = None
             log.debug("pause at %.2f s: %s", held.end_t, held.verdict)
-        if held.final or (held.verdict is not None
-                          and self.vad.stream_time - held.end_t >= held.verdict.wait_ms / 1000):
+        silent_s = self.vad.stream_time - held.end_t
+        if (held.verdict is not None and held.transcript is None and held.hearing is None
+                and held.verdict.wait_ms / 1000 > silent_s >= HEAR_HELD_AFTER_S):
+            self._hear_meanwhile(held)
+        if held.final or (held.verdict is not None and silent_s >= held.verdict.wait_ms / 1000):
             transcript = held.transcript
             if transcript is None and held.hearing is not None and held.hearing.done() and not held.hearing.cancelled():
-                transcript = held.hearing.result()  # heard at the pause, though the judgement did not need it
+                transcript = held.hearing.result()  # heard while the user was silent
             return self._hand_over(held.audio, held.end_t, transcript, held.verdict, heard=held.final)
         return []
 
@@ -260,15 +269,8 @@ class VoiceSession:
             return self._hand_over(audio, event.t)
         turn_end, language = self.turn_end, self._language()
 
-        def judge(held: _Held):
-            verdict, transcript = turn_end.judge(held.audio, lambda: self._transcribe(held.audio), language)
-            if transcript is None and verdict.wait_ms > 0:
-                # Judged from the sound alone, and held open: hear the words while the user is silent.
-                # Not beside Smart Turn: on two cores the two together took longer than one after the other.
-                self._hear_meanwhile(held)
-            return verdict, transcript
-
-        self._judge_later(_Held(audio, event.t, _audio_end(event)), judge)
+        self._judge_later(_Held(audio, event.t, _audio_end(event)),
+                          lambda held: turn_end.judge(held.audio, lambda: self._transcribe(held.audio), language))
         return []
 
     def _language(self) -> str | None:
