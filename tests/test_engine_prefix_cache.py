@@ -75,6 +75,22 @@ def test_another_system_prompt_reuses_only_the_tokens_before_it_differs(text_eng
     assert ids == answer(text_engine, messages, monkeypatch, cache=False)[0]
 
 
+def test_a_conversation_prefilled_for_voice_mode_answers_its_first_turn_from_the_system_prompt(
+        text_engine, monkeypatch, tmp_path):
+    from backend.conversation.turns import Conversation
+
+    text_engine._prefix = None
+    messages = first_turn("What time is it?", language="fr")
+    expected, _, cold = answer(text_engine, messages, monkeypatch, cache=False)
+    conversation = Conversation(engine=text_engine, session_dir=tmp_path)
+    assert not conversation.prefill("auto")  # no language to prefill for yet
+    assert conversation.prefill("fr")
+    ids, _, stats = answer(text_engine, messages, monkeypatch)
+    # the system prompt and the user's turn header come from the cache; the answer is the same
+    assert len(text_engine.tokenizer(system_prompt("fr"))["input_ids"]) < stats.cached_tokens < cold.prompt_tokens
+    assert ids == expected
+
+
 def test_a_stopped_answer_leaves_a_cache_the_next_turn_can_use(text_engine, monkeypatch):
     text_engine._prefix = None
     messages = first_turn("Tell me a long story")

@@ -154,6 +154,10 @@ class VoiceSession:
             self._barged = False
             self.state = LISTENING
         # The end-of-turn model loads with the app (Runtime); elsewhere at the first pause, on the judging thread.
+        prefill = getattr(self.conversation, "prefill", None)
+        if prefill is not None and not self.conversation.turns:
+            # the first answer is heard: its system prompt is prefilled while the user speaks
+            threading.Thread(target=prefill, args=(self._language(),), name="omnilingo-prefill", daemon=True).start()
 
     def stop(self) -> None:
         with self._lock:

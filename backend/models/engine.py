@@ -294,6 +294,7 @@ class LocalEngine:
 
     # One generate() at a time per device (see device_lock).
     concurrency = 1
+    keeps_prompt_prefix = True  # the last prompt's KV cache serves the next prompt that starts the same
 
     def __init__(
         self,

@@ -122,6 +122,7 @@ class LlamaCppEngine:
 
     # One llama.cpp context: one answer at a time.
     concurrency = 1
+    keeps_prompt_prefix = True  # llama.cpp reuses the KV cache of the longest common prefix
 
     def __init__(
         self,
