@@ -59,7 +59,7 @@ PLAYBACK_SLACK_S = 0.5
 # A pause held open (its sound unfinished) is heard by Whisper once the user has been silent this long,
 # so that a turn handed over after the longer wait comes with its words. Not at the pause itself: users
 # often go on within a second, and the next pause's judgement would wait for Whisper to let go of the
-# model. Not beside Smart Turn either: on two cores Whisper took 1.0-1.2 s beside it against 0.77 s
+# model. Not beside Smart Turn either: on two cores Whisper took 1.0-1.2 s beside it against 0.5-0.6 s
 # after it (bench/results/voice_browser_llamacpp_asr_beside_smart_turn.json).
 HEAR_HELD_AFTER_S = 1.0
 END_OF_TURN_MODES = ("smart", "silence")
@@ -155,7 +155,7 @@ class VoiceSession:
             self.state = LISTENING
         # The end-of-turn model loads with the app (Runtime); elsewhere at the first pause, on the judging thread.
         prefill = getattr(self.conversation, "prefill", None)
-        if prefill is not None and not self.conversation.turns:
+        if prefill is not None and not getattr(self.conversation, "turns", True):
             # the first answer is heard: its system prompt is prefilled while the user speaks
             threading.Thread(target=prefill, args=(self._language(),), name="omnilingo-prefill", daemon=True).start()
 
@@ -272,7 +272,6 @@ class VoiceSession:
         if self.turn_end is None or event.forced:
             return self._hand_over(audio, event.t)
         turn_end, language = self.turn_end, self._language()
-
         self._judge_later(_Held(audio, event.t, _audio_end(event)),
                           lambda held: turn_end.judge(held.audio, lambda: self._transcribe(held.audio), language))
         return []
