@@ -404,8 +404,8 @@ class Conversation:
     def prefill(self, language: str | None) -> bool:
         """Before the first turn: run the system prompt for ``language`` through the engine once, so that
         the engine's prompt cache holds it when the first question comes. For voice mode, where the first
-        answer is heard: llama.cpp took 0.63 s to its first token with the prompt cold, 0.13 s with the
-        system prompt cached (bench/voice_browser.py). True when it ran."""
+        answer is heard: llama.cpp took 0.63 s to its first token with the prompt cold, 0.23-0.45 s with the
+        system prompt prefilled (bench/voice_browser.py). True when it ran."""
         engine = self.engine
         language = tags.normalize_tag(language) if language not in (None, "", "auto") else "und"
         if (self.turns or language == "und" or engine is None or not getattr(engine, "keeps_prompt_prefix", False)
