@@ -40,10 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from backend.models.asr import NO_SPACE_LANGUAGES  # noqa: E402
 from bench.report import report  # noqa: E402
+from bench.speech import edit_distance  # noqa: E402
 from tests.support import CORPUS  # noqa: E402
 
-NO_SPACES = {"zh", "ja", "th", "lo", "my", "km", "yue", "bo"}  # scored by characters
 # The corpus recordings whose words are known (fixtures/README.md).
 SAID = {
     "jfk.flac": ("en", "And so my fellow Americans, ask not what your country can do for you, "
@@ -59,22 +60,13 @@ def units(text: str, language: str) -> list[str]:
     """Words, or characters for languages written without spaces; no punctuation, no case."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in text)
-    if language.split("-")[0] in NO_SPACES:
+    if language.split("-")[0] in NO_SPACE_LANGUAGES:  # scored by characters
         return [ch for ch in text if not ch.isspace()]
     return text.split()
 
 
 def words(text: str) -> list[str]:
     return re.sub(r"[^\w\s]", " ", text.lower()).split()
-
-
-def edit_distance(a: list[str], b: list[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
 
 
 def _rows(path: Path) -> list[list[str]]:

@@ -223,15 +223,20 @@ def words(text: str) -> list[str]:
     return [NUMBER_WORDS.get(w, w) for w in text.split()]
 
 
+def edit_distance(a: list[str], b: list[str]) -> int:
+    """Substitutions + deletions + insertions that turn ``a`` into ``b`` (Levenshtein)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     """(substitutions + deletions + insertions, words in the reference): Levenshtein over words."""
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1], len(ref)
+    ref = words(reference)
+    return edit_distance(ref, words(hypothesis)), len(ref)
 
 
 def spoken_questions(per_language: int) -> list[tuple[str, str]]:

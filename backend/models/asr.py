@@ -63,7 +63,7 @@ MIN_DYNAMIC_RANGE = 2.0  # 95th/10th percentile RMS; white noise is about 1.1
 # reads Whisper's codes, jw included.
 _WHISPER_CODES = {"jv": "jw"}
 # Scripts written without spaces between words: window texts are joined without one.
-_NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "km", "yue", "bo"}
+NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "km", "yue", "bo"}
 
 
 def default_asr_model(device: str = "cpu", engine: str = "transformers") -> str:
@@ -396,7 +396,7 @@ class WhisperRecognizer:
                 error=type(exc).__name__,
             ) from exc
         texts = [d.text.strip() for d in decoded]
-        if lang_code in _NO_SPACE_LANGUAGES:
+        if lang_code in NO_SPACE_LANGUAGES:
             heard.text = "".join(texts).strip()
         else:
             heard.text = " ".join(" ".join(texts).split())
