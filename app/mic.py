@@ -3,7 +3,8 @@
 The page (assets/mic_stream.js) records with an AudioWorklet and sends MIC_CHUNK_S of 16-bit mono PCM
 per binary message, after one JSON message that names its sample rate. Each chunk goes through the
 VAD, barge-in and the end of turn (VoiceSession.hear); the reply, sent only when something changed,
-tells the page the voice state, a barge-in (silence the answer now) or a new turn (start its answer).
+tells the page the voice state, a pause or resume of the answer's audio (speech may have begun over
+it), a barge-in (silence the answer now) or a new turn (start its answer).
 
 The socket's address carries the page's Gradio session and a signature of it, handed out by the voice
 button's handler: only that page can stream into that session's conversation.
@@ -61,7 +62,11 @@ def hear_chunk(runtime: Runtime, session_id: str, samples: np.ndarray, sample_ra
     events = voice.hear(samples, sample_rate)
     judged = time.time()  # the VAD, and the verdict of a pause once its worker has it
     for event in events:
-        if event.kind == VoiceEventKind.BARGE_IN:
+        if event.kind in (VoiceEventKind.PAUSE, VoiceEventKind.RESUME):
+            reply[event.kind.value] = True
+            if event.kind == VoiceEventKind.PAUSE:
+                log.info("pause timings %s", json.dumps({"onset_heard": voice.heard_at(event.t), "pause": judged}))
+        elif event.kind == VoiceEventKind.BARGE_IN:
             reply["barge_in"] = voice.barge_ins
             log.info("barge-in timings %s", json.dumps(
                 {"onset_heard": voice.heard_at(event.t), "mic_chunk_in": arrived, "barge_in": judged}))

@@ -9,7 +9,8 @@
 //
 // The element #answer-player carries the events of an <audio> element (play, playing, waiting
 // while the next sentence is still being written, pause, ended), so Stop, barge-in and tests see
-// the player as they would see one.
+// the player as they would see one. hold() and release() pause and resume the whole AudioContext
+// (what is scheduled keeps its place) while the server tells whether the user began to speak.
 (() => {
   if (window.omnilingoPlayer) { return; }
   const LEAD_S = 0.01;  // scheduling margin for the first chunk
@@ -28,6 +29,7 @@
       this.done = false;
       this.queued = 0;  // chunks of this id received and not yet played out
       this.chunksPlayed = 0;
+      this.held = false;
     }
 
     element() {
@@ -49,15 +51,31 @@
       if (!this.ctx) {
         this.ctx = new AudioContext({latencyHint: 'interactive'});
       }
-      if (this.ctx.state === 'suspended') { this.ctx.resume(); }
+      if (this.ctx.state === 'suspended' && !this.held) { this.ctx.resume(); }
       return this.ctx;
+    }
+
+    // Speech may have begun over the answer: the answer falls silent, and keeps its place.
+    hold() {
+      if (!this.ctx || !this.playing || this.held) { return; }
+      this.held = true;
+      this.ctx.suspend();
+      this.emit('pause');
+    }
+
+    // It was not speech: the answer plays on from where it was held.
+    release() {
+      if (!this.held) { return; }
+      this.held = false;
+      this.ctx.resume();
+      if (this.playing) { this.emit('playing'); }
     }
 
     // Browsers start sound only once the page was used: a context that was made too early waits
     // for the next click or key. (It is made at the first sentence, not at a click: one made
     // before the microphone starts can keep the recorder from sending anything.)
     unlock() {
-      if (this.ctx && this.ctx.state === 'suspended') { this.ctx.resume(); }
+      if (this.ctx && this.ctx.state === 'suspended' && !this.held) { this.ctx.resume(); }
     }
 
     feed(value) {
@@ -141,6 +159,10 @@
       this.nextStart = 0;
       this.queued = 0;
       this.waiting = false;
+      if (this.held) {  // the next answer must be heard
+        this.held = false;
+        this.ctx.resume();
+      }
       if (this.playing) {
         this.playing = false;
         this.emit('pause');
@@ -155,7 +177,7 @@
     state() {
       return {
         id: this.id,
-        paused: !this.playing,
+        paused: !this.playing || this.held,
         chunks: this.chunksPlayed,
         time: this.ctx ? this.ctx.currentTime : 0,
         context: this.ctx ? this.ctx.state : 'none',

@@ -6,7 +6,8 @@
 //
 // start(config): config = {url, chunk_s, labels: {listening, thinking, speaking, connecting,
 // no_microphone, disconnected}} from the voice button's handler (the url is signed for this page's
-// session). The server answers each chunk when something changed: {state}, {barge_in} (silence the
+// session). The server answers each chunk when something changed: {state}, {pause} (speech may have
+// begun: hold the answer's audio), {resume} (it was not speech: play on), {barge_in} (silence the
 // answer now), {turn} (an utterance became a turn: the hidden #voice-turn button starts its answer),
 // {warning}. The voice state line (#voice-state) shows the state in the page's language.
 (() => {
@@ -121,6 +122,9 @@ registerProcessor('omnilingo-pcm', OmnilingoPcm);
     }
 
     heard(message) {
+      const player = window.omnilingoPlayer;
+      if (message.pause && player) { player.hold(); }
+      if (message.resume && player) { player.release(); }
       if (message.barge_in !== undefined && window.omnilingoQuiet) { window.omnilingoQuiet(); }
       if (message.turn !== undefined) {
         const button = document.querySelector('#voice-turn');

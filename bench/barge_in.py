@@ -21,11 +21,15 @@ and ``answer_aloud`` returning (which happens only after the engine's generate()
 joined). P1 = stopped - (w0 + onset); ``p1_from_speech_ms`` takes the onset of sustained sound at
 speaking level instead (``speech_onset_of``: a piece cut from running speech can open with a breath
 or a click well before its words, which the VAD rightly ignores). Audio chunks of the old generation that still come
-out after the barge-in are counted (``p1_stale_chunks``; must be 0).
+out after the barge-in are counted (``p1_stale_chunks``; must be 0). ``p1_paused_ms`` is what the user
+hears first: onset -> the ``pause`` event that silences the page's answer at the VAD's first speech frame,
+before the barge-in is confirmed.
 
 P2 (false barge-ins, detection) and P3 are fed faster than real time: the VAD's decisions
 depend only on the samples, never on wall time. For P2 the session is put in the speaking
-state (an answer is playing), so any confirmed speech start is a barge-in. Noise: the files
+state (an answer is playing), so any confirmed speech start is a barge-in; a ``pause`` that
+ends in ``resume`` is a false pause (``noise_paused``, ``echo_paused``: trials with one;
+``paused_s``: the seconds of answer they held back in all). Noise: the files
 of ``--noise`` (5 s slices, or the whole file), else generated white, pink, tone, click,
 chord, typing, hum, door... clips of 3 s at three levels. Echo: espeak-ng speaking answers in
 several languages, registered with ``played`` and mixed back at -6 dB with 30-200 ms delay.
@@ -240,7 +244,7 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
     s = int(lead * SR)
     mic[s : s + len(user)] += user
     step = int(chunk_s * SR)
-    barge_at = None
+    barge_at = paused_at = None
     clock["w0"] = w0 = time.perf_counter()
     for a in range(0, total, step):
         b = min(total, a + step)
@@ -249,7 +253,12 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
             time.sleep(wait)
         chunk = mic[a:b] + speakers.heard(a, b)
         events = voice.hear(to_mic(chunk), MIC_SR)
-        if any(e.kind == "barge_in" for e in events):
+        kinds = [e.kind for e in events]
+        if "pause" in kinds and paused_at is None:
+            paused_at = time.perf_counter()  # the page's answer falls silent here
+        elif "resume" in kinds:
+            paused_at = None  # a candidate dropped before the user's speech: the answer played on
+        if "barge_in" in kinds:
             barge_at = time.perf_counter()
             break
     worker.join(30)
@@ -259,7 +268,10 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
         return {"missed": True}
     stopped = max(barge_at, out["done_at"] or time.perf_counter())
     stale = sum(1 for t in out["audio_at"] if t > barge_at)
+    paused_at = barge_at if paused_at is None else paused_at
     return {
+        "paused_ms": (paused_at - (w0 + onset)) * 1000,
+        "paused_from_speech_ms": (paused_at - (w0 + speech_onset)) * 1000,
         "p1_ms": (stopped - (w0 + onset)) * 1000,
         "detect_ms": (barge_at - (w0 + onset)) * 1000,
         "from_speech_ms": (stopped - (w0 + speech_onset)) * 1000,
@@ -310,22 +322,39 @@ def echo_mix(voice_audio: np.ndarray, delay_s: float, rng, total: int) -> np.nda
 def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
     import shutil
 
-    result = {"noise_trials": 0, "noise_false": 0, "echo_trials": 0, "echo_false": 0,
+    result = {"noise_trials": 0, "noise_false": 0, "noise_paused": 0, "echo_trials": 0, "echo_false": 0,
+              "echo_paused": 0, "paused_s": 0.0,
               "utterances": 0, "detected": 0, "utterances_over_echo": 0, "detected_over_echo": 0}
     false_kinds: dict[str, int] = {}
 
-    def run(mic, assistant):
+    def run(mic, assistant, playing=False):
+        # playing: an answer the microphone does not pick up (headphones), so that speech can pause it
+        if assistant is None and playing:
+            assistant = np.zeros(len(mic), np.float32)
         voice, conversation = speaking_session(config, assistant)
         try:
             return feed(voice, mic, chunk_s)
         finally:
             shutil.rmtree(conversation.session_dir, ignore_errors=True)
 
+    def paused_s(events) -> float:
+        """Seconds the answer was paused for speech that never came (pause → resume)."""
+        total, since = 0.0, None
+        for e, at in events:
+            if e.kind == "pause":
+                since = at
+            elif e.kind == "resume" and since is not None:
+                total, since = total + at - since, None
+        return total
+
     for name, noise in noises:
         result["noise_trials"] += 1
-        if any(e.kind == "barge_in" for e, _ in run(noise, None)):
+        events = run(noise, None, playing=True)
+        if any(e.kind == "barge_in" for e, _ in events):
             result["noise_false"] += 1
             false_kinds[name] = false_kinds.get(name, 0) + 1
+        result["noise_paused"] += any(e.kind == "pause" for e, _ in events)
+        result["paused_s"] += paused_s(events)
     delays = [0.03, 0.06, 0.1, 0.15, 0.2]
     for k in range(max(30, len(voices))):
         v = voices[k % len(voices)]
@@ -333,7 +362,10 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
         mic = echo_mix(v, delays[k % len(delays)], rng, total)
         mic += make_noise("pink", total / SR + 0.01, 0.002, seed=1000 + k)[:total]
         result["echo_trials"] += 1
-        result["echo_false"] += any(e.kind == "barge_in" for e, _ in run(mic, v))
+        events = run(mic, v)
+        result["echo_false"] += any(e.kind == "barge_in" for e, _ in events)
+        result["echo_paused"] += any(e.kind == "pause" for e, _ in events)
+        result["paused_s"] += paused_s(events)
     kinds = ["white", "pink", "hum", "typing", "chords"]
     for k, piece in enumerate(pieces):
         lead = rng.uniform(1.0, 1.5)
@@ -353,6 +385,7 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
         result["utterances_over_echo"] += assistant is not None
         result["detected_over_echo"] += hit and assistant is not None
     result["noise_false_by_kind"] = false_kinds
+    result["paused_s"] = round(result["paused_s"], 2)
     return result
 
 
@@ -505,6 +538,9 @@ def main(argv: list[str] | None = None) -> dict:
             runs.append(p1_trial(engine, router, config, args.chunk_s, pieces[k % len(pieces)],
                                  QUESTIONS[k % len(QUESTIONS)], rng, args.max_new_tokens))
         ok = [r for r in runs if "p1_ms" in r]
+        # what the user hears: onset -> the answer's audio paused (at the VAD's first speech frame)
+        result["p1_paused_ms"] = stats([r["paused_ms"] for r in ok])
+        result["p1_paused_from_speech_ms"] = stats([r["paused_from_speech_ms"] for r in ok])
         result["p1_ms"] = stats([r["p1_ms"] for r in ok])
         # the same trials from sustained sound at speaking level (speech_onset_of): without breaths and clicks
         result["p1_from_speech_ms"] = stats([r["from_speech_ms"] for r in ok])

@@ -148,6 +148,15 @@ def test_typed_question_gets_a_spoken_answer(page):
     assert played
     state = bh.answer_audio(page)
     assert state["chunks"] >= 1 and state["context"] == "running", state
+    # What voice mode does when speech may have begun over the answer, and when it was not speech.
+    page.evaluate("() => window.omnilingoPlayer.hold()")
+    held = bh.wait_for(lambda: (lambda s: s if s["context"] == "suspended" else None)(bh.answer_audio(page)), 5,
+                       what="the answer's audio to be held")
+    assert held["paused"] and held["id"] == state["id"], held
+    time.sleep(0.3)
+    assert bh.answer_audio(page)["time"] == held["time"], "the held answer went on playing"
+    page.evaluate("() => window.omnilingoPlayer.release()")
+    bh.wait_for(lambda: bh.answer_audio(page)["time"] > held["time"], 5, what="the answer to play on from where it was held")
     _stop_and_settle(page)
     # Stop silences the page too.
     bh.wait_for(lambda: (bh.answer_audio(page) or {}).get("paused"), 10, what="the player to pause after Stop")

@@ -30,6 +30,11 @@ def stream_48k(det: VoiceActivityDetector, x16: np.ndarray, chunk_s: float = 0.2
     return events + det.flush()
 
 
+def turn_kinds(events: list[VadEvent]) -> list[str]:
+    """The events that start and end turns (not a candidate's pending or dropped speech)."""
+    return [e.kind for e in events if e.kind not in ("speech_candidate", "discarded")]
+
+
 def covered(segs, a, b) -> float:
     return sum(max(0.0, min(e, b) - max(s, a)) for s, e in segs)
 
@@ -139,7 +144,22 @@ def test_short_burst_is_discarded_not_a_turn():
     det.reset()
     long = x[s0 : s0 + int(1.2 * SAMPLE_RATE)]
     events = det.process(np.concatenate([sil, long, sil, sil]), SAMPLE_RATE) + det.flush()
-    assert [e.kind for e in events if e.kind != "discarded"] == ["speech_start", "speech_end"]
+    assert turn_kinds(events) == ["speech_start", "speech_end"]
+
+
+def test_a_candidate_comes_first_frames_before_the_start_and_a_burst_ends_as_discarded():
+    det = VoiceActivityDetector(VadConfig(min_speech_ms=160))
+    x = speech("jfk.flac")
+    sil = np.zeros(SAMPLE_RATE, np.float32)
+    events = det.process(np.concatenate([sil, x[: int(1.2 * SAMPLE_RATE)], sil]), SAMPLE_RATE)
+    candidate, start = events[0], events[1]
+    assert (candidate.kind, start.kind) == ("speech_candidate", "speech_start")
+    # the same onset, known at its first frame: at least the confirmation's 160 ms sooner
+    assert candidate.t == start.t and start.decided_at - candidate.decided_at >= 0.16 - 0.033
+    det.reset()
+    s0 = int(0.5 * SAMPLE_RATE)
+    events = det.process(np.concatenate([sil, x[s0 : s0 + int(0.1 * SAMPLE_RATE)], sil]), SAMPLE_RATE)
+    assert [e.kind for e in events] == ["speech_candidate", "discarded"]
 
 
 @pytest.mark.parametrize("silence_ms", [300, 500, 900])
@@ -158,18 +178,18 @@ def test_end_of_turn_after_the_configured_silence(silence_ms):
     det.reset()
     gap = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
     events = det.process(np.concatenate([x, gap, x, sil]), SAMPLE_RATE)
-    assert [e.kind for e in events if e.kind != "discarded"] == ["speech_start", "speech_end"]
+    assert turn_kinds(events) == ["speech_start", "speech_end"]
 
 
 def test_state_is_kept_across_calls_and_reset_forgets_it():
     det = VoiceActivityDetector()
     x = speech("sr_french.aiff")
     events = det.process(x[: SAMPLE_RATE], SAMPLE_RATE)
-    assert [e.kind for e in events] == ["speech_start"]
+    assert [e.kind for e in events] == ["speech_candidate", "speech_start"]
     assert det.in_speech
     # the next call continues the same utterance: no second start, one end
     events = det.process(np.concatenate([x[SAMPLE_RATE:], np.zeros(SAMPLE_RATE, np.float32)]), SAMPLE_RATE)
-    assert [e.kind for e in events if e.kind != "discarded"] == ["speech_end"]
+    assert turn_kinds(events) == ["speech_end"]
     assert events[-1].duration >= 2.0
 
     det.process(x[: SAMPLE_RATE], SAMPLE_RATE)

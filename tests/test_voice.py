@@ -18,13 +18,13 @@ from tests.fakes import ScriptedEngine, ScriptedVoice, long_answer, tokens
 CHUNK_S = 0.25
 
 
-def _mic_chunks(samples_16k: np.ndarray, rate: int = 48000):
+def _mic_chunks(samples_16k: np.ndarray, rate: int = 48000, chunk_s: float = CHUNK_S):
     """What the browser sends: 48 kHz int16 mono, a quarter second at a time."""
     import soxr
 
     up = soxr.resample(samples_16k, 16000, rate)
     pcm = (np.clip(up, -1, 1) * 32767).astype(np.int16)
-    step = int(rate * CHUNK_S)
+    step = int(rate * chunk_s)
     for i in range(0, len(pcm), step):
         yield rate, pcm[i:i + step]
 
@@ -37,11 +37,16 @@ def _silence(seconds: float) -> np.ndarray:
     return np.zeros(int(16000 * seconds), dtype=np.float32)
 
 
-def _feed(voice: VoiceSession, samples: np.ndarray) -> list:
+def _feed(voice: VoiceSession, samples: np.ndarray, chunk_s: float = CHUNK_S) -> list:
     events = []
-    for rate, chunk in _mic_chunks(samples):
+    for rate, chunk in _mic_chunks(samples, chunk_s=chunk_s):
         events += voice.hear(chunk, rate)
     return events
+
+
+def _chunk_kinds(voice: VoiceSession, samples: np.ndarray, chunk_s: float) -> list[list[str]]:
+    """The events of each microphone chunk, in order."""
+    return [[e.kind for e in voice.hear(chunk, rate)] for rate, chunk in _mic_chunks(samples, chunk_s=chunk_s)]
 
 
 @pytest.fixture()
@@ -131,6 +136,39 @@ def test_two_barge_ins_in_a_row(voice, corpus):
         assert turn.status == "interrupted" and voice.barge_ins == expected
         list(conversation.answer(turn))  # the stale turn never starts
         assert turn.stats.new_tokens == 0
+
+
+def _speaking(voice: VoiceSession) -> None:
+    """An answer is playing: ten seconds of it were handed to the page."""
+    turn = voice.conversation.add(voice.conversation.prepare("Tell me a long story."))
+    voice.answering(turn.generation)
+    voice.played(np.zeros(16000 * 10, dtype=np.float32), 16000)
+
+
+def test_the_answer_pauses_at_the_first_sound_of_speech_before_the_barge_in(voice, corpus):
+    _speaking(voice)
+    chunks = _chunk_kinds(voice, np.concatenate([_silence(0.5), _speech(corpus, "jfk.flac")[: 16000 * 2]]), 0.05)
+    paused = next(i for i, kinds in enumerate(chunks) if "pause" in kinds)
+    barged = next(i for i, kinds in enumerate(chunks) if "barge_in" in kinds)
+    # the microphone's chunks are 50 ms: the page falls silent at least 100 ms before the barge-in is sure
+    assert barged - paused >= 2, chunks
+    assert not any("resume" in kinds for kinds in chunks)
+    assert voice.barge_ins == 1 and voice.state == LISTENING
+
+
+def test_a_cough_pauses_the_answer_and_it_plays_on(voice, corpus):
+    _speaking(voice)
+    burst = _speech(corpus, "jfk.flac")[16000 : 16000 + int(0.08 * 16000)]  # 80 ms of a word
+    kinds = [k for chunk in _chunk_kinds(voice, np.concatenate([_silence(1.0), burst, _silence(0.6)]), 0.05)
+             for k in chunk]
+    assert [k for k in kinds if k in ("pause", "resume", "barge_in")] == ["pause", "resume"]
+    assert voice.barge_ins == 0 and voice.state == SPEAKING
+    assert voice.conversation.turns[-1].status == "pending", "the answer was not interrupted"
+
+
+def test_nothing_to_pause_while_listening(voice, corpus):
+    kinds = [e.kind for e in _feed(voice, np.concatenate([_silence(0.5), _speech(corpus, "jfk.flac")[:16000]]), 0.05)]
+    assert "speech_start" in kinds and "pause" not in kinds and "barge_in" not in kinds
 
 
 def test_barge_in_during_speech_drops_the_queued_sentences(tmp_path):

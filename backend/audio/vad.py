@@ -4,6 +4,9 @@ Silero VAD (the ONNX model shipped inside the ``silero-vad`` wheel) scores 32 ms
 frames of 16 kHz audio; a small state machine around it turns scores into turn
 events:
 
+* ``speech_candidate`` at the first frame that sounds like speech, before it is
+  confirmed: what an answer being played can pause on, to resume it if no
+  ``speech_start`` follows.
 * ``speech_start`` once ``min_speech_ms`` of speech has been heard (clicks and
   short bursts never count). Its ``t`` is the estimated onset, and the event comes
   out of the very ``process`` call in which the confirmation was reached: this is
@@ -36,7 +39,7 @@ FRAME = 512  # samples per model call at 16 kHz (32 ms), fixed by silero v5
 CONTEXT = 64  # samples of the previous frame that silero v5 expects in front
 FRAME_S = FRAME / SAMPLE_RATE
 
-EventKind = Literal["speech_start", "speech_end", "discarded"]
+EventKind = Literal["speech_candidate", "speech_start", "speech_end", "discarded"]
 
 
 @dataclass
@@ -66,7 +69,7 @@ class VadConfig:
 @dataclass
 class VadEvent:
     kind: EventKind
-    t: float  # stream time in seconds: onset for speech_start/discarded, end of speech for speech_end
+    t: float  # stream time in seconds: onset for speech_candidate/start/discarded, end of speech for speech_end
     audio: np.ndarray | None = None  # speech_end: the utterance, pre-roll included, 16 kHz float32
     decided_at: float = 0.0  # stream time of the frame that settled the event (t + confirmation delay)
     forced: bool = False  # speech_end because max_utterance_s was reached or the stream was flushed
@@ -250,6 +253,8 @@ class VoiceActivityDetector:
                 self._last_speech_frame = idx
                 if self._speech_frames >= self._min_speech_frames:
                     out.append(self._confirm(idx))
+                else:
+                    out.append(VadEvent("speech_candidate", idx * FRAME_S, decided_at=(idx + 1) * FRAME_S))
             else:
                 self._preroll.append(frame)
             return out

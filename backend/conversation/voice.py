@@ -8,6 +8,11 @@ which stops the model within one decode step and drops every queued sentence of 
 old answer. The end of speech
 hands over the utterance, pre-roll included, as the next turn.
 
+While the answer plays, the first frame that sounds like speech pauses it (``PAUSE``), the
+160 ms before the VAD confirms the speech: the user hears the assistant fall silent as soon as
+they start. Confirmed, it is a barge-in; dropped as a click or a cough, the answer resumes
+(``RESUME``) where it paused, and nothing of it is lost.
+
 When the turn ends (``end_of_turn``): "silence" hands over after half a second of silence.
 "smart" judges every pause of 200 ms from the sound (Smart Turn) and from the transcript's last
 word (backend.audio.turn_end): finished → the turn is handed over at once, with its transcript;
@@ -70,6 +75,8 @@ class VoiceEventKind(StrEnum):
     BARGE_IN = "barge_in"
     UTTERANCE = "utterance"
     DISCARDED = "discarded"
+    PAUSE = "pause"  # speech may have begun over the answer: the page pauses its audio
+    RESUME = "resume"  # it was not speech: the page plays on from where it paused
     STOP_REQUEST = "stop_request"  # a barge-in that only said "stop" / "wait": no new turn
 
 
@@ -140,6 +147,7 @@ class VoiceSession:
         self._answering_generation: int | None = None
         self._asr_timings: dict[str, float] = {}
         self._audible_until = 0.0  # monotonic time the page ends playing what was handed out
+        self._paused_at: float | None = None  # monotonic time the answer's audio was paused for a speech candidate
         self._answer_done = True
         # (stream seconds heard, wall clock) after each chunk: when a moment of the stream reached
         # the server (a microphone stream that falls behind shows here).
@@ -152,6 +160,7 @@ class VoiceSession:
             self.echo.reset()
             self._drop_held()
             self._barged = False
+            self._paused_at = None
             self.state = LISTENING
         # The end-of-turn model loads with the app (Runtime); elsewhere at the first pause, on the judging thread.
         prefill = getattr(self.conversation, "prefill", None)
@@ -166,6 +175,7 @@ class VoiceSession:
             self.echo.reset()
             self._drop_held()
             self._barged = False
+            self._paused_at = None
             for pool in (self._judge_pool, self._hear_pool):  # their idle threads would outlive a closed tab
                 if pool is not None:
                     pool.shutdown(wait=False, cancel_futures=True)
@@ -203,7 +213,12 @@ class VoiceSession:
                   float(np.abs(np.asarray(samples, dtype=np.float32)).max() or 0), [e.kind for e in events])
         out: list[VoiceEvent] = []
         for event in events:
-            if event.kind == "speech_start":
+            if event.kind == "speech_candidate":
+                if self.state == SPEAKING and self._paused_at is None:
+                    self._paused_at = time.monotonic()
+                    out.append(VoiceEvent(VoiceEventKind.PAUSE, event.t))
+            elif event.kind == "speech_start":
+                self._paused_at = None
                 if self.state in (THINKING, SPEAKING):
                     self.barge_in()
                     self._barged = True
@@ -214,6 +229,11 @@ class VoiceSession:
                 out += self._pause(event)
             elif event.kind == "discarded":
                 out.append(VoiceEvent(VoiceEventKind.DISCARDED, event.t))
+                if self._paused_at is not None:
+                    with self._lock:  # the page plays on: what it still holds ends that much later
+                        self._audible_until += time.monotonic() - self._paused_at
+                        self._paused_at = None
+                    out.append(VoiceEvent(VoiceEventKind.RESUME, event.t))
         return out + self._settle()
 
     def _settle(self) -> list[VoiceEvent]:
@@ -338,7 +358,8 @@ class VoiceSession:
             self.echo.clear()
             self.barge_ins += 1
             self.state = LISTENING
-            self._audible_until = 0.0  # the page's audio is paused
+            self._audible_until = 0.0  # the page's audio is silenced
+            self._paused_at = None
         log.info("barge-in: answer interrupted (generation %d)", generation)
         return generation
 
@@ -369,7 +390,8 @@ class VoiceSession:
     def _still_audible(self) -> bool:
         # Handed-out speech plays on in the page after the server is done with it: cutting in
         # then is still a barge-in (it stops the page's audio), not a new question over the answer.
-        return time.monotonic() < self._audible_until + PLAYBACK_SLACK_S
+        # Paused for a speech candidate, the page still holds the rest.
+        return self._paused_at is not None or time.monotonic() < self._audible_until + PLAYBACK_SLACK_S
 
     def save_utterance(self, audio: np.ndarray, folder: Path) -> Path:
         """Write an utterance as a WAV file the turn can keep and replay."""
