@@ -22,7 +22,7 @@ joined). P1 = stopped - (w0 + onset); ``p1_from_speech_ms`` takes the onset of s
 speaking level instead (``speech_onset_of``: a piece cut from running speech can open with a breath
 or a click well before its words, which the VAD rightly ignores). Audio chunks of the old generation that still come
 out after the barge-in are counted (``p1_stale_chunks``; must be 0). ``p1_paused_ms`` is what the user
-hears first: onset -> the ``pause`` event that silences the page's answer at the VAD's first speech frame,
+hears first: onset -> the ``pause`` event that silences the page's answer at the VAD's speech candidate,
 before the barge-in is confirmed.
 
 P2 (false barge-ins, detection) and P3 are fed faster than real time: the VAD's decisions
@@ -326,6 +326,7 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
               "echo_paused": 0, "paused_s": 0.0,
               "utterances": 0, "detected": 0, "utterances_over_echo": 0, "detected_over_echo": 0}
     false_kinds: dict[str, int] = {}
+    paused_kinds: dict[str, int] = {}
 
     def run(mic, assistant, playing=False):
         # playing: an answer the microphone does not pick up (headphones), so that speech can pause it
@@ -353,7 +354,9 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
         if any(e.kind == "barge_in" for e, _ in events):
             result["noise_false"] += 1
             false_kinds[name] = false_kinds.get(name, 0) + 1
-        result["noise_paused"] += any(e.kind == "pause" for e, _ in events)
+        if any(e.kind == "pause" for e, _ in events):
+            result["noise_paused"] += 1
+            paused_kinds[name] = paused_kinds.get(name, 0) + 1
         result["paused_s"] += paused_s(events)
     delays = [0.03, 0.06, 0.1, 0.15, 0.2]
     for k in range(max(30, len(voices))):
@@ -385,6 +388,7 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
         result["utterances_over_echo"] += assistant is not None
         result["detected_over_echo"] += hit and assistant is not None
     result["noise_false_by_kind"] = false_kinds
+    result["noise_paused_by_kind"] = paused_kinds
     result["paused_s"] = round(result["paused_s"], 2)
     return result
 
@@ -538,7 +542,7 @@ def main(argv: list[str] | None = None) -> dict:
             runs.append(p1_trial(engine, router, config, args.chunk_s, pieces[k % len(pieces)],
                                  QUESTIONS[k % len(QUESTIONS)], rng, args.max_new_tokens))
         ok = [r for r in runs if "p1_ms" in r]
-        # what the user hears: onset -> the answer's audio paused (at the VAD's first speech frame)
+        # what the user hears: onset -> the answer's audio paused (at the VAD's speech candidate)
         result["p1_paused_ms"] = stats([r["paused_ms"] for r in ok])
         result["p1_paused_from_speech_ms"] = stats([r["paused_from_speech_ms"] for r in ok])
         result["p1_ms"] = stats([r["p1_ms"] for r in ok])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backend.audio.pcm import SAMPLE_RATE
-from backend.audio.vad import VadConfig, VadEvent, VoiceActivityDetector, speech_segments
+from backend.audio.vad import FRAME_S, VadConfig, VadEvent, VoiceActivityDetector, speech_segments
 from bench.vad_noise import NOISE_KINDS, load_audio_16k, make_noise, to_mic_chunks
 from tests.support import CORPUS
 
@@ -147,15 +147,15 @@ def test_short_burst_is_discarded_not_a_turn():
     assert turn_kinds(events) == ["speech_start", "speech_end"]
 
 
-def test_a_candidate_comes_first_frames_before_the_start_and_a_burst_ends_as_discarded():
+def test_a_candidate_comes_frames_before_the_start_and_a_burst_ends_as_discarded():
     det = VoiceActivityDetector(VadConfig(min_speech_ms=160))
     x = speech("jfk.flac")
     sil = np.zeros(SAMPLE_RATE, np.float32)
     events = det.process(np.concatenate([sil, x[: int(1.2 * SAMPLE_RATE)], sil]), SAMPLE_RATE)
     candidate, start = events[0], events[1]
     assert (candidate.kind, start.kind) == ("speech_candidate", "speech_start")
-    # the same onset, known at its first frame: at least the confirmation's 160 ms sooner
-    assert candidate.t == start.t and start.decided_at - candidate.decided_at >= 0.16 - 0.033
+    # the same onset, known at its second frame: three frames (96 ms) before the confirmation's fifth
+    assert candidate.t == start.t and start.decided_at - candidate.decided_at >= 3 * FRAME_S - 1e-9
     det.reset()
     s0 = int(0.5 * SAMPLE_RATE)
     events = det.process(np.concatenate([sil, x[s0 : s0 + int(0.1 * SAMPLE_RATE)], sil]), SAMPLE_RATE)

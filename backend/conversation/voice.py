@@ -8,10 +8,10 @@ which stops the model within one decode step and drops every queued sentence of 
 old answer. The end of speech
 hands over the utterance, pre-roll included, as the next turn.
 
-While the answer plays, the first frame that sounds like speech pauses it (``PAUSE``), the
-160 ms before the VAD confirms the speech: the user hears the assistant fall silent as soon as
-they start. Confirmed, it is a barge-in; dropped as a click or a cough, the answer resumes
-(``RESUME``) where it paused, and nothing of it is lost.
+While the answer plays, the VAD's speech candidate (64 ms of sound like speech) pauses it
+(``PAUSE``), about 100 ms before the VAD confirms the speech: the user hears the assistant fall
+silent as they start. Confirmed, it is a barge-in; dropped as a click or a cough, the answer
+resumes (``RESUME``) where it paused, and nothing of it is lost.
 
 When the turn ends (``end_of_turn``): "silence" hands over after half a second of silence.
 "smart" judges every pause of 200 ms from the sound (Smart Turn) and from the transcript's last
