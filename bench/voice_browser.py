@@ -22,9 +22,10 @@ Gradio.
 Modes
 -----
 latency:  end of speech -> end of turn (VAD decision), first text in the page, first audio playing.
-barge-in: the question, a pause long enough for the answer to play, then short phrases, each
-          spoken over the answer then playing (each phrase is also the next question). For each:
-          onset of the phrase in the page's microphone -> the answer audio element paused.
+barge-in: the question, a pause long enough for the answer to play, then phrases (the question
+          again, unless --phrase), each spoken over the answer then playing (each phrase is also the
+          next question). For each: onset of the phrase in the page's microphone -> the answer's
+          audio paused (``pause`` on #answer-player: the speech candidate's pause, else the barge-in's).
 
 Prints one JSON object; ``--out FILE`` also writes it (bench/results/voice_browser*.json).
 """
@@ -409,8 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--question", type=Path, default=CORPUS / "speech" / "silero_en.wav")
     parser.add_argument("--question-span", type=float, nargs=2, default=[2.5, 7.0], metavar=("START", "END"),
                         help="the seconds of --question that are said (default: one sentence of silero_en.wav)")
-    parser.add_argument("--phrase", type=Path, default=CORPUS / "speech" / "sr_english.wav",
-                        help="what the user says over the answer (barge-in mode)")
+    parser.add_argument("--phrase", type=Path, default=None,
+                        help="what the user says over the answer (barge-in mode; default: the question again, whose "
+                             "answer is long enough to be playing when the next phrase comes)")
     parser.add_argument("--language", help="the page's language entry, e.g. 'English'; default: detected")
     parser.add_argument("--runs", type=int, default=3, help="latency mode: questions, each in a fresh browser")
     parser.add_argument("--phrases", type=int, default=4, help="barge-in mode: phrases over the answer")
@@ -460,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 parts: list = [0.5, args.question]
                 phrase = work / "phrase.wav"
-                subprocess.run(["sox", str(args.phrase), "-r", str(bh.MIC_RATE), str(phrase)], check=True)
+                subprocess.run(["sox", str(args.phrase or args.question), "-r", str(bh.MIC_RATE), str(phrase)], check=True)
                 at = 0.5 + duration(args.question)
                 args.phrase_onsets = []
                 for _ in range(args.phrases):

@@ -24,6 +24,17 @@ except ImportError:  # pragma: no cover - torch is a requirement
 from tests.support import CORPUS
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_in_pytests_folder(tmp_path_factory):
+    """Sessions and runtimes the tests leave open put their folders in pytest's own, which it prunes."""
+    import tempfile
+
+    before = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempfile"))
+    yield
+    tempfile.tempdir = before
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """tests/fixtures: real speech, images and UDHR text, vendored with their licences."""
