@@ -136,6 +136,8 @@ class Speakers:
         self.delay = int(delay_s * SR)
         self.echo = np.zeros(SR * 120, np.float32)
         self.play_end = 0
+        self.held: np.ndarray | None = None  # the echo of what the paused page still holds, on the mic clock
+        self.held_at = 0
         self.lock = threading.Lock()
 
     def play(self, samples: np.ndarray, sample_rate: int, now: int) -> None:
@@ -149,8 +151,27 @@ class Speakers:
             self.play_end = max(now, self.play_end) + len(x)
             e = np.convolve(x, self.ir).astype(np.float32)
             end = min(len(self.echo), start + len(e))
+            target = self.echo if self.held is None else self.held
             if end > start:
-                self.echo[start:end] += e[: end - start]
+                target[start:end] += e[: end - start]
+
+    def pause(self, now: int) -> None:
+        """The page holds the answer from mic sample ``now``: its echo stops there (what is in the air rings out)."""
+        with self.lock:
+            if self.held is None:
+                cut = now + self.delay
+                self.held, self.held_at = np.zeros_like(self.echo), now
+                self.held[cut:] = self.echo[cut:]
+                self.echo[cut:] = 0
+
+    def resume(self, now: int) -> None:
+        """The page plays on from where it held: the rest of the echo comes that much later."""
+        with self.lock:
+            if self.held is not None:
+                gap = now - self.held_at
+                self.echo[gap:] += self.held[: len(self.echo) - gap]
+                self.held = None
+                self.play_end += gap
 
     def heard(self, a: int, b: int) -> np.ndarray:
         with self.lock:
@@ -256,8 +277,10 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
         kinds = [e.kind for e in events]
         if "pause" in kinds and paused_at is None:
             paused_at = time.perf_counter()  # the page's answer falls silent here
+            speakers.pause(b)
         elif "resume" in kinds:
             paused_at = None  # a candidate dropped before the user's speech: the answer played on
+            speakers.resume(b)
         if "barge_in" in kinds:
             barge_at = time.perf_counter()
             break

@@ -148,3 +148,36 @@ def test_resampled_playback_and_reset(assistant):
     assert guard.delay_samples == pytest.approx(0.12 * SAMPLE_RATE, abs=24)
     guard.reset()
     assert guard.now == 0.0 and not guard.playing
+
+
+def test_an_answer_paused_and_played_on_is_still_cancelled(assistant):
+    """The page pauses the answer for 0.3 s (speech may have begun) and plays it on from there.
+
+    Told so, the guard follows: it neither subtracts the echo of audio that no longer plays (which
+    adds the assistant's voice, inverted, to what the voice detector hears) nor loses the echo that
+    comes 0.3 s later than queued."""
+    pause_at, gap = int(1.5 * SAMPLE_RATE), int(0.3 * SAMPLE_RATE)
+    heard = np.concatenate([assistant[:pause_at], np.zeros(gap, np.float32), assistant[pause_at:]])
+    mic = mic_signal(heard, 0.08, seed=1)
+
+    def db(x: np.ndarray) -> float:
+        return float(10 * np.log10(np.mean(x**2) + 1e-12))
+
+    residuals = {}
+    for told in (False, True):
+        guard = EchoGuard(max_delay_ms=1500)
+        guard.played(assistant, t=0.0)
+        out = []
+        for i in range(0, len(mic), 800):  # 50 ms chunks
+            if told and i == pause_at:
+                guard.pause()
+            if told and i == pause_at + gap:
+                guard.resume()
+            out.append(guard.residual(mic[i : i + 800]))
+        residuals[told] = np.concatenate(out)
+    during, after = slice(pause_at + 800, pause_at + gap), slice(pause_at + gap, len(heard))
+    told = residuals[True]
+    assert db(told[during]) < db(mic[during]) - 10, "the echo of audio that was paused was subtracted"
+    assert db(told[after]) < db(mic[after]) - 20, "the echo after the pause was not cancelled"
+    untold = residuals[False]
+    assert db(untold[after]) > db(told[after]) + 10  # what pause() and resume() are for

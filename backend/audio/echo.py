@@ -79,6 +79,7 @@ class EchoGuard:
         self._ref = np.zeros(0, np.float32)  # playback on the mic clock, from _ref_base
         self._ref_base = 0
         self._play_end = 0
+        self._paused_at: int | None = None  # mic sample at which the speakers were paused (pause())
         self._mic = np.zeros(0, np.float32)  # recent mic audio, ending at _now
         self.delay_samples: int | None = None  # last estimated echo delay
         self.last_erle_db = 0.0  # echo removed from the last chunk (dB), 0 when nothing played
@@ -124,9 +125,30 @@ class EchoGuard:
 
         What already played keeps being cancelled while its echo can still arrive.
         """
-        cut = max(0, self._now - self._ref_base)
+        stopped_at = self._now if self._paused_at is None else self._paused_at  # paused: it stopped then
+        self._paused_at = None
+        cut = max(0, stopped_at - self._ref_base)
         self._ref = self._ref[:cut].copy()
-        self._play_end = min(self._play_end, self._now)
+        self._play_end = min(self._play_end, stopped_at)
+
+    def pause(self) -> None:
+        """The speakers paused now, keeping their place: nothing queued plays until ``resume``.
+
+        Without it the guard would go on subtracting the echo of audio that no longer plays, and so add
+        the assistant's voice, inverted, to what the voice detector hears."""
+        if self._paused_at is None:
+            self._paused_at = self._now
+
+    def resume(self) -> None:
+        """Playback goes on from where it paused: what was queued after that moment plays that much later."""
+        if self._paused_at is None:
+            return
+        cut = min(max(0, self._paused_at - self._ref_base), len(self._ref))
+        gap = self._now - self._paused_at
+        self._ref = np.concatenate([self._ref[:cut], np.zeros(gap, np.float32), self._ref[cut:]])
+        if self._play_end > self._paused_at:
+            self._play_end += gap
+        self._paused_at = None
 
     # -- mic side ----------------------------------------------------------------------
 
@@ -134,6 +156,8 @@ class EchoGuard:
         """Playback for absolute samples [a, b), zeros outside what is known."""
         out = np.zeros(b - a, np.float32)
         lo, hi = max(a, self._ref_base), min(b, self._ref_base + len(self._ref))
+        if self._paused_at is not None:  # queued, not playing
+            hi = min(hi, self._paused_at)
         if hi > lo:
             out[lo - a : hi - a] = self._ref[lo - self._ref_base : hi - self._ref_base]
         return out
@@ -189,6 +213,8 @@ class EchoGuard:
     def _trim(self) -> None:
         # Keep playback from (now - window - max_delay - taps) on; the rest can no longer echo.
         horizon = self._now - self.window - self.max_delay - 2 * self.taps - 4096
+        if self._paused_at is not None:
+            horizon = min(horizon, self._paused_at)  # what is queued waits for resume()
         if horizon > self._ref_base:
             drop = min(horizon - self._ref_base, len(self._ref))
             self._ref = self._ref[drop:]

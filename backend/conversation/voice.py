@@ -215,12 +215,13 @@ class VoiceSession:
         for event in events:
             if event.kind == "speech_candidate":
                 if self.state == SPEAKING and self._paused_at is None:
-                    self._paused_at = time.monotonic()
+                    with self._lock:  # the page's speakers pause: so does the echo they make
+                        self._paused_at = time.monotonic()
+                        self.echo.pause()
                     out.append(VoiceEvent(VoiceEventKind.PAUSE, event.t))
             elif event.kind == "speech_start":
-                self._paused_at = None
                 if self.state in (THINKING, SPEAKING):
-                    self.barge_in()
+                    self.barge_in()  # a paused answer stops there
                     self._barged = True
                     out.append(VoiceEvent(VoiceEventKind.BARGE_IN, event.t))
                 else:
@@ -230,11 +231,17 @@ class VoiceSession:
             elif event.kind == "discarded":
                 out.append(VoiceEvent(VoiceEventKind.DISCARDED, event.t))
                 if self._paused_at is not None:
-                    with self._lock:  # the page plays on: what it still holds ends that much later
-                        self._audible_until += time.monotonic() - self._paused_at
-                        self._paused_at = None
+                    self._resume()
                     out.append(VoiceEvent(VoiceEventKind.RESUME, event.t))
         return out + self._settle()
+
+    def _resume(self) -> None:
+        """The page plays the paused answer on: what it still holds ends that much later, its echo too."""
+        with self._lock:
+            if self._paused_at is not None:
+                self._audible_until += time.monotonic() - self._paused_at
+                self._paused_at = None
+                self.echo.resume()
 
     def _settle(self) -> list[VoiceEvent]:
         """A held utterance: its verdict came in, or its silence grew long enough to hand it over."""
