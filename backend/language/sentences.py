@@ -198,7 +198,9 @@ class SentenceStream:
         segs = self._segment(text)
         if not segs:
             return set()
-        ends = self._offsets(text, segs)
+        # pysbd's Arabic (and Persian, Urdu) rules end a sentence at every comma ("،"): a clause mark is
+        # not the end of a sentence here, only of the first chunk (_first_clause).
+        ends = {e for e in self._offsets(text, segs) if text[:e].rstrip().rstrip(CLOSERS)[-1:] not in CLAUSE_MARKS}
         if not final:
             # the last segment may still grow: its end is not a boundary yet
             ends.discard(max(ends, default=-1))
