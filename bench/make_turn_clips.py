@@ -24,6 +24,12 @@ recording where they end (first: 0-30 s, tuning; second: 30-60 s, held out), wit
 listing every clip's words.
 
     python bench/make_turn_clips.py --out /tmp/turn_clips [--model OUTDIR/whisper-base]
+
+Whisper's word times move with the CPU's int8 kernels, and so do the clips: ``--cut-list`` cuts the clips of an
+earlier run's ``clips.json`` again, at the same times and without Whisper, so that figures from two machines
+compare. ``bench/data/turn_clips.json`` lists the clips of ``bench/results/turn_taking_avx512.json``.
+
+    python bench/make_turn_clips.py --out /tmp/turn_clips --cut-list bench/data/turn_clips.json
 """
 
 from __future__ import annotations
@@ -110,6 +116,29 @@ def sentences(words: list[dict]) -> list[list[int]]:
     return out  # a trailing run without an end mark was cut by the recording's end: left out
 
 
+def cut_again(listing_path: Path, recordings: list[Path], out: Path) -> None:
+    """Write the clips of ``listing_path`` (a clips.json) from the recordings, at the times it gives."""
+    listing = json.loads(listing_path.read_text(encoding="utf-8"))
+    audio = {}
+    for path in recordings:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        resampler = StreamResampler()
+        audio[path.stem] = np.concatenate([resampler(data, rate), resampler.flush()])
+    counts: dict[str, int] = {}
+    for item in listing:
+        if "dropped" in item:
+            continue
+        name = item["file"].rsplit("/", 1)[-1]
+        stem = name.rsplit("_", 2)[0]  # silero_de_03_i088.wav: from silero_de
+        target = out / item["file"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(target, clip(audio[stem], item["start"], item["end"]), SAMPLE_RATE, subtype="PCM_16")
+        key = item["file"].rsplit("/", 1)[0]
+        counts[key] = counts.get(key, 0) + 1
+    (out / "clips.json").write_text(json.dumps(listing, ensure_ascii=False, indent=1))
+    print(json.dumps({"out": str(out), "clips": counts, "cut_list": str(listing_path)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     corpus = ROOT / "tests" / "fixtures"  # the corpus as vendored with the tests
@@ -118,7 +147,12 @@ def main() -> None:
     parser.add_argument("--model", default=None,
                         help="faster-whisper (CTranslate2) folder (default: Whisper base from tests.real_models)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cut-list", type=Path, default=None,
+                        help="an earlier run's clips.json: cut the same clips again (no Whisper)")
     args = parser.parse_args()
+    if args.cut_list is not None:
+        cut_again(args.cut_list, args.recordings, args.out)
+        return
     if args.model is None:
         from tests import real_models
 
