@@ -47,6 +47,8 @@ registerProcessor('omnilingo-pcm', OmnilingoPcm);
     if (parts.socket) { parts.socket.onclose = null; parts.socket.onmessage = null; parts.socket.close(); }
     if (parts.stream) { parts.stream.getTracks().forEach((t) => t.stop()); }
     if (parts.ctx && parts.ctx.state !== 'closed') { parts.ctx.close(); }
+    // No server left to say whether it was speech: an answer held for it plays on.
+    if (window.omnilingoPlayer) { window.omnilingoPlayer.release(); }
   };
 
   class MicStream {

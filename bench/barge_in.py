@@ -54,9 +54,11 @@ Prints one JSON object. ``--quick`` runs a small version (under a minute).
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -343,8 +345,6 @@ def echo_mix(voice_audio: np.ndarray, delay_s: float, rng, total: int) -> np.nda
 
 
 def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
-    import shutil
-
     result = {"noise_trials": 0, "noise_false": 0, "noise_paused": 0, "echo_trials": 0, "echo_false": 0,
               "echo_paused": 0, "paused_s": 0.0,
               "utterances": 0, "detected": 0, "utterances_over_echo": 0, "detected_over_echo": 0}
@@ -502,6 +502,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--skip", nargs="*", default=[], choices=["p1", "p2", "p3"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    # Each trial's conversation keeps a session folder: all of them go when the bench ends.
+    tempfile.tempdir = tempfile.mkdtemp(prefix="omnilingo-bench-barge-in-")
+    atexit.register(shutil.rmtree, tempfile.tempdir, True)
     rng = np.random.default_rng(args.seed)
     overrides = {k: v for k, v in {
         "min_speech_ms": args.min_speech_ms, "start_threshold": args.start_threshold,
