@@ -216,16 +216,30 @@ def build_engine(folder: Path | None):
     return TimedEngine(engine), asr
 
 
+# The echo guard's residual suppression (EchoGuard's suppress_db); None: the app's own setting.
+ECHO_SUPPRESS_DB: float | None = None
+
+
+def voice_session(conversation, config):
+    """The app's voice session, its echo guard set as --echo-suppress-db asks."""
+    from backend.audio.echo import EchoGuard
+    from backend.conversation.voice import ECHO_MAX_DELAY_MS, VoiceSession
+
+    voice = VoiceSession(conversation, config)
+    if ECHO_SUPPRESS_DB is not None:
+        voice.echo = voice.vad.echo_guard = EchoGuard(max_delay_ms=ECHO_MAX_DELAY_MS, suppress_db=ECHO_SUPPRESS_DB)
+    return voice
+
+
 # -- P1 -------------------------------------------------------------------------------------
 
 
 def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_tokens) -> dict:
     from backend.conversation.speaker import answer_aloud
     from backend.conversation.turns import Conversation
-    from backend.conversation.voice import VoiceSession
 
     conversation = Conversation(engine, max_new_tokens=max_new_tokens)
-    voice = VoiceSession(conversation, config)
+    voice = voice_session(conversation, config)
     voice.start()
     turn = conversation.add(conversation.prepare(question))
     voice.answering(turn.generation)
@@ -324,10 +338,9 @@ def feed(voice, x16: np.ndarray, chunk_s: float) -> list:
 def speaking_session(config, assistant: np.ndarray | None):
     """A voice session whose answer is playing ``assistant`` (or merely being thought about)."""
     from backend.conversation.turns import Conversation
-    from backend.conversation.voice import VoiceSession
 
     conversation = Conversation(engine=None, session_dir=Path(tempfile.mkdtemp(prefix="omnilingo-bench-")))
-    voice = VoiceSession(conversation, config)
+    voice = voice_session(conversation, config)
     voice.start()
     voice.answering(conversation.generation)
     if assistant is not None:
@@ -422,12 +435,11 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
 def p3_trial(engine, asr, router, config, chunk_s, piece, rng, max_new_tokens) -> dict:
     from backend.conversation.speaker import answer_aloud
     from backend.conversation.turns import Conversation
-    from backend.conversation.voice import VoiceSession
     from backend.language.sentences import SentenceStream
 
     engine.stream_called = None
     conversation = Conversation(engine, max_new_tokens=max_new_tokens, asr=asr)
-    voice = VoiceSession(conversation, config)
+    voice = voice_session(conversation, config)
     voice.start()
     lead = rng.uniform(0.5, 1.0)
     total = int((lead + len(piece) / SR + 1.5) * SR)
@@ -498,10 +510,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--end-silence-ms", type=int, default=None)
     ap.add_argument("--max-gap-ms", type=int, default=None)
     ap.add_argument("--max-new-tokens", type=int, default=3000)
+    ap.add_argument("--echo-suppress-db", type=float, default=None,
+                    help="the echo guard silences what is this far under the echo it predicts (default: the app's)")
     ap.add_argument("--models", type=Path, default=None, help="folder for the tiny models (built if missing)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["p1", "p2", "p3"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    global ECHO_SUPPRESS_DB
+    ECHO_SUPPRESS_DB = args.echo_suppress_db
     # Each trial's conversation keeps a session folder: all of them go when the bench ends.
     tempfile.tempdir = tempfile.mkdtemp(prefix="omnilingo-bench-barge-in-")
     atexit.register(shutil.rmtree, tempfile.tempdir, True)
@@ -598,7 +614,8 @@ def main(argv: list[str] | None = None) -> dict:
                                "overhead_prep_ms": med([r["overhead_prep"] for r in ok]),
                                "overhead_chunk_ready_to_handed_out_ms": med([r["overhead_handoff"] for r in ok]),
                                "vad_end_minus_true_end_ms": med([r["speech_end_to_vad_ms"] for r in ok])}
-    result["config"] = {k: v for k, v in config.__dict__.items() if k != "model_path"} | {"chunk_s": args.chunk_s}
+    result["config"] = {k: v for k, v in config.__dict__.items() if k != "model_path"} | {
+        "chunk_s": args.chunk_s, "echo_suppress_db": args.echo_suppress_db}
     result["setup"] = {"speech_pieces": len(pieces), "recordings": len(recordings), "assistant_voices": len(voices),
                        "model": "tiny random Gemma 4 (CPU, 1 thread)", "asr": "tiny random Whisper",
                        "tts": "espeak-ng", "seconds": round(time.perf_counter() - t_start, 1)}
