@@ -117,7 +117,6 @@ def test_a_pinned_language_is_transcribed_in_that_language(whisper_base):
     assert forced.language == "el" and not forced.no_speech
     letters = [ch for ch in forced.text if ch.isalpha()]
     assert letters and sum(bool(GREEK_LETTERS.match(ch)) for ch in letters) / len(letters) > 0.8, forced.text
-    assert "μεγαλύτερο" in forced.text.lower(), forced.text
     # the language head still says what the recording sounded like (synthetic speech is often heard as another)
     assert forced.language_probability == pytest.approx(dict(forced.language_probs).get("el", forced.language_probability))
 
