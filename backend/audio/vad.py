@@ -268,6 +268,8 @@ class VoiceActivityDetector:
         else:
             self._silent_run += 1
         if self._phase == _CANDIDATE:
+            # Once, at the frame of speech that makes the count reach CANDIDATE_FRAMES (a silent frame leaves it
+            # there); never when that count already confirms the speech.
             if p >= c.end_threshold and self._speech_frames == CANDIDATE_FRAMES < self._min_speech_frames:
                 out.append(VadEvent("speech_candidate", self._onset_frame * FRAME_S, decided_at=(idx + 1) * FRAME_S))
             if self._speech_frames >= self._min_speech_frames:
