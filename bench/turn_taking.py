@@ -143,7 +143,8 @@ def percentile(values: list[float], q: float) -> float | None:
 def bench_mode(mode: str, files: dict[str, list[Path]], asr: TimedRecognizer, args) -> dict:
     words = mode.startswith("smart")
     turn_config = TurnEndConfig(pause_ms=args.pause_ms, finished_probability=args.threshold,
-                                unfinished_wait_ms=args.wait_ms, use_words=words)
+                                unfinished_wait_ms=args.wait_ms, sure_end_probability=args.sure_end_probability,
+                                use_words=words)
     conversation = Conversation(engine=None, session_dir=Path(tempfile.mkdtemp(prefix="turn-bench-")),
                                 asr=asr if words else None)
     voice = VoiceSession(conversation, end_of_turn="silence" if mode == "silence" else "smart",
@@ -211,10 +212,33 @@ def smart_turn_ms(runs: int = 10) -> float | None:
     return percentile(took, 50)
 
 
+RULES = {"silence": "silence 0.5 s", "audio": "Smart Turn alone",
+         "smart": "Smart Turn + words, nothing known of the language", "smart-chosen": "Smart Turn + words, language chosen",
+         "smart-browser": "Smart Turn + words, the browser's language",
+         "smart-browser-other": "Smart Turn + words, the browser in the other language"}
+HALVES = {"tuning_first_half": "tuning 0–30 s", "held_out_second_half": "held out 30–60 s"}
+
+
+def table_rows(result: dict, modes: list[str], label: str = "") -> list[str]:
+    """README rows: half | rule | finished n | decided | words ready | early | unfinished n | cut off | calls."""
+    def ms(stat: dict) -> str:
+        return " / ".join("—" if stat[k] is None else f"{stat[k]:.0f}" for k in ("median", "p95"))
+
+    rows = []
+    for half, name in HALVES.items():
+        for mode in modes:
+            r = result[half]["modes"][mode]
+            c, u = r["complete"], r["incomplete"]
+            rows.append(f"| {name} | {RULES.get(mode, mode)}{' ' + label if label else ''} | {c['n']} | {ms(c['stream_ms'])} "
+                        f"| {ms(c['words_ms'])} | {c['early']} | {u['n']} | {u['cut_off']} ({u['cut_off_rate']:.0%}) "
+                        f"| {r['asr_calls_at_pauses']} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--complete", type=Path, nargs="+", required=True, help="folder(s) of finished utterances")
-    parser.add_argument("--incomplete", type=Path, nargs="+", required=True, help="folder(s) of cut-off utterances")
+    parser.add_argument("--complete", type=Path, nargs="*", default=[], help="folder(s) of finished utterances")
+    parser.add_argument("--incomplete", type=Path, nargs="*", default=[], help="folder(s) of cut-off utterances")
     parser.add_argument("--modes", default="smart", help="comma-separated: silence, audio, smart")
     parser.add_argument("--asr-model", default=None,
                         help="faster-whisper (CTranslate2) folder (default: Whisper base from tests.real_models)")
@@ -223,9 +247,20 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=int, default=TurnEndConfig.pause_ms)
     parser.add_argument("--threshold", type=float, default=TurnEndConfig.finished_probability)
     parser.add_argument("--wait-ms", type=int, default=TurnEndConfig.unfinished_wait_ms)
+    parser.add_argument("--sure-end-probability", type=float, default=TurnEndConfig.sure_end_probability,
+                        help="0: no shorter wait where Whisper doubts its closing mark (the rule before it)")
     parser.add_argument("--real-time", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="list every clip's outcome")
+    parser.add_argument("--table", type=Path, help="print README rows (--modes of them) from a results file that has "
+                        "both halves, as bench/results/turn_taking_end_mark.json, and run nothing")
+    parser.add_argument("--label", default="", help="with --table: added to each rule's name, as '(before)'")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.table:
+        print("\n".join(table_rows(json.loads(args.table.read_text(encoding="utf-8")), modes, args.label)))
+        return
+    if not args.complete:
+        parser.error("--complete is needed")
     if args.asr_model is None:
         from tests import real_models
 
@@ -237,7 +272,6 @@ def main() -> None:
     from backend.audio.turn_end import smart_turn
 
     smart_turn()  # loaded before the first clip, as the app loads it at start-up
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results = {m: bench_mode(m, files, asr, args) for m in modes}
     silence_vad = VOICE_VAD.end_silence_ms
     load = {"asr_ms_median": percentile([c * 1000 for c in asr.calls], 50), "smart_turn_ms_median": smart_turn_ms(),

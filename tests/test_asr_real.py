@@ -88,6 +88,9 @@ def test_both_engines_hear_the_same_words(whisper_base, whisper_base_transformer
     assert fast.text.lower().split() == reference.text.lower().split()
     assert [tag for tag, _ in fast.language_probs[:2]] == [tag for tag, _ in reference.language_probs[:2]]
     assert fast.avg_logprob == pytest.approx(reference.avg_logprob, abs=0.1)
+    # how sure each was of closing the sentence (the end-of-turn judgement reads it)
+    assert fast.text.endswith(".") and fast.end_mark_probability is not None
+    assert fast.end_mark_probability == pytest.approx(reference.end_mark_probability, abs=0.15)
 
 
 @pytest.mark.parametrize("name", ["jfk.flac", "sr_english.wav", "sr_french.aiff"])

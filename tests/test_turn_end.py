@@ -42,9 +42,10 @@ def _silence(seconds: float) -> np.ndarray:
 class ScriptedASR:
     """Speech recognition that hears whatever the test says was said, in order."""
 
-    def __init__(self, *texts: str, language: str = "en") -> None:
+    def __init__(self, *texts: str, language: str = "en", end_mark_probability: float | None = 0.95) -> None:
         self.texts = list(texts)
         self.language = language
+        self.end_mark_probability = end_mark_probability  # how sure Whisper was of a closing ". ? !"
         self.calls = 0
         self.forced: list[str | None] = []
 
@@ -53,7 +54,7 @@ class ScriptedASR:
         self.forced.append(language)
         text = self.texts.pop(0) if len(self.texts) > 1 else self.texts[0]
         return Transcript(text=text, language=self.language, language_probability=0.99,
-                          duration_s=clip.duration_s, no_speech=False)
+                          duration_s=clip.duration_s, no_speech=False, end_mark_probability=self.end_mark_probability)
 
 
 def _feed(voice: VoiceSession, samples: np.ndarray) -> list[tuple[float, object]]:
@@ -143,6 +144,27 @@ def test_a_pause_where_no_word_was_heard_yet_keeps_the_turn_open():
     assert transcript is heard
 
 
+def _heard(text: str, end_mark_probability: float | None) -> Transcript:
+    return Transcript(text=text, language="en", language_probability=0.99, duration_s=3.0, no_speech=False,
+                      end_mark_probability=end_mark_probability)
+
+
+def test_a_sentence_whisper_hardly_closed_waits_a_little_before_it_is_answered():
+    detector = TurnEndDetector()
+    c = detector.config
+    finished = _clip("en_finished_wealth_tax.wav")  # Smart Turn: finished
+    sure, _ = detector.judge(finished, lambda: _heard("Who's going to implement a tax?", 0.95), language="en")
+    unsure, transcript = detector.judge(finished, lambda: _heard("Europe is full at the moment.", 0.44), language="en")
+    assert (sure.finished, sure.wait_ms, sure.reason) == (True, 0, "audio")
+    assert (unsure.finished, unsure.wait_ms, unsure.reason) == (True, c.unsure_wait_ms, "unsure")
+    assert unsure.end_mark_probability == 0.44 and transcript.text.startswith("Europe")
+    # shorter than the wait for words that stop mid-phrase, longer than a cut-off
+    assert 1000 < c.unsure_wait_ms < c.unfinished_wait_ms
+    # Whisper's doubt is about a closing mark: with none, the words already say "unfinished"
+    open_ended, _ = detector.judge(finished, lambda: _heard("Europe is full of", None), language="en")
+    assert open_ended.reason == "words" and open_ended.wait_ms == c.unfinished_wait_ms
+
+
 # -- the voice session -----------------------------------------------------------------------------
 
 def test_a_finished_question_is_handed_over_at_the_first_short_pause(tmp_path):
@@ -157,6 +179,59 @@ def test_a_finished_question_is_handed_over_at_the_first_short_pause(tmp_path):
     assert t - (0.5 + len(speech) / 16000) < 0.5
     assert event.transcript.text.endswith("tax?") and event.verdict.finished  # the words come with the turn
     assert asr.calls == 1
+
+
+def test_a_pause_after_a_sentence_whisper_doubts_is_answered_after_the_shorter_wait(tmp_path):
+    asr = ScriptedASR("Who's going to implement a tax.", end_mark_probability=0.5)
+    voice = _voice(tmp_path, asr)
+    speech = _clip("en_finished_wealth_tax.wav")
+    end = 0.5 + len(speech) / 16000
+    events = _feed(voice, np.concatenate([_silence(0.5), speech, _silence(3.0)]))
+    handed = [(t, e) for t, e in events if e.kind == "utterance"]
+    assert len(handed) == 1 and handed[0][1].verdict.reason == "unsure"
+    waited = handed[0][0] - end
+    assert voice.turn_end.config.unsure_wait_ms / 1000 <= waited < voice.turn_end.config.unfinished_wait_ms / 1000
+    assert asr.calls == 1 and handed[0][1].transcript.text.endswith("tax.")  # the words heard at the pause
+
+
+def test_speech_that_goes_on_within_the_shorter_wait_joins_the_same_turn(tmp_path):
+    asr = ScriptedASR("And the answer is clear.", "And the answer that comes back is, who is going to implement a tax?",
+                      end_mark_probability=0.5)
+    # finished_probability 0: the first pause counts as sounding finished, so that the words decide
+    voice = VoiceSession(Conversation(engine=None, session_dir=tmp_path / "s", asr=asr), end_of_turn="smart",
+                         turn_end=TurnEndDetector(TurnEndConfig(finished_probability=0.0)))
+    voice.start()
+    first, second = _clip("en_cut_and_the_answer_that.wav"), _clip("en_finished_wealth_tax.wav")
+    # 0.8 s between the clips, and their own edges: the next word starts about 1.05 s after the last one, within
+    # the 1.2 s wait, though the VAD confirms it as speech only after the wait is over
+    events = _feed(voice, np.concatenate([_silence(0.5), first, _silence(0.8), second, _silence(2.0)]))
+    handed = [e for _, e in events if e.kind == "utterance"]
+    assert len(handed) == 1, [(e.kind, e.verdict) for _, e in events]
+    assert len(handed[0].audio) / 16000 >= len(first) / 16000 + 0.8 + len(second) / 16000 - 0.1
+    assert asr.calls == 2 and handed[0].transcript.text.endswith("tax?")  # heard at each pause
+
+
+@pytest.mark.real
+def test_a_real_pause_after_words_that_read_as_a_sentence_is_not_answered_at_once(real_models_dir):
+    # "Und Europa ist im Moment voll" | von bauphysikalischen Glashäusern: Smart Turn hears a finished
+    # sentence (0.98) and Whisper may write a full stop, but it hardly chose one (0.44 on one CPU).
+    from backend.media import AudioClip
+    from backend.models.asr import open_recognizer
+
+    whisper = open_recognizer(str(real_models_dir / "whisper-base"), device="cpu")
+    detector = TurnEndDetector()
+    pause = _silence(0.2)
+
+    def judge(name: str, language: str):
+        audio = np.concatenate([_silence(0.3), _clip(name), pause])
+        return detector.judge(audio, lambda: whisper.transcribe(AudioClip(samples=audio), language=language),
+                              language=language)
+
+    cut, heard_cut = judge("de_cut_europa_ist_im_moment_voll.wav", "de")
+    assert cut.wait_ms >= detector.config.unsure_wait_ms, (cut, heard_cut.text)
+    finished, heard = judge("en_finished_wealth_tax.wav", "en")
+    assert (finished.finished, finished.wait_ms) == (True, 0), (finished, heard.text)
+    assert heard.end_mark_probability >= detector.config.sure_end_probability
 
 
 def test_a_transcript_ending_in_an_article_keeps_the_turn_open(tmp_path):

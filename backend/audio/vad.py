@@ -179,6 +179,11 @@ class VoiceActivityDetector:
         """True between speech_start and speech_end."""
         return self._phase == _SPEECH
 
+    @property
+    def may_be_speech(self) -> bool:
+        """True from the first frame that sounds like speech until it ends or is discarded."""
+        return self._phase != _IDLE
+
     def reset(self) -> None:
         """Forget everything: model state, buffered audio, the stream clock."""
         self._state = np.zeros((2, 1, 128), np.float32)

@@ -246,7 +246,8 @@ class VoiceSession:
     def _settle(self) -> list[VoiceEvent]:
         """A held utterance: its verdict came in, or its silence grew long enough to hand it over."""
         held = self._held
-        if held is None or self.vad.in_speech:  # the user goes on: the next pause judges it all
+        # The user goes on, or may be going on (speech not yet confirmed): the next pause judges it all.
+        if held is None or self.vad.may_be_speech:
             return []
         if held.judging is not None:
             if not held.judging.done():

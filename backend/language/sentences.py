@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 WIDE_TERMINALS = "。！？｡"
 # Ends a sentence when whitespace follows.
 TERMINALS = ".!?…‼⁇⁈⁉।॥؟۔።፧፨։။།។;" + WIDE_TERMINALS
+# What closes a finished sentence in a transcript: the terminals less those that trail off or join ("…", ";").
+SENTENCE_END_MARKS = ".!?。！？؟।॥።"
 # Closing quotes and brackets that belong to the sentence before them.
 CLOSERS = "\"'”’»)]}」』】）〕》〉›"
 

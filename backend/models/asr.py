@@ -23,6 +23,7 @@ import os
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -30,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from backend.errors import ModelUnavailableError, UserFacingError
+from backend.language.sentences import CLOSERS, SENTENCE_END_MARKS
 from backend.language.tags import normalize_tag
 from backend.media import AudioClip
 
@@ -93,6 +95,9 @@ class Transcript:
     language_probs: list[tuple[str, float]] = field(default_factory=list)
     # Mean log-probability of the transcript's tokens (end of text included); near 0 is sure, below -1 is a guess.
     avg_logprob: float | None = None
+    # Where the text ends in a sentence mark (". ! ?" and their forms in other scripts): Whisper's probability, at
+    # that step, of closing the sentence there with any such mark rather than writing on ("," or more words).
+    end_mark_probability: float | None = None
 
 
 # --------------------------------------------------------------------------- language codes
@@ -210,6 +215,28 @@ class Decoded:
     text: str
     logprob_sum: float
     tokens: int
+    end_mark_probability: float | None = None  # see Transcript
+
+
+def end_mark_ids(decode_token: Callable[[int], str], vocab_size: int) -> np.ndarray:
+    """Ids of the tokens that are a sentence mark, alone or with closing quotes (".", "?", ".\"", "。").
+
+    An ellipsis ("..", "...") trails off rather than ends, as ``turn_end`` reads it."""
+    ids = []
+    for i in range(vocab_size):
+        piece = decode_token(i).strip()
+        if (piece and piece[0] in SENTENCE_END_MARKS and ".." not in piece
+                and all(c in SENTENCE_END_MARKS or c in CLOSERS for c in piece)):
+            ids.append(i)
+    return np.array(ids, dtype=np.int64)
+
+
+def end_mark_probability(logits: np.ndarray, mark_ids: np.ndarray) -> float:
+    """P(any sentence mark) under one decoder step's logits."""
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    z = z - z[np.isfinite(z)].max()
+    p = np.exp(z)  # suppressed tokens (-inf) get 0
+    return float(p[mark_ids[mark_ids < len(p)]].sum() / p.sum())
 
 
 class WhisperRecognizer:
@@ -405,6 +432,7 @@ class WhisperRecognizer:
         heard.no_speech = not heard.text
         tokens = sum(d.tokens for d in decoded)
         heard.avg_logprob = sum(d.logprob_sum for d in decoded) / tokens if tokens else None
+        heard.end_mark_probability = decoded[-1].end_mark_probability if decoded else None
         timings["total"] = time.perf_counter() - t0
         return heard
 

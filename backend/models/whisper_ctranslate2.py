@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.models.asr import WINDOW_S, Decoded, WhisperRecognizer
+from backend.models.asr import WINDOW_S, Decoded, WhisperRecognizer, end_mark_ids, end_mark_probability
 
 
 def default_cpu_threads() -> int:
@@ -62,6 +62,7 @@ class CTranslate2Whisper(WhisperRecognizer):
         self.beam_size = beam_size  # 1 = greedy, as the transformers engine decodes
         self._model: Any = None  # a faster_whisper.WhisperModel once loaded
         self._sot = 0
+        self._end_marks = np.zeros(0, np.int64)  # token ids of sentence marks (end_mark_ids)
         self._tokenizers: dict[str, Any] = {}
 
     @property
@@ -84,6 +85,8 @@ class CTranslate2Whisper(WhisperRecognizer):
             raise self._not_multilingual()
         self._codes = list(model.supported_languages)
         self._sot = model.hf_tokenizer.token_to_id("<|startoftranscript|>")
+        tokenizer = model.hf_tokenizer
+        self._end_marks = end_mark_ids(lambda i: tokenizer.decode([i]), tokenizer.get_vocab_size())
         self._model = model
 
     def _tokenizer(self, code: str):
@@ -112,9 +115,12 @@ class CTranslate2Whisper(WhisperRecognizer):
         prompt = tokenizer.sot_sequence + [tokenizer.no_timestamps]
         result = self._model.model.generate(
             encoded, [prompt], beam_size=self.beam_size, max_length=len(prompt) + max_tokens, return_scores=True,
-            suppress_blank=True, suppress_tokens=suppressed,
+            suppress_blank=True, suppress_tokens=suppressed, return_logits_vocab=True,
         )[0]
         ids = result.sequences_ids[0]
+        end_mark = None
+        if ids and ids[-1] in self._end_marks and len(result.logits[0]) >= len(ids):
+            end_mark = end_mark_probability(np.asarray(result.logits[0][len(ids) - 1]), self._end_marks)
         # CTranslate2's score is the tokens' summed log-probability over their number; the mean counts
         # the end of text as one more token, as faster-whisper's avg_logprob does
-        return Decoded(tokenizer.decode(ids).strip(), float(result.scores[0]) * len(ids), len(ids) + 1)
+        return Decoded(tokenizer.decode(ids).strip(), float(result.scores[0]) * len(ids), len(ids) + 1, end_mark)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.models.asr import MAX_TOKENS, Decoded, WhisperRecognizer
+from backend.models.asr import MAX_TOKENS, Decoded, WhisperRecognizer, end_mark_ids, end_mark_probability
 
 
 class TransformersWhisper(WhisperRecognizer):
@@ -27,6 +27,7 @@ class TransformersWhisper(WhisperRecognizer):
         self._processor: Any = None
         self._lang_ids: dict[str, int] = {}
         self._no_speech_id: int | None = None
+        self._end_marks = np.zeros(0, np.int64)  # token ids of sentence marks (end_mark_ids)
 
     @property
     def loaded(self) -> bool:
@@ -56,6 +57,7 @@ class TransformersWhisper(WhisperRecognizer):
                 self._no_speech_id = int(tid)
                 break
         self._codes = list(self._lang_ids)
+        self._end_marks = end_mark_ids(lambda i: tokenizer.decode([i]), len(tokenizer))
         self._processor, self._model = processor, model
 
     def _inference(self) -> contextlib.AbstractContextManager:
@@ -100,4 +102,11 @@ class TransformersWhisper(WhisperRecognizer):
             return Decoded(text, 0.0, 0)
         logprobs = self._model.compute_transition_scores(sequences, scores, normalize_logits=True)[0].float()
         logprobs = logprobs[logprobs.isfinite()]
-        return Decoded(text, float(logprobs.sum()), int(logprobs.numel()))
+        generated = sequences[0, -len(scores):].tolist()  # one score per generated token
+        last = len(generated) - 1
+        if last > 0 and generated[last] == self._model.generation_config.eos_token_id:
+            last -= 1  # the closing mark comes before the end of text
+        end_mark = None
+        if generated and generated[last] in self._end_marks:
+            end_mark = end_mark_probability(scores[last][0].float().cpu().numpy(), self._end_marks)
+        return Decoded(text, float(logprobs.sum()), int(logprobs.numel()), end_mark)
