@@ -8,6 +8,10 @@
 Each script prints one JSON object (or a list of them) on stdout. The results go to
 bench/results.json, and the Markdown table replaces whatever sits between
 ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in README.md when both markers exist.
+What bench/results.json already holds is kept (``--fresh``: start empty): a benchmark run or
+merged now replaces its own entry, with today's date beside it.
+
+    python bench/run_all.py --skip-run --merge bench/results/barge_in.json   # one row from its latest run
 """
 
 from __future__ import annotations
@@ -97,31 +101,44 @@ def model_commands(args: argparse.Namespace) -> list[list[str]]:
     return [[sys.executable, script, "--model", m, "--small"] for m in MODELS]
 
 
+def earlier(path: Path) -> dict[str, Any]:
+    """The results a former run left in ``path``, each benchmark with the date it was measured."""
+    if not path.exists():
+        return {"benchmarks": {}, "measured": {}}
+    old = json.loads(path.read_text(encoding="utf-8"))
+    measured = old.get("measured") or {}
+    return {"benchmarks": old.get("benchmarks", {}),
+            "measured": {name: measured.get(name, old.get("date")) for name in old.get("benchmarks", {})}}
+
+
 def collect(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {
-        "date": dt.date.today().isoformat(),
-        "python": sys.version.split()[0],
-        "benchmarks": {},
-    }
+    today = dt.date.today().isoformat()
+    kept = {"benchmarks": {}, "measured": {}} if args.fresh else earlier(args.out)
+    results: dict[str, Any] = {"date": today, "python": sys.version.split()[0], **kept}
+    benches, measured = results["benchmarks"], results["measured"]
     for script in scripts(args.only):
         if script.stem == "model":
             runs = [run(cmd, args.timeout) for cmd in model_commands(args)]
-            results["benchmarks"]["model"] = [r.get("result", r) for r in runs]
+            benches["model"] = [r.get("result", r) for r in runs]
+            measured["model"] = today
             continue
         cmd = [sys.executable, str(script)]
         flag = quick_flag(script)
         if flag:
             cmd.append(flag)
         outcome = run(cmd, args.timeout)
-        results["benchmarks"][script.stem] = outcome.get("result", outcome)
+        benches[script.stem] = outcome.get("result", outcome)
+        measured[script.stem] = today
     for path in args.merge or []:
         merged = json.loads(Path(path).read_text(encoding="utf-8"))
         entries = merged if isinstance(merged, list) else [merged]
         for entry in entries:
             if isinstance(entry, dict) and "model" in entry and "precision" in entry:
-                results["benchmarks"].setdefault("model", []).append(entry)
+                benches.setdefault("model", []).append(entry)
+                measured["model"] = today
             else:
-                results["benchmarks"][Path(path).stem] = entry
+                benches[Path(path).stem] = entry
+                measured[Path(path).stem] = today
     return results
 
 
@@ -175,8 +192,12 @@ def _summary(value: Any, depth: int = 0) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [f"Measured {results['date']} with `python bench/run_all.py` (figures in bench/results.json).", ""]
     benches = results["benchmarks"]
+    measured = results.get("measured") or {}
+    dates = {name: measured.get(name, results["date"]) for name in benches}
+    common = max(sorted(set(dates.values())), key=list(dates.values()).count) if dates else results["date"]
+    others = "".join(f"; {name} {date}" for name, date in dates.items() if date != common)
+    lines = [f"Measured {common}{others} with `python bench/run_all.py` (figures in bench/results.json).", ""]
     if benches.get("model"):
         lines += model_rows(benches["model"]) + [""]
     others = {k: v for k, v in benches.items() if k != "model"}
@@ -207,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="script names to run (e.g. model langid)")
     parser.add_argument("--merge", nargs="*", help="JSON files of results measured elsewhere")
     parser.add_argument("--skip-run", action="store_true", help="only merge and write the table")
+    parser.add_argument("--fresh", action="store_true", help="drop what --out holds from earlier runs")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per script run")
     parser.add_argument("--out", type=Path, default=BENCH / "results.json")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")

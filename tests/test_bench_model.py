@@ -68,3 +68,23 @@ def test_run_all_writes_the_table_between_markers(tmp_path):
     assert run_all.write_readme(table, readme)
     text = readme.read_text(encoding="utf-8")
     assert "old" not in text and "gemma-4-E2B-it" in text and text.endswith("rest\n")
+
+
+def test_run_all_replaces_one_benchmark_and_keeps_the_others_with_their_dates(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import run_all
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"date": "2026-01-01", "benchmarks": {"langid": {"accuracy": 0.9},
+                                                                    "barge_in": {"p95": 880}}}), encoding="utf-8")
+    newer = tmp_path / "barge_in.json"
+    newer.write_text(json.dumps({"p95": 639}), encoding="utf-8")
+    args = run_all.argparse.Namespace(only=["__none__"], fresh=False, out=out, merge=[str(newer)], timeout=1)
+    results = run_all.collect(args)
+    assert results["benchmarks"] == {"langid": {"accuracy": 0.9}, "barge_in": {"p95": 639}}
+    table = run_all.markdown(results)
+    today = run_all.dt.date.today().isoformat()
+    assert table.startswith(f"Measured 2026-01-01; barge_in {today} with") or today == "2026-01-01"
+    assert "| barge_in | p95: 639 |" in table and "880" not in table

@@ -160,6 +160,11 @@ def test_a_sentence_whisper_hardly_closed_waits_a_little_before_it_is_answered()
     assert unsure.end_mark_probability == 0.44 and transcript.text.startswith("Europe")
     # shorter than the wait for words that stop mid-phrase, longer than a cut-off
     assert 1000 < c.unsure_wait_ms < c.unfinished_wait_ms
+    # nothing known of the language, and Whisper names one without a word list: its doubt still holds
+    guessed = Transcript(text="Håskande implement.", language="no", language_probability=0.4, duration_s=1.7,
+                         no_speech=False, end_mark_probability=0.33)
+    first_turn, _ = detector.judge(finished, lambda: guessed, language=None)
+    assert (first_turn.reason, first_turn.wait_ms, first_turn.mid_phrase) == ("unsure", c.unsure_wait_ms, None)
     # Whisper's doubt is about a closing mark: with none, the words already say "unfinished"
     open_ended, _ = detector.judge(finished, lambda: _heard("Europe is full of", None), language="en")
     assert open_ended.reason == "words" and open_ended.wait_ms == c.unfinished_wait_ms

@@ -14,7 +14,7 @@ A transcript with no word at all (a second of speech Whisper could not yet make 
 unfinished too: there is nothing to answer yet.
 
 Finished: the turn is handed over at once. Unfinished: the session keeps listening and hands the
-turn over only after a longer silence. Between the two, finished but unsure: both signals say
+turn over only after a longer silence. Between the two, finished but unsure: the signals say
 finished, yet Whisper itself hardly chose to close the sentence there (the probability of its
 closing ". ! ?" against writing on with "," or a word, ``Transcript.end_mark_probability``); the
 turn is handed over after a shorter wait, which lets most pauses inside a sentence pass. Where
@@ -237,11 +237,12 @@ class TurnEndDetector:
             return TurnVerdict(False, c.unfinished_wait_ms, "words", probability, None), transcript
         if mid_phrase:
             return TurnVerdict(False, c.unfinished_wait_ms, "words", probability, True), transcript
+        if probability is None and mid_phrase is None:
+            return TurnVerdict(False, c.silence_ms, "silence", None, None), transcript
+        # One signal or both say finished. Whisper's doubt about its closing mark needs no word list: it also
+        # holds where Whisper named a language without one (a first turn, nothing known of the language).
         end_mark = getattr(transcript, "end_mark_probability", None)
-        if mid_phrase is False and end_mark is not None and end_mark < c.sure_end_probability:
-            return TurnVerdict(True, c.unsure_wait_ms, "unsure", probability, False, end_mark), transcript
-        if probability is not None:
-            return TurnVerdict(True, 0, "audio", probability, mid_phrase, end_mark), transcript
-        if mid_phrase is False:
-            return TurnVerdict(True, 0, "words", None, False, end_mark), transcript
-        return TurnVerdict(False, c.silence_ms, "silence", None, None), transcript
+        if end_mark is not None and end_mark < c.sure_end_probability:
+            return TurnVerdict(True, c.unsure_wait_ms, "unsure", probability, mid_phrase, end_mark), transcript
+        reason = "audio" if probability is not None else "words"
+        return TurnVerdict(True, 0, reason, probability, mid_phrase, end_mark), transcript
