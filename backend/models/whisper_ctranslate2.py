@@ -118,8 +118,8 @@ class CTranslate2Whisper(WhisperRecognizer):
             suppress_blank=True, suppress_tokens=suppressed, return_logits_vocab=True,
         )[0]
         ids = result.sequences_ids[0]
-        end_mark = None
-        if ids and ids[-1] in self._end_marks and len(result.logits[0]) >= len(ids):
+        end_mark = None  # CTranslate2 gives each step's logits in greedy decoding only: with beams, not known
+        if ids and ids[-1] in self._end_marks and result.logits and len(result.logits[0]) >= len(ids):
             end_mark = end_mark_probability(np.asarray(result.logits[0][len(ids) - 1]), self._end_marks)
         # CTranslate2's score is the tokens' summed log-probability over their number; the mean counts
         # the end of text as one more token, as faster-whisper's avg_logprob does
