@@ -103,8 +103,9 @@ class TransformersWhisper(WhisperRecognizer):
         logprobs = self._model.compute_transition_scores(sequences, scores, normalize_logits=True)[0].float()
         logprobs = logprobs[logprobs.isfinite()]
         generated = sequences[0, -len(scores):].tolist()  # one score per generated token
+        eos = self._model.generation_config.eos_token_id
         last = len(generated) - 1
-        if last > 0 and generated[last] == self._model.generation_config.eos_token_id:
+        if last > 0 and generated[last] in (eos if isinstance(eos, (list, tuple)) else [eos]):
             last -= 1  # the closing mark comes before the end of text
         end_mark = None
         if generated and generated[last] in self._end_marks:
