@@ -144,7 +144,7 @@ def bench_mode(mode: str, files: dict[str, list[Path]], asr: TimedRecognizer, ar
     words = mode.startswith("smart")
     turn_config = TurnEndConfig(pause_ms=args.pause_ms, finished_probability=args.threshold,
                                 unfinished_wait_ms=args.wait_ms, sure_end_probability=args.sure_end_probability,
-                                use_words=words)
+                                use_words=words, use_end_mark=not args.no_end_mark)
     conversation = Conversation(engine=None, session_dir=Path(tempfile.mkdtemp(prefix="turn-bench-")),
                                 asr=asr if words else None)
     voice = VoiceSession(conversation, end_of_turn="silence" if mode == "silence" else "smart",
@@ -247,8 +247,9 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=int, default=TurnEndConfig.pause_ms)
     parser.add_argument("--threshold", type=float, default=TurnEndConfig.finished_probability)
     parser.add_argument("--wait-ms", type=int, default=TurnEndConfig.unfinished_wait_ms)
-    parser.add_argument("--sure-end-probability", type=float, default=TurnEndConfig.sure_end_probability,
-                        help="0: no shorter wait where Whisper doubts its closing mark (the rule before it)")
+    parser.add_argument("--sure-end-probability", type=float, default=TurnEndConfig.sure_end_probability)
+    parser.add_argument("--no-end-mark", action="store_true",
+                        help="no 'unsure' outcome from Whisper's closing mark (the rule before it)")
     parser.add_argument("--real-time", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="list every clip's outcome")
     parser.add_argument("--table", type=Path, help="print README rows (--modes of them) from a results file that has "

@@ -281,6 +281,26 @@ def test_a_turn_held_as_unfinished_keeps_the_words_heard_at_its_pause(tmp_path):
     assert handed[0].transcript.text == "And the answer that" and asr.calls == 1
 
 
+def test_a_voice_heard_as_unfinished_with_words_that_end_surely_waits_the_shorter_time(tmp_path):
+    # The sound says "more to come", the words heard after a second of silence end a sentence Whisper
+    # closed surely: the two disagree, and the turn goes after the shorter wait, not the longer one.
+    asr = ScriptedASR("And the answer is no.", end_mark_probability=0.95)
+    voice = _voice(tmp_path, asr)
+    speech = _clip("en_cut_and_the_answer_that.wav")
+    end = 0.5 + len(speech) / 16000
+    events = _feed(voice, np.concatenate([_silence(0.5), speech, _silence(3.5)]))
+    handed = [(t, e) for t, e in events if e.kind == "utterance"]
+    assert len(handed) == 1 and handed[0][1].verdict.reason == "unsure", [e.verdict for _, e in handed]
+    config = voice.turn_end.config
+    assert config.unsure_wait_ms / 1000 <= handed[0][0] - end < config.unfinished_wait_ms / 1000
+    assert handed[0][1].transcript.text == "And the answer is no." and asr.calls == 1
+    # words Whisper hardly closed leave the longer wait as it was
+    doubted = ScriptedASR("And the answer is no.", end_mark_probability=0.4)
+    voice = _voice(tmp_path / "doubted", doubted)
+    handed = [e for _, e in _feed(voice, np.concatenate([_silence(0.5), speech, _silence(3.5)])) if e.kind == "utterance"]
+    assert len(handed) == 1 and handed[0].verdict.reason == "audio"
+
+
 class HeldUpASR(ScriptedASR):
     """Speech recognition that hears nothing until the test lets it (a Whisper call on a busy CPU)."""
 

@@ -183,6 +183,7 @@ class TurnEndConfig:
     silence_ms: int = 500  # the plain silence rule, where no signal covers the language
     use_audio: bool = True
     use_words: bool = True
+    use_end_mark: bool = True  # False: no "unsure" outcome (the rule before it, for bench/turn_taking.py)
 
 
 @dataclass(frozen=True)
@@ -229,9 +230,7 @@ class TurnEndDetector:
                 return TurnVerdict(False, c.unfinished_wait_ms, "audio", probability), None
         transcript = hear() if words_cover and hear is not None else None
         text = getattr(transcript, "text", "") or ""
-        # The conversation's language first: Whisper often names another one for a second of speech.
-        heard = getattr(transcript, "language", None)
-        mid_phrase = ends_mid_phrase(text, *((hint, heard) if hint != "und" else (heard,))) if text else None
+        mid_phrase = self._mid_phrase(transcript, hint)
         if transcript is not None and not text.strip():
             # Whisper heard no word yet (the first syllables of a sentence): nothing to answer, keep listening.
             return TurnVerdict(False, c.unfinished_wait_ms, "words", probability, None), transcript
@@ -242,7 +241,28 @@ class TurnEndDetector:
         # One signal or both say finished. Whisper's doubt about its closing mark needs no word list: it also
         # holds where Whisper named a language without one (a first turn, nothing known of the language).
         end_mark = getattr(transcript, "end_mark_probability", None)
-        if end_mark is not None and end_mark < c.sure_end_probability:
+        if c.use_end_mark and end_mark is not None and end_mark < c.sure_end_probability:
             return TurnVerdict(True, c.unsure_wait_ms, "unsure", probability, mid_phrase, end_mark), transcript
         reason = "audio" if probability is not None else "words"
         return TurnVerdict(True, 0, reason, probability, mid_phrase, end_mark), transcript
+
+    def reconsider(self, verdict: TurnVerdict, transcript: Any, language: str | None = None) -> TurnVerdict:
+        """A pause that only the sound held open, once its words are heard (the session hears them after a
+        second of silence). Words that end a sentence Whisper surely closed disagree with the sound: the turn
+        goes after ``unsure_wait_ms``, not ``unfinished_wait_ms``. Smart Turn hears an unfinished voice at the
+        ends of some finished sentences ("… I wouldn't start from here, sonny.", 0.08)."""
+        c = self.config
+        if verdict.reason != "audio" or verdict.finished or transcript is None or not (c.use_words and c.use_end_mark):
+            return verdict
+        end_mark = getattr(transcript, "end_mark_probability", None)
+        if self._mid_phrase(transcript, base_language(language)) is False and (end_mark or 0.0) >= c.sure_end_probability:
+            return TurnVerdict(True, c.unsure_wait_ms, "unsure", verdict.probability, False, end_mark)
+        return verdict
+
+    @staticmethod
+    def _mid_phrase(transcript: Any, hint: str) -> bool | None:
+        """``ends_mid_phrase`` of the transcript, the conversation's language first: Whisper often names
+        another one for a second of speech."""
+        text = getattr(transcript, "text", "") or ""
+        heard = getattr(transcript, "language", None)
+        return ends_mid_phrase(text, *((hint, heard) if hint != "und" else (heard,))) if text else None

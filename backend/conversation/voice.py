@@ -264,11 +264,12 @@ class VoiceSession:
         if (held.verdict is not None and held.transcript is None and held.hearing is None
                 and held.verdict.wait_ms / 1000 > silent_s >= HEAR_HELD_AFTER_S):
             self._hear_meanwhile(held)
+        if held.transcript is None and held.hearing is not None and held.hearing.done() and not held.hearing.cancelled():
+            held.transcript = held.hearing.result()  # heard while the user was silent: the words may shorten the wait
+            if held.verdict is not None and self.turn_end is not None:
+                held.verdict = self.turn_end.reconsider(held.verdict, held.transcript, self._language())
         if held.final or (held.verdict is not None and silent_s >= held.verdict.wait_ms / 1000):
-            transcript = held.transcript
-            if transcript is None and held.hearing is not None and held.hearing.done() and not held.hearing.cancelled():
-                transcript = held.hearing.result()  # heard while the user was silent
-            return self._hand_over(held.audio, held.end_t, transcript, held.verdict, heard=held.final)
+            return self._hand_over(held.audio, held.end_t, held.transcript, held.verdict, heard=held.final)
         return []
 
     def _judge_later(self, held: _Held, job) -> None:
