@@ -78,6 +78,22 @@ def test_user_talking_over_the_assistant_is_heard(assistant, user, delay_ms):
     assert onset - 0.3 <= found[0] <= onset + 1.0
 
 
+def test_a_user_quieter_than_the_echo_is_heard_where_the_echo_is_well_cancelled(assistant, user):
+    # The user at -30 dBFS, under the assistant's echo (-6 dB of a -22 dBFS voice, 40 ms late). The linear
+    # canceller leaves the echo about 30 dB down here: the guard silences what stays within 15 dB of that, not
+    # everything up to 10 dB under the echo it predicts, which held back the user's first syllables.
+    at = 1.5
+    quiet = user * (0.03 / 0.08)
+    mic = mic_signal(assistant, 0.04, 3, total_s=len(assistant) / SAMPLE_RATE + 1.0)
+    seg = quiet[: len(mic) - int(at * SAMPLE_RATE)]
+    mic[int(at * SAMPLE_RATE) : int(at * SAMPLE_RATE) + len(seg)] += seg
+    onset = at + 0.35
+    heard = starts(run(mic, EchoGuard(), assistant))
+    fixed = starts(run(mic, EchoGuard(residual_margin_db=None), assistant))
+    assert heard and onset - 0.1 <= heard[0] <= onset + 0.3, heard
+    assert fixed and fixed[0] > onset + 0.5, fixed  # the fixed 10 dB rule heard the user only later
+
+
 @pytest.mark.slow
 def test_playback_queued_in_pieces_without_times(assistant):
     """played() without t: sentences follow each other from the moment playback starts."""
