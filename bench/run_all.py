@@ -196,8 +196,8 @@ def markdown(results: dict[str, Any]) -> str:
     measured = results.get("measured") or {}
     dates = {name: measured.get(name, results["date"]) for name in benches}
     common = max(sorted(set(dates.values())), key=list(dates.values()).count) if dates else results["date"]
-    others = "".join(f"; {name} {date}" for name, date in dates.items() if date != common)
-    lines = [f"Measured {common}{others} with `python bench/run_all.py` (figures in bench/results.json).", ""]
+    apart = "".join(f"; {name} {date}" for name, date in dates.items() if date != common)
+    lines = [f"Measured {common}{apart} with `python bench/run_all.py` (figures in bench/results.json).", ""]
     if benches.get("model"):
         lines += model_rows(benches["model"]) + [""]
     others = {k: v for k, v in benches.items() if k != "model"}
