@@ -71,6 +71,16 @@ def _feed(voice: VoiceSession, samples: np.ndarray) -> list[tuple[float, object]
     return out
 
 
+def _hand_over(voice: VoiceSession, speech: np.ndarray, silence_s: float) -> tuple[float, object]:
+    """Play 0.5 s of silence, ``speech``, then ``silence_s`` of silence: the one turn handed over, and how
+    long after the end of the speech it came (stream time)."""
+    events = _feed(voice, np.concatenate([_silence(0.5), speech, _silence(silence_s)]))
+    handed = [(t, e) for t, e in events if e.kind == "utterance"]
+    assert len(handed) == 1, [(e.kind, e.verdict) for _, e in events]
+    t, event = handed[0]
+    return t - (0.5 + len(speech) / 16000), event
+
+
 def _voice(tmp_path, asr) -> VoiceSession:
     voice = VoiceSession(Conversation(engine=None, session_dir=tmp_path / "s", asr=asr), end_of_turn="smart")
     voice.start()
@@ -189,14 +199,10 @@ def test_a_finished_question_is_handed_over_at_the_first_short_pause(tmp_path):
 def test_a_pause_after_a_sentence_whisper_doubts_is_answered_after_the_shorter_wait(tmp_path):
     asr = ScriptedASR("Who's going to implement a tax.", end_mark_probability=0.5)
     voice = _voice(tmp_path, asr)
-    speech = _clip("en_finished_wealth_tax.wav")
-    end = 0.5 + len(speech) / 16000
-    events = _feed(voice, np.concatenate([_silence(0.5), speech, _silence(3.0)]))
-    handed = [(t, e) for t, e in events if e.kind == "utterance"]
-    assert len(handed) == 1 and handed[0][1].verdict.reason == "unsure"
-    waited = handed[0][0] - end
+    waited, event = _hand_over(voice, _clip("en_finished_wealth_tax.wav"), 3.0)
+    assert event.verdict.reason == "unsure"
     assert voice.turn_end.config.unsure_wait_ms / 1000 <= waited < voice.turn_end.config.unfinished_wait_ms / 1000
-    assert asr.calls == 1 and handed[0][1].transcript.text.endswith("tax.")  # the words heard at the pause
+    assert asr.calls == 1 and event.transcript.text.endswith("tax.")  # the words heard at the pause
 
 
 def test_speech_that_goes_on_within_the_shorter_wait_joins_the_same_turn(tmp_path):
@@ -287,18 +293,15 @@ def test_a_voice_heard_as_unfinished_with_words_that_end_surely_waits_the_shorte
     asr = ScriptedASR("And the answer is no.", end_mark_probability=0.95)
     voice = _voice(tmp_path, asr)
     speech = _clip("en_cut_and_the_answer_that.wav")
-    end = 0.5 + len(speech) / 16000
-    events = _feed(voice, np.concatenate([_silence(0.5), speech, _silence(3.5)]))
-    handed = [(t, e) for t, e in events if e.kind == "utterance"]
-    assert len(handed) == 1 and handed[0][1].verdict.reason == "unsure", [e.verdict for _, e in handed]
+    waited, event = _hand_over(voice, speech, 3.5)
     config = voice.turn_end.config
-    assert config.unsure_wait_ms / 1000 <= handed[0][0] - end < config.unfinished_wait_ms / 1000
-    assert handed[0][1].transcript.text == "And the answer is no." and asr.calls == 1
+    assert event.verdict.reason == "unsure", event.verdict
+    assert config.unsure_wait_ms / 1000 <= waited < config.unfinished_wait_ms / 1000
+    assert event.transcript.text == "And the answer is no." and asr.calls == 1
     # words Whisper hardly closed leave the longer wait as it was
-    doubted = ScriptedASR("And the answer is no.", end_mark_probability=0.4)
-    voice = _voice(tmp_path / "doubted", doubted)
-    handed = [e for _, e in _feed(voice, np.concatenate([_silence(0.5), speech, _silence(3.5)])) if e.kind == "utterance"]
-    assert len(handed) == 1 and handed[0].verdict.reason == "audio"
+    voice = _voice(tmp_path / "doubted", ScriptedASR("And the answer is no.", end_mark_probability=0.4))
+    waited, event = _hand_over(voice, speech, 3.5)
+    assert event.verdict.reason == "audio" and waited >= config.unfinished_wait_ms / 1000
 
 
 class HeldUpASR(ScriptedASR):
