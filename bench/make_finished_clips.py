@@ -19,22 +19,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.audio.pcm import SAMPLE_RATE, StreamResampler  # noqa: E402
+from backend.audio.pcm import SAMPLE_RATE, resample_whole  # noqa: E402
 
 SPEECH = ROOT / "tests" / "fixtures" / "speech"
 RECORDINGS = {"jfk.flac": "en", "sr_english.wav": "en", "sr_french.aiff": "fr", "sr_chinese.flac": "zh"}
 QUESTIONS = ROOT / "bench" / "data" / "speech_questions.tsv"
-
-
-def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    resampler = StreamResampler()
-    return np.concatenate([resampler(samples, rate), resampler.flush()])
 
 
 def main() -> None:
@@ -46,7 +40,7 @@ def main() -> None:
     written = 0
     for name, language in RECORDINGS.items():
         data, rate = sf.read(SPEECH / name, dtype="float32", always_2d=True)
-        sf.write(out / f"corpus_{language}_{Path(name).stem}.wav", to_16k(data, rate), SAMPLE_RATE)
+        sf.write(out / f"corpus_{language}_{Path(name).stem}.wav", resample_whole(data, rate), SAMPLE_RATE)
         written += 1
 
     from backend.models.tts import EspeakEngine, SpeechRouter
@@ -62,7 +56,7 @@ def main() -> None:
             skipped.append(language)
             continue
         chunk = router.say(question, language, voice)
-        sf.write(out / f"espeak_{language}_{i:02d}.wav", to_16k(chunk.samples, chunk.sample_rate), SAMPLE_RATE)
+        sf.write(out / f"espeak_{language}_{i:02d}.wav", resample_whole(chunk.samples, chunk.sample_rate), SAMPLE_RATE)
         written += 1
     print({"written": written, "folder": str(out), "no_voice": sorted(set(skipped))})
 

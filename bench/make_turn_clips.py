@@ -46,7 +46,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.audio.pcm import SAMPLE_RATE, StreamResampler  # noqa: E402
+from backend.audio.pcm import SAMPLE_RATE, resample_whole  # noqa: E402
 
 LEAD_S = 0.15  # audio kept before the first word (Whisper's word starts are a little late)
 NEXT_MARGIN_S = 0.1  # an inner cut ends at least this long before the next word's start
@@ -61,8 +61,7 @@ def words_of(path: Path, model_dir: str) -> tuple[np.ndarray, str, list[dict]]:
     from faster_whisper import WhisperModel
 
     data, rate = sf.read(path, dtype="float32", always_2d=True)
-    resampler = StreamResampler()
-    audio = np.concatenate([resampler(data, rate), resampler.flush()])
+    audio = resample_whole(data, rate)
     model = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=2)
     segments, info = model.transcribe(audio, word_timestamps=True, beam_size=5, vad_filter=False)
     words = [{"w": w.word.strip(), "start": float(w.start), "end": float(w.end)} for s in segments for w in s.words]
@@ -122,8 +121,7 @@ def cut_again(listing_path: Path, recordings: list[Path], out: Path) -> None:
     audio = {}
     for path in recordings:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
-        resampler = StreamResampler()
-        audio[path.stem] = np.concatenate([resampler(data, rate), resampler.flush()])
+        audio[path.stem] = resample_whole(data, rate)
     counts: dict[str, int] = {}
     for item in listing:
         if "dropped" in item:

@@ -52,7 +52,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.audio.pcm import SAMPLE_RATE, StreamResampler  # noqa: E402
+from backend.audio.pcm import SAMPLE_RATE, resample_whole  # noqa: E402
 from backend.audio.turn_end import TurnEndConfig, TurnEndDetector  # noqa: E402
 from backend.conversation.turns import Conversation  # noqa: E402
 from backend.conversation.voice import MIC_CHUNK_S, VOICE_VAD, VoiceSession  # noqa: E402
@@ -93,8 +93,7 @@ def speech_end(samples: np.ndarray) -> float:
 
 def load(path: Path) -> np.ndarray:
     data, rate = sf.read(path, dtype="float32", always_2d=True)
-    resampler = StreamResampler()
-    return np.concatenate([resampler(data, rate), resampler.flush()])
+    return resample_whole(data, rate)
 
 
 def to_mic(samples: np.ndarray) -> np.ndarray:

@@ -74,3 +74,9 @@ class StreamResampler:
     def reset(self) -> None:
         self._stream = None
         self._in_rate = None
+
+
+def resample_whole(samples: np.ndarray, sample_rate: int, out_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole recording at ``out_rate``, mono float32: StreamResampler's filter in one call."""
+    resampler = StreamResampler(out_rate)
+    return np.concatenate([resampler(samples, sample_rate), resampler.flush()])

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.audio.pcm import SAMPLE_RATE, StreamResampler
+from backend.audio.pcm import SAMPLE_RATE, resample_whole
 from backend.cancel import CancelScope
 from backend.errors import GenerationError, ModelUnavailableError
 from backend.models.engine import (
@@ -414,8 +414,7 @@ class LlamaCppEngine:
             return mtmd_cpp.mtmd_bitmap_init(rgb.width, rgb.height, (ctypes.c_uint8 * len(data)).from_buffer_copy(data))
         samples = np.asarray(item, dtype=np.float32)
         if self._audio_rate != SAMPLE_RATE:
-            resampler = StreamResampler(out_rate=self._audio_rate)
-            samples = np.concatenate([resampler(samples, SAMPLE_RATE), resampler.flush()])
+            samples = resample_whole(samples, SAMPLE_RATE, self._audio_rate)
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         pointer = samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         return mtmd_cpp.mtmd_bitmap_init_from_audio(len(samples), pointer)
