@@ -82,8 +82,9 @@ from bench.vad_noise import (  # noqa: E402
     make_noise,
     onset_of,
     rms,
-    speech_onset_of,
     speech_pieces,
+    utterance_starts,
+    word_onset_of,
 )
 from tests.support import CORPUS  # noqa: E402
 
@@ -275,8 +276,8 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
     lead = rng.uniform(0.6, 1.2)
     user = piece / (rms(piece) + 1e-12) * 0.08
     total = int((lead + len(piece) / SR + 0.5) * SR)
-    onset = lead + onset_of(piece)
-    speech_onset = lead + speech_onset_of(piece)
+    onset = lead + word_onset_of(piece)
+    first_sound = lead + onset_of(piece)
     mic = make_noise("pink", total / SR + 0.01, 0.003, seed=int(rng.integers(1 << 30)))[:total]
     s = int(lead * SR)
     mic[s : s + len(user)] += user
@@ -310,10 +311,10 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
     paused_at = barge_at if paused_at is None else paused_at
     return {
         "paused_ms": (paused_at - (w0 + onset)) * 1000,
-        "paused_from_speech_ms": (paused_at - (w0 + speech_onset)) * 1000,
+        "paused_from_first_sound_ms": (paused_at - (w0 + first_sound)) * 1000,
         "p1_ms": (stopped - (w0 + onset)) * 1000,
         "detect_ms": (barge_at - (w0 + onset)) * 1000,
-        "from_speech_ms": (stopped - (w0 + speech_onset)) * 1000,
+        "from_first_sound_ms": (stopped - (w0 + first_sound)) * 1000,
         "stop_after_barge_ms": (stopped - barge_at) * 1000,
         "stale_chunks": stale,
         "status": turn.status,
@@ -359,7 +360,7 @@ def echo_mix(voice_audio: np.ndarray, delay_s: float, rng, total: int) -> np.nda
 
 def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
     result = {"noise_trials": 0, "noise_false": 0, "noise_paused": 0, "echo_trials": 0, "echo_false": 0,
-              "echo_paused": 0, "paused_s": 0.0,
+              "echo_paused": 0, "plain_echo_trials": 0, "plain_echo_false": 0, "plain_echo_paused": 0, "paused_s": 0.0,
               "utterances": 0, "detected": 0, "utterances_over_echo": 0, "detected_over_echo": 0}
     false_kinds: dict[str, int] = {}
     paused_kinds: dict[str, int] = {}
@@ -405,6 +406,17 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
         result["echo_false"] += any(e.kind == "barge_in" for e, _ in events)
         result["echo_paused"] += any(e.kind == "pause" for e, _ in events)
         result["paused_s"] += paused_s(events)
+    # A headset or a speaker right by the mic: the voice itself, half as loud and late, and no room or noise
+    # to hide what the subtraction leaves.
+    for v in voices:
+        for delay in (0.03, 0.12, 0.25):
+            mic = np.zeros(len(v) + SR, np.float32)
+            mic[int(delay * SR) : int(delay * SR) + len(v)] = 0.5 * v
+            events = run(mic, v)
+            result["plain_echo_trials"] += 1
+            result["plain_echo_false"] += any(e.kind == "barge_in" for e, _ in events)
+            result["plain_echo_paused"] += any(e.kind == "pause" for e, _ in events)
+            result["paused_s"] += paused_s(events)
     kinds = ["white", "pink", "hum", "typing", "chords"]
     for k, piece in enumerate(pieces):
         lead = rng.uniform(1.0, 1.5)
@@ -514,6 +526,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the echo guard silences what is this far under the echo it predicts (default: the app's)")
     ap.add_argument("--models", type=Path, default=None, help="folder for the tiny models (built if missing)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["p1", "p2", "p3"])
+    ap.add_argument("--p1-pieces", choices=["starts", "running"], default="starts",
+                    help="P1's user speech: where someone starts to talk after a pause (utterance_starts), or "
+                         "the pieces P2 uses, some cut inside running speech (speech_pieces)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     global ECHO_SUPPRESS_DB
@@ -544,6 +559,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         pieces = pieces[::3]
     rng.shuffle(pieces)
+    if args.p1_pieces == "starts":
+        starts = [p for x in recordings for p in utterance_starts(x)]
+        rng.shuffle(starts)
+    else:
+        starts = pieces
 
     voices = []
     for lang, text in ASSISTANT_LINES[: 3 if args.quick else None]:
@@ -581,15 +601,15 @@ def main(argv: list[str] | None = None) -> dict:
     if "p1" not in args.skip:
         runs = []
         for k in range(trials):
-            runs.append(p1_trial(engine, router, config, args.chunk_s, pieces[k % len(pieces)],
+            runs.append(p1_trial(engine, router, config, args.chunk_s, starts[k % len(starts)],
                                  QUESTIONS[k % len(QUESTIONS)], rng, args.max_new_tokens))
         ok = [r for r in runs if "p1_ms" in r]
         # what the user hears: onset -> the answer's audio paused (at the VAD's speech candidate)
         result["p1_paused_ms"] = stats([r["paused_ms"] for r in ok])
-        result["p1_paused_from_speech_ms"] = stats([r["paused_from_speech_ms"] for r in ok])
         result["p1_ms"] = stats([r["p1_ms"] for r in ok])
-        # the same trials from sustained sound at speaking level (speech_onset_of): without breaths and clicks
-        result["p1_from_speech_ms"] = stats([r["from_speech_ms"] for r in ok])
+        # the same trials from the first sound within 30 dB of the talker's level (onset_of), breaths included
+        result["p1_paused_from_first_sound_ms"] = stats([r["paused_from_first_sound_ms"] for r in ok])
+        result["p1_from_first_sound_ms"] = stats([r["from_first_sound_ms"] for r in ok])
         result["p1_detail"] = {
             "trials": len(runs), "measured": len(ok), "missed": sum(1 for r in runs if r.get("missed")),
             "skipped": sum(1 for r in runs if r.get("skipped")),
@@ -599,7 +619,7 @@ def main(argv: list[str] | None = None) -> dict:
             "turn_status": sorted({r["status"] for r in ok}),
             "errors": [r["error"] for r in ok if r["error"]][:3],
             # which pieces make the tail: (piece, onset -> barge-in ms), slowest first
-            "slowest": sorted(([k % len(pieces), round(r["detect_ms"])] for k, r in enumerate(runs) if "detect_ms" in r),
+            "slowest": sorted(([k % len(starts), round(r["detect_ms"])] for k, r in enumerate(runs) if "detect_ms" in r),
                               key=lambda row: -row[1])[:6],
         }
     if "p3" not in args.skip:
@@ -616,7 +636,7 @@ def main(argv: list[str] | None = None) -> dict:
                                "vad_end_minus_true_end_ms": med([r["speech_end_to_vad_ms"] for r in ok])}
     result["config"] = {k: v for k, v in config.__dict__.items() if k != "model_path"} | {
         "chunk_s": args.chunk_s, "echo_suppress_db": args.echo_suppress_db}
-    result["setup"] = {"speech_pieces": len(pieces), "recordings": len(recordings), "assistant_voices": len(voices),
+    result["setup"] = {"speech_pieces": len(pieces), "p1_pieces": f"{len(starts)} {args.p1_pieces}", "recordings": len(recordings), "assistant_voices": len(voices),
                        "model": "tiny random Gemma 4 (CPU, 1 thread)", "asr": "tiny random Whisper",
                        "tts": "espeak-ng", "seconds": round(time.perf_counter() - t_start, 1)}
     print(json.dumps(result))
