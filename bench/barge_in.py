@@ -325,14 +325,28 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
 # -- P2 -------------------------------------------------------------------------------------
 
 
-def feed(voice, x16: np.ndarray, chunk_s: float) -> list:
-    """Feed a 16 kHz signal as 48 kHz int16 mic chunks; returns [(event, stream time of chunk end)]."""
-    pcm = to_mic(x16)
-    step = int(chunk_s * MIC_SR)
+def feed(voice, x16: np.ndarray, chunk_s: float, speakers: Speakers | None = None) -> list:
+    """Feed a 16 kHz signal as 48 kHz int16 mic chunks; returns [(event, stream time of chunk end)].
+
+    With ``speakers`` their echo joins the mic, and stops and goes on as the page pauses and resumes the
+    answer (a precomputed echo would go on playing through a pause the guard was told of)."""
     out = []
-    for i in range(0, len(pcm), step):
-        for event in voice.hear(pcm[i : i + step], MIC_SR):
-            out.append((event, min(len(pcm), i + step) / MIC_SR))
+    if speakers is None:
+        pcm = to_mic(x16)
+        step = int(chunk_s * MIC_SR)
+        for i in range(0, len(pcm), step):
+            for event in voice.hear(pcm[i : i + step], MIC_SR):
+                out.append((event, min(len(pcm), i + step) / MIC_SR))
+        return out
+    step = int(chunk_s * SR)
+    for a in range(0, len(x16), step):
+        b = min(len(x16), a + step)
+        for event in voice.hear(to_mic(x16[a:b] + speakers.heard(a, b)), MIC_SR):
+            out.append((event, b / SR))
+            if event.kind == "pause":
+                speakers.pause(b)
+            elif event.kind == "resume":
+                speakers.resume(b)
     return out
 
 
@@ -349,15 +363,6 @@ def speaking_session(config, assistant: np.ndarray | None):
     return voice, conversation
 
 
-def echo_mix(voice_audio: np.ndarray, delay_s: float, rng, total: int) -> np.ndarray:
-    out = np.zeros(total, np.float32)
-    e = np.convolve(voice_audio, echo_path(rng) * 10 ** (-6 / 20))[: total]
-    d = int(delay_s * SR)
-    n = min(len(e), total - d)
-    out[d : d + n] = e[:n]
-    return out
-
-
 def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
     result = {"noise_trials": 0, "noise_false": 0, "noise_paused": 0, "echo_trials": 0, "echo_false": 0,
               "echo_paused": 0, "plain_echo_trials": 0, "plain_echo_false": 0, "plain_echo_paused": 0, "paused_s": 0.0,
@@ -365,13 +370,18 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
     false_kinds: dict[str, int] = {}
     paused_kinds: dict[str, int] = {}
 
-    def run(mic, assistant, playing=False):
-        # playing: an answer the microphone does not pick up (headphones), so that speech can pause it
+    def run(mic, assistant, playing=False, delay_s=None):
+        # playing: an answer the microphone does not pick up (headphones), so that speech can pause it;
+        # delay_s: the speakers play it and the mic hears it this late, through a room
         if assistant is None and playing:
             assistant = np.zeros(len(mic), np.float32)
         voice, conversation = speaking_session(config, assistant)
+        speakers = None
+        if delay_s is not None:
+            speakers = Speakers(rng, delay_s)
+            speakers.play(assistant, SR, 0)
         try:
-            return feed(voice, mic, chunk_s)
+            return feed(voice, mic, chunk_s, speakers)
         finally:
             shutil.rmtree(conversation.session_dir, ignore_errors=True)
 
@@ -399,10 +409,9 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
     for k in range(max(30, len(voices))):
         v = voices[k % len(voices)]
         total = len(v) + SR
-        mic = echo_mix(v, delays[k % len(delays)], rng, total)
-        mic += make_noise("pink", total / SR + 0.01, 0.002, seed=1000 + k)[:total]
+        mic = make_noise("pink", total / SR + 0.01, 0.002, seed=1000 + k)[:total]
         result["echo_trials"] += 1
-        events = run(mic, v)
+        events = run(mic, v, delay_s=delays[k % len(delays)])
         result["echo_false"] += any(e.kind == "barge_in" for e, _ in events)
         result["echo_paused"] += any(e.kind == "pause" for e, _ in events)
         result["paused_s"] += paused_s(events)
@@ -424,13 +433,14 @@ def p2(config, chunk_s, noises, voices, pieces, rng) -> dict:
         mic = make_noise(kinds[k % len(kinds)], total / SR + 0.01, 0.004, seed=2000 + k)[:total]
         s = int(lead * SR)
         mic[s : s + len(piece)] += piece / (rms(piece) + 1e-12) * 0.08
-        assistant = None
+        assistant, delay_s = None, None
         if k % 2 and voices:
             v = voices[k % len(voices)]
             assistant = np.concatenate([np.zeros(int(max(0.0, lead - 1.0) * SR), np.float32), v])
-            mic += echo_mix(assistant, delays[k % len(delays)], rng, total)
+            delay_s = delays[k % len(delays)]
         onset = lead + onset_of(piece)
-        hit = any(e.kind == "barge_in" and onset - 0.3 <= e.t <= lead + len(piece) / SR for e, _ in run(mic, assistant))
+        events = run(mic, assistant, delay_s=delay_s)
+        hit = any(e.kind == "barge_in" and onset - 0.3 <= e.t <= lead + len(piece) / SR for e, _ in events)
         result["utterances"] += 1
         result["detected"] += hit
         result["utterances_over_echo"] += assistant is not None
