@@ -148,20 +148,22 @@ class EchoGuard:
         self._ref = self._ref[:cut].copy()
         self._play_end = min(self._play_end, stopped_at)
 
-    def pause(self) -> None:
+    def pause(self, ahead_s: float = 0.0) -> None:
         """The speakers paused now, keeping their place: nothing queued plays until ``resume``.
 
         Without it the guard would go on subtracting the echo of audio that no longer plays, and so add
-        the assistant's voice, inverted, to what the voice detector hears."""
+        the assistant's voice, inverted, to what the voice detector hears. ``ahead_s``: how far the
+        microphone stream runs ahead of what the guard has seen (a resampler holds some back); paused
+        36 ms early, the echo after the resume came 36 ms off what was subtracted, and barged in."""
         if self._paused_at is None:
-            self._paused_at = self._now
+            self._paused_at = self._now + int(round(ahead_s * self.sample_rate))
 
-    def resume(self) -> None:
+    def resume(self, ahead_s: float = 0.0) -> None:
         """Playback goes on from where it paused: what was queued after that moment plays that much later."""
         if self._paused_at is None:
             return
         cut = min(max(0, self._paused_at - self._ref_base), len(self._ref))
-        gap = self._now - self._paused_at
+        gap = max(0, self._now + int(round(ahead_s * self.sample_rate)) - self._paused_at)
         self._ref = np.concatenate([self._ref[:cut], np.zeros(gap, np.float32), self._ref[cut:]])
         if self._play_end > self._paused_at:
             self._play_end += gap

@@ -217,7 +217,7 @@ class VoiceSession:
                 if self.state == SPEAKING and self._paused_at is None:
                     with self._lock:  # the page's speakers pause: so does the echo they make
                         self._paused_at = time.monotonic()
-                        self.echo.pause()
+                        self.echo.pause(self.vad.held_back_s)
                     out.append(VoiceEvent(VoiceEventKind.PAUSE, event.t))
             elif event.kind == "speech_start":
                 if self.state in (THINKING, SPEAKING):
@@ -241,7 +241,7 @@ class VoiceSession:
             if self._paused_at is not None:
                 self._audible_until += time.monotonic() - self._paused_at
                 self._paused_at = None
-                self.echo.resume()
+                self.echo.resume(self.vad.held_back_s)
 
     def _settle(self) -> list[VoiceEvent]:
         """A held utterance: its verdict came in, or its silence grew long enough to hand it over."""
