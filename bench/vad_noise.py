@@ -85,16 +85,25 @@ def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
+HOP = SR // 100  # 10 ms energy frames: how the benches find speech without the VAD under test
+
+
+def frame_levels_db(x: np.ndarray) -> np.ndarray:
+    """Level of each 10 ms frame, dB."""
+    n = len(x) // HOP
+    return 10 * np.log10(np.mean(x[: n * HOP].reshape(n, HOP) ** 2, axis=1) + 1e-12)
+
+
 def speech_pieces(x: np.ndarray, min_s: float = 0.5, max_s: float = 3.0, limit: int = 16) -> list[np.ndarray]:
     """Cut a recording at pauses (10 ms energy frames), independent of the VAD under test.
 
     Each piece starts ~50 ms before its first loud frame, so its onset is known.
     """
-    hop = SR // 100
-    n = len(x) // hop
+    hop = HOP
+    e = frame_levels_db(x)
+    n = len(e)
     if n == 0:
         return []
-    e = 10 * np.log10(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
     loud = e > np.percentile(e, 95) - 30
     pieces, i = [], 0
     while i < n and len(pieces) < limit:
@@ -126,11 +135,11 @@ def utterance_starts(x: np.ndarray, pause_ms: int = 300, min_s: float = 0.5, max
 
     Each piece starts ~50 ms before its first loud frame (loud as in ``speech_pieces``).
     """
-    hop = SR // 100
-    n = len(x) // hop
+    hop = HOP
+    e = frame_levels_db(x)
+    n = len(e)
     if n == 0:
         return []
-    e = 10 * np.log10(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
     loud = e > np.percentile(e, 95) - 30
     pieces, quiet = [], pause_ms // 10
     for i in range(n):
@@ -148,9 +157,8 @@ def utterance_starts(x: np.ndarray, pause_ms: int = 300, min_s: float = 0.5, max
 
 def onset_of(x: np.ndarray) -> float:
     """Seconds to the first 10 ms frame within 30 dB of the piece's loud level."""
-    hop = SR // 100
-    n = len(x) // hop
-    e = 10 * np.log10(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
+    hop = HOP
+    e = frame_levels_db(x)
     return float(np.argmax(e > np.percentile(e, 95) - 30)) * hop / SR
 
 
@@ -161,9 +169,9 @@ def speech_onset_of(x: np.ndarray, within_db: float = 20.0, run_ms: int = 50) ->
     with a breath, a click or the room at -15 to -40 dB, long before its words (0.8 s in one piece
     of silero_de.wav): this one waits for sustained sound at speaking level.
     """
-    hop = SR // 100
-    n = len(x) // hop
-    e = 10 * np.log10(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
+    hop = HOP
+    e = frame_levels_db(x)
+    n = len(e)
     loud = e > np.percentile(e, 95) - within_db
     need = max(1, run_ms // 10)
     for i in range(max(0, n - need + 1)):
@@ -179,9 +187,8 @@ def word_onset_of(x: np.ndarray, gap_ms: int = 30) -> float:
     A soft first consonant counts; a breath or a click set apart from the words does not (one piece of
     silero_en.wav opens with 1.8 s of breathing that ``onset_of`` takes for the onset).
     """
-    hop = SR // 100
-    n = len(x) // hop
-    e = 10 * np.log10(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
+    hop = HOP
+    e = frame_levels_db(x)
     audible = e > np.percentile(e, 95) - 30
     start = int(round(speech_onset_of(x) * 100))
     i, gap = start, 0

@@ -66,7 +66,7 @@ class EchoGuard:
             echo alone typically leaves after subtraction (None: ``suppress_db`` alone decides).
             Measured from the median: from the 20th percentile, even 15 dB over it let the
             assistant's own voice barge in where the subtraction is good and the room still
-            rings (3 of 54 clips of an espeak-ng answer, no noise).
+            rings.
         echo_db: ``is_echo`` says True when cancellation removed at least this much.
         min_ref_rms: playback quieter than this counts as silence (nothing to cancel).
         """
