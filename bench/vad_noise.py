@@ -88,10 +88,13 @@ def rms(x: np.ndarray) -> float:
 HOP = SR // 100  # 10 ms energy frames: how the benches find speech without the VAD under test
 
 
-def frame_levels_db(x: np.ndarray) -> np.ndarray:
-    """Level of each 10 ms frame, dB."""
+def loud_frames(x: np.ndarray, within_db: float = 30.0) -> np.ndarray:
+    """Which 10 ms frames are within ``within_db`` of the recording's loud level (its 95th percentile)."""
     n = len(x) // HOP
-    return 10 * np.log10(np.mean(x[: n * HOP].reshape(n, HOP) ** 2, axis=1) + 1e-12)
+    if n == 0:
+        return np.zeros(0, bool)
+    e = 10 * np.log10(np.mean(x[: n * HOP].reshape(n, HOP) ** 2, axis=1) + 1e-12)
+    return e > np.percentile(e, 95) - within_db
 
 
 def speech_pieces(x: np.ndarray, min_s: float = 0.5, max_s: float = 3.0, limit: int = 16) -> list[np.ndarray]:
@@ -100,11 +103,10 @@ def speech_pieces(x: np.ndarray, min_s: float = 0.5, max_s: float = 3.0, limit: 
     Each piece starts ~50 ms before its first loud frame, so its onset is known.
     """
     hop = HOP
-    e = frame_levels_db(x)
-    n = len(e)
+    loud = loud_frames(x)
+    n = len(loud)
     if n == 0:
         return []
-    loud = e > np.percentile(e, 95) - 30
     pieces, i = [], 0
     while i < n and len(pieces) < limit:
         if not loud[i]:
@@ -136,11 +138,10 @@ def utterance_starts(x: np.ndarray, pause_ms: int = 300, min_s: float = 0.5, max
     Each piece starts ~50 ms before its first loud frame (loud as in ``speech_pieces``).
     """
     hop = HOP
-    e = frame_levels_db(x)
-    n = len(e)
+    loud = loud_frames(x)
+    n = len(loud)
     if n == 0:
         return []
-    loud = e > np.percentile(e, 95) - 30
     pieces, quiet = [], pause_ms // 10
     for i in range(n):
         if not loud[i]:
@@ -157,9 +158,7 @@ def utterance_starts(x: np.ndarray, pause_ms: int = 300, min_s: float = 0.5, max
 
 def onset_of(x: np.ndarray) -> float:
     """Seconds to the first 10 ms frame within 30 dB of the piece's loud level."""
-    hop = HOP
-    e = frame_levels_db(x)
-    return float(np.argmax(e > np.percentile(e, 95) - 30)) * hop / SR
+    return float(np.argmax(loud_frames(x))) * HOP / SR
 
 
 def speech_onset_of(x: np.ndarray, within_db: float = 20.0, run_ms: int = 50) -> float:
@@ -169,14 +168,11 @@ def speech_onset_of(x: np.ndarray, within_db: float = 20.0, run_ms: int = 50) ->
     with a breath, a click or the room at -15 to -40 dB, long before its words (0.8 s in one piece
     of silero_de.wav): this one waits for sustained sound at speaking level.
     """
-    hop = HOP
-    e = frame_levels_db(x)
-    n = len(e)
-    loud = e > np.percentile(e, 95) - within_db
+    loud = loud_frames(x, within_db)
     need = max(1, run_ms // 10)
-    for i in range(max(0, n - need + 1)):
+    for i in range(max(0, len(loud) - need + 1)):
         if loud[i : i + need].all():
-            return i * hop / SR
+            return i * HOP / SR
     return onset_of(x)
 
 
@@ -187,9 +183,7 @@ def word_onset_of(x: np.ndarray, gap_ms: int = 30) -> float:
     A soft first consonant counts; a breath or a click set apart from the words does not (one piece of
     silero_en.wav opens with 1.8 s of breathing that ``onset_of`` takes for the onset).
     """
-    hop = HOP
-    e = frame_levels_db(x)
-    audible = e > np.percentile(e, 95) - 30
+    audible = loud_frames(x)
     start = int(round(speech_onset_of(x) * 100))
     i, gap = start, 0
     while i > 0 and gap * 10 <= gap_ms:
@@ -198,7 +192,7 @@ def word_onset_of(x: np.ndarray, gap_ms: int = 30) -> float:
             start, gap = i, 0
         else:
             gap += 1
-    return start * hop / SR
+    return start * HOP / SR
 
 
 def espeak(text: str, voice: str) -> np.ndarray | None:
