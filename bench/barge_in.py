@@ -13,14 +13,14 @@ answer is started and spoken; once its first audio chunk is out, a mic stream is
 pace of a real microphone, one chunk every ``--chunk-s`` seconds, each handed over when its
 last sample would have been recorded. The stream holds low noise, the assistant's own voice
 coming back (what ``played`` registered, through a simulated room, -6 dB, 30-200 ms late),
-then a piece of a real recording. With ``w0`` the wall time of stream time 0, the onset
-happens at ``w0 + onset`` (onset from the recording's energy, independent of the VAD).
+then someone starting to talk: the first 3 s after a pause in a real recording (``utterance_starts``).
+With ``w0`` the wall time of stream time 0, the onset happens at ``w0 + onset``, ``onset`` being
+the first word's (``word_onset_of``, from the recording's energy, independent of the VAD).
 "Stopped" is the later of: the barge-in event returned by ``hear`` (the conversation's
 generation moved on: the turn is interrupted and stale audio is dropped by AnswerSpeaker),
 and ``answer_aloud`` returning (which happens only after the engine's generate() thread was
-joined). P1 = stopped - (w0 + onset); ``p1_from_speech_ms`` takes the onset of sustained sound at
-speaking level instead (``speech_onset_of``: a piece cut from running speech can open with a breath
-or a click well before its words, which the VAD rightly ignores). Audio chunks of the old generation that still come
+joined). P1 = stopped - (w0 + onset); ``p1_from_first_sound_ms`` takes the first sound within 30 dB
+of the talker's level instead (``onset_of``: breaths and clicks before the words count). Audio chunks of the old generation that still come
 out after the barge-in are counted (``p1_stale_chunks``; must be 0). ``p1_paused_ms`` is what the user
 hears first: onset -> the ``pause`` event that silences the page's answer at the VAD's speech candidate,
 before the barge-in is confirmed.
@@ -32,7 +32,9 @@ ends in ``resume`` is a false pause (``noise_paused``, ``echo_paused``: trials w
 ``paused_s``: the seconds of answer they held back in all). Noise: the files
 of ``--noise`` (5 s slices, or the whole file), else generated white, pink, tone, click,
 chord, typing, hum, door... clips of 3 s at three levels. Echo: espeak-ng speaking answers in
-several languages, registered with ``played`` and mixed back at -6 dB with 30-200 ms delay.
+several languages, registered with ``played`` and heard back at -6 dB with 30-200 ms delay through
+a room that pauses and resumes with the page; and the same voices half as loud through a plain delay
+with no noise (``plain_echo_*``: a headset, or a speaker by the mic).
 Utterances: pieces >= 0.5 s of the ``--speech`` recordings over low noise, half of them over
 the assistant's echo; "detected" means a barge-in near the piece's onset.
 
