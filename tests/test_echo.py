@@ -108,7 +108,7 @@ def test_user_talking_over_the_assistant_is_heard(assistant, user, delay_ms):
 
 def test_a_user_quieter_than_the_echo_is_heard_where_the_echo_is_well_cancelled(assistant, user):
     # The user at -30 dBFS, under the assistant's echo (-6 dB of a -22 dBFS voice, 40 ms late). The linear
-    # canceller leaves the echo about 30 dB down here: the guard silences what stays within 15 dB of that, and
+    # canceller leaves the echo about 30 dB down here: the guard silences what stays within 10 dB of that, and
     # only as long as the echo's reverberation lasts. Silencing everything up to 10 dB under an echo envelope
     # that lingers (the loudest of the last syllables) held back the user's first syllables.
     at = 1.5
