@@ -166,6 +166,23 @@ def test_a_cough_pauses_the_answer_and_it_plays_on(voice, corpus):
     assert voice.conversation.turns[-1].status == "pending", "the answer was not interrupted"
 
 
+def test_the_echo_guard_pauses_where_the_microphone_is(voice, corpus):
+    # The page pauses at the end of the chunk that carried the candidate; the resampler still holds some of
+    # that chunk back from the guard. Paused where it had heard up to, the guard lined the echo after a
+    # resume up 36 ms off (bench/barge_in.py: the assistant's echo barged in on 1 of 30 clips).
+    _speaking(voice)
+    placed = []
+    pause = voice.echo.pause
+    voice.echo.pause = lambda ahead_s=0.0: (placed.append(voice.echo.now + ahead_s), pause(ahead_s))[1]
+    fed = 0.0
+    for rate, chunk in _mic_chunks(np.concatenate([_silence(0.5), _speech(corpus, "jfk.flac")[:16000]]), chunk_s=0.05):
+        fed += len(chunk) / rate
+        if "pause" in [e.kind for e in voice.hear(chunk, rate)]:
+            break
+    assert placed and voice.echo.now < fed - 0.01  # the guard has not heard all of it...
+    assert placed[0] == pytest.approx(fed, abs=0.001)  # ...and pauses where the microphone is
+
+
 def test_nothing_to_pause_while_listening(voice, corpus):
     kinds = [e.kind for e in _feed(voice, np.concatenate([_silence(0.5), _speech(corpus, "jfk.flac")[:16000]]), 0.05)]
     assert "speech_start" in kinds and "pause" not in kinds and "barge_in" not in kinds
