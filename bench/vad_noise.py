@@ -102,7 +102,6 @@ def speech_pieces(x: np.ndarray, min_s: float = 0.5, max_s: float = 3.0, limit: 
 
     Each piece starts ~50 ms before its first loud frame, so its onset is known.
     """
-    hop = HOP
     loud = loud_frames(x)
     n = len(loud)
     if n == 0:
@@ -119,12 +118,12 @@ def speech_pieces(x: np.ndarray, min_s: float = 0.5, max_s: float = 3.0, limit: 
         end = j - quiet
         # Long stretches of speech give several pieces, each cut where speech goes on.
         start = i
-        while (end - start) * hop / SR >= min_s and len(pieces) < limit:
+        while (end - start) * HOP / SR >= min_s and len(pieces) < limit:
             stop = min(end, start + int(max_s * 100))
-            if (end - stop) * hop / SR < min_s:
-                stop = end if (end - start) * hop / SR <= 1.5 * max_s else stop
-            a = max(0, start * hop - SR // 20)
-            b = min(len(x), stop * hop + SR // 20)
+            if (end - stop) * HOP / SR < min_s:
+                stop = end if (end - start) * HOP / SR <= 1.5 * max_s else stop
+            a = max(0, start * HOP - SR // 20)
+            b = min(len(x), stop * HOP + SR // 20)
             pieces.append(x[a:b])
             start = stop
         i = j
@@ -137,7 +136,6 @@ def utterance_starts(x: np.ndarray, pause_ms: int = 300, min_s: float = 0.5, max
 
     Each piece starts ~50 ms before its first loud frame (loud as in ``speech_pieces``).
     """
-    hop = HOP
     loud = loud_frames(x)
     n = len(loud)
     if n == 0:
@@ -148,7 +146,7 @@ def utterance_starts(x: np.ndarray, pause_ms: int = 300, min_s: float = 0.5, max
             quiet += 1
             continue
         if quiet >= pause_ms // 10:
-            a = max(0, i * hop - SR // 20)
+            a = max(0, i * HOP - SR // 20)
             piece = x[a : a + int(max_s * SR)]
             if len(piece) >= min_s * SR:
                 pieces.append(piece)
