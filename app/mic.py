@@ -1,7 +1,9 @@
 """Voice mode's microphone stream: the page's PCM chunks over one WebSocket, into the session's VoiceSession.
 
 The page (assets/mic_stream.js) records with an AudioWorklet and sends MIC_CHUNK_S of 16-bit mono PCM
-per binary message, after one JSON message that names its sample rate. Each chunk goes through the
+per binary message, after one JSON message that names its sample rate. Other JSON messages say at which
+sample of that stream the page's speakers held or released the answer (the echo guard follows them,
+speakers_moved). Each chunk goes through the
 VAD, barge-in and the end of turn (VoiceSession.hear); the reply, sent only when something changed,
 tells the page the voice state, a pause or resume of the answer's audio (speech may have begun over
 it), a barge-in (silence the answer now) or a new turn (start its answer).
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 PATH = "/omnilingo/mic"
 # A chunk longer than this is not a microphone chunk (10 s of 48 kHz 16-bit PCM).
 MAX_CHUNK_BYTES = 48_000 * 2 * 10
+# A speakers message further than this from the stream time the server has heard is not of this stream.
+SPEAKERS_SLACK_S = 5.0
 CLOSE_FORBIDDEN = 4403  # an application close code: the address is not this app's signature
 # Signs the stream addresses this process hands out; a restarted app hands out new ones.
 _KEY = secrets.token_bytes(32)
@@ -65,7 +69,8 @@ def hear_chunk(runtime: Runtime, session_id: str, samples: np.ndarray, sample_ra
         if event.kind in (VoiceEventKind.PAUSE, VoiceEventKind.RESUME):
             reply[event.kind.value] = True
             if event.kind == VoiceEventKind.PAUSE:
-                log.info("pause timings %s", json.dumps({"onset_heard": voice.heard_at(event.t), "pause": judged}))
+                log.info("pause timings %s", json.dumps(
+                    {"onset_heard": voice.heard_at(event.t), "mic_chunk_in": arrived, "pause": judged}))
         elif event.kind == VoiceEventKind.BARGE_IN:
             reply["barge_in"] = voice.barge_ins
             log.info("barge-in timings %s", json.dumps(
@@ -95,6 +100,20 @@ def hear_chunk(runtime: Runtime, session_id: str, samples: np.ndarray, sample_ra
     return reply
 
 
+def speakers_moved(runtime: Runtime, session_id: str, message: dict, sample_rate: int) -> None:
+    """The page's speakers held or released the answer at a sample of its microphone stream: the echo guard
+    follows them there. A message that does not fit is ignored (the guard then keeps its guess)."""
+    voice = runtime.active_voice(session_id)
+    at = message.get("at")
+    if voice is None or message.get("speakers") not in ("held", "released") or type(at) is not int or at < 0:
+        return
+    at_s = at / sample_rate
+    if abs(at_s - voice.vad.stream_time) > SPEAKERS_SLACK_S:  # not this stream's clock
+        log.debug("speakers message off the stream clock: %.2f s at %.2f s", at_s, voice.vad.stream_time)
+        return
+    (voice.speakers_held if message["speakers"] == "held" else voice.speakers_released)(at_s)
+
+
 def route(runtime: Runtime) -> WebSocketRoute:
     """The WebSocket endpoint, given to Gradio's FastAPI app at launch."""
 
@@ -119,7 +138,16 @@ def route(runtime: Runtime) -> WebSocketRoute:
         told: dict = {}
         try:
             while True:
-                data = await socket.receive_bytes()
+                message = await socket.receive()
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                if message.get("text") is not None:  # where the page's speakers held or released the answer
+                    try:
+                        speakers_moved(runtime, session_id, json.loads(message["text"]), sample_rate)
+                    except (ValueError, TypeError, AttributeError):
+                        log.debug("unreadable message on the microphone stream dropped")
+                    continue
+                data = message.get("bytes") or b""
                 if len(data) > MAX_CHUNK_BYTES or len(data) % 2:
                     continue  # not a chunk of 16-bit PCM: dropped, the stream goes on
                 samples = np.frombuffer(data, dtype="<i2")

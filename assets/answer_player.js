@@ -56,19 +56,22 @@
     }
 
     // Speech may have begun over the answer: the answer falls silent, and keeps its place.
+    // True when it did (an answer was playing).
     hold() {
-      if (!this.ctx || !this.playing || this.held) { return; }
+      if (!this.ctx || !this.playing || this.held) { return false; }
       this.held = true;
       this.ctx.suspend();
       this.emit('pause');
+      return true;
     }
 
-    // It was not speech: the answer plays on from where it was held.
+    // It was not speech: the answer plays on from where it was held. True when one was held.
     release() {
-      if (!this.held) { return; }
+      if (!this.held) { return false; }
       this.held = false;
       this.ctx.resume();
       if (this.playing) { this.emit('playing'); }
+      return true;
     }
 
     // Browsers start sound only once the page was used: a context that was made too early waits

@@ -9,7 +9,10 @@
 // session). The server answers each chunk when something changed: {state}, {pause} (speech may have
 // begun: hold the answer's audio), {resume} (it was not speech: play on), {barge_in} (silence the
 // answer now), {turn} (an utterance became a turn: the hidden #voice-turn button starts its answer),
-// {warning}. The voice state line (#voice-state) shows the state in the page's language.
+// {warning}. The voice state line (#voice-state) shows the state in the page's language. When the player
+// holds or releases the answer, the page says at which sample of its microphone stream it did:
+// {speakers: 'held' | 'released', at}, so that the server's echo guard lines the answer's echo up with
+// what the speakers really played (the reply's way here makes the page later than the server's event).
 (() => {
   if (window.omnilingoMic) { return; }
 
@@ -29,7 +32,8 @@ class OmnilingoPcm extends AudioWorkletProcessor {
         const s = Math.max(-1, Math.min(1, channel[i]));
         this.buffer[this.filled++] = s < 0 ? s * 0x8000 : s * 0x7fff;
         if (this.filled === this.size) {
-          this.port.postMessage(this.buffer.buffer, [this.buffer.buffer]);
+          // end: the context's frame just after the chunk's last sample (the page's clock of the stream)
+          this.port.postMessage({pcm: this.buffer.buffer, end: currentFrame + i + 1}, [this.buffer.buffer]);
           this.buffer = new Int16Array(this.size);
           this.filled = 0;
         }
@@ -109,8 +113,12 @@ registerProcessor('omnilingo-pcm', OmnilingoPcm);
           numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1, channelCountMode: 'explicit',
           processorOptions: {chunkSamples: Math.round(parts.ctx.sampleRate * config.chunk_s)},
         });
+        parts.sent = 0;  // samples sent, and the context's frame after the last of them
         parts.node.port.onmessage = (e) => {
-          if (parts.socket.readyState === WebSocket.OPEN) { parts.socket.send(e.data); }
+          if (parts.socket.readyState !== WebSocket.OPEN) { return; }
+          parts.socket.send(e.data.pcm);
+          parts.sent += e.data.pcm.byteLength / 2;
+          parts.sentEnd = e.data.end;
         };
         source.connect(parts.node);
         if (parts.ctx.state === 'suspended') { await parts.ctx.resume(); }
@@ -123,10 +131,25 @@ registerProcessor('omnilingo-pcm', OmnilingoPcm);
       }
     }
 
+    // The sample of the microphone stream being recorded now.
+    position() {
+      const parts = this.parts;
+      if (!parts || parts.sentEnd === undefined) { return null; }
+      return parts.sent + Math.round(parts.ctx.currentTime * parts.ctx.sampleRate) - parts.sentEnd;
+    }
+
+    speakers(state) {
+      const at = this.position();
+      const socket = this.parts && this.parts.socket;
+      if (at !== null && socket && socket.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify({speakers: state, at}));
+      }
+    }
+
     heard(message) {
       const player = window.omnilingoPlayer;
-      if (message.pause && player) { player.hold(); }
-      if (message.resume && player) { player.release(); }
+      if (message.pause && player && player.hold()) { this.speakers('held'); }
+      if (message.resume && player && player.release()) { this.speakers('released'); }
       if (message.barge_in !== undefined && window.omnilingoQuiet) { window.omnilingoQuiet(); }
       if (message.turn !== undefined) {
         const button = document.querySelector('#voice-turn');

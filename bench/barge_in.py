@@ -92,6 +92,14 @@ from tests.support import CORPUS  # noqa: E402
 
 SR = 16000
 MIC_SR = 48000
+# More of the assistant's answers, for voices that speak English only (--echo-voice piper).
+ENGLISH_ANSWERS = [
+    ("en", "Of course. Preheat the oven to two hundred degrees, and bake the bread for about forty minutes."),
+    ("en", "The museum is closed on Mondays, but on every other day it opens at nine in the morning."),
+    ("en", "Yes, you can. Just keep the receipt, and bring the jacket back within thirty days."),
+    ("en", "Good question! Leaves look green because chlorophyll reflects green light and absorbs the rest."),
+    ("en", "Turn left at the bakery, walk past the bank, and the station is right in front of you."),
+]
 QUESTIONS = [
     "Bonjour ! Pouvez-vous m'expliquer comment fonctionne la photosynthèse ?",
     "Hello, how are you today? Tell me about the weather in London.",
@@ -183,6 +191,17 @@ class Speakers:
             return self.echo[a:b].copy()
 
 
+def page_holds(voice, speakers: Speakers, at: int) -> None:
+    """The page holds the answer at mic sample ``at``, and says so, as assets/mic_stream.js does."""
+    speakers.pause(at)
+    voice.speakers_held(at / SR)
+
+
+def page_releases(voice, speakers: Speakers, at: int) -> None:
+    speakers.resume(at)
+    voice.speakers_released(at / SR)
+
+
 class TimedEngine:
     """The engine as the conversation sees it, noting when each answer's stream() is called."""
 
@@ -221,6 +240,9 @@ def build_engine(folder: Path | None):
 
 # The echo guard's residual suppression (EchoGuard's suppress_db); None: the app's own setting.
 ECHO_SUPPRESS_DB: float | None = None
+# Mic samples (16 kHz) between the end of the chunk that brought a pause or resume and the page's speakers
+# doing it (--page-lag-ms): the reply's way to the browser and the audio thread's next render.
+PAGE_LAG = 0
 
 
 def voice_session(conversation, config):
@@ -296,10 +318,10 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
         kinds = [e.kind for e in events]
         if "pause" in kinds and paused_at is None:
             paused_at = time.perf_counter()  # the page's answer falls silent here
-            speakers.pause(b)
+            page_holds(voice, speakers, b + PAGE_LAG)
         elif "resume" in kinds:
             paused_at = None  # a candidate dropped before the user's speech: the answer played on
-            speakers.resume(b)
+            page_releases(voice, speakers, b + PAGE_LAG)
         if "barge_in" in kinds:
             barge_at = time.perf_counter()
             break
@@ -331,7 +353,8 @@ def feed(voice, x16: np.ndarray, chunk_s: float, speakers: Speakers | None = Non
     """Feed a 16 kHz signal as 48 kHz int16 mic chunks; returns [(event, stream time of chunk end)].
 
     With ``speakers`` their echo joins the mic, and stops and goes on as the page pauses and resumes the
-    answer (a precomputed echo would go on playing through a pause the guard was told of)."""
+    answer (a precomputed echo would go on playing through a pause the guard was told of), ``PAGE_LAG``
+    samples after the end of the chunk that brought the event."""
     out = []
     if speakers is None:
         pcm = to_mic(x16)
@@ -346,9 +369,9 @@ def feed(voice, x16: np.ndarray, chunk_s: float, speakers: Speakers | None = Non
         for event in voice.hear(to_mic(x16[a:b] + speakers.heard(a, b)), MIC_SR):
             out.append((event, b / SR))
             if event.kind == "pause":
-                speakers.pause(b)
+                page_holds(voice, speakers, b + PAGE_LAG)
             elif event.kind == "resume":
-                speakers.resume(b)
+                page_releases(voice, speakers, b + PAGE_LAG)
     return out
 
 
@@ -541,10 +564,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--p1-pieces", choices=["starts", "running"], default="starts",
                     help="P1's user speech: where someone starts to talk after a pause (utterance_starts), or "
                          "the pieces P2 uses, some cut inside running speech (speech_pieces)")
+    ap.add_argument("--page-lag-ms", type=float, default=0.0,
+                    help="the page's speakers pause and resume this long after the chunk that brought the event")
+    ap.add_argument("--echo-voice", choices=["espeak", "piper"], default="espeak",
+                    help="P2's echo: espeak-ng in six languages, or the Piper voices of --piper-voices (their languages)")
+    ap.add_argument("--piper-voices", type=Path, default=None, help="folder of Piper voices (.onnx + .onnx.json)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    global ECHO_SUPPRESS_DB
+    if args.echo_voice == "piper" and args.piper_voices is None:
+        ap.error("--echo-voice piper needs --piper-voices")
+    global ECHO_SUPPRESS_DB, PAGE_LAG
     ECHO_SUPPRESS_DB = args.echo_suppress_db
+    PAGE_LAG = int(round(args.page_lag_ms * SR / 1000))
     # Each trial's conversation keeps a session folder: all of them go when the bench ends.
     tempfile.tempdir = tempfile.mkdtemp(prefix="omnilingo-bench-barge-in-")
     atexit.register(shutil.rmtree, tempfile.tempdir, True)
@@ -562,7 +593,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from backend.models.tts import SpeechRouter
 
-    router = SpeechRouter(preferred_engine="espeak")
+    router = SpeechRouter(preferred_engine=args.echo_voice, piper_voices=args.piper_voices)
     recordings = [load(p) for p in audio_files(args.speech)]
     recordings = [x for x in recordings if len(x) >= SR // 2]
     if not recordings:
@@ -578,8 +609,11 @@ def main(argv: list[str] | None = None) -> dict:
         starts = pieces
 
     voices = []
-    for lang, text in ASSISTANT_LINES[: 3 if args.quick else None]:
+    lines = ASSISTANT_LINES + ENGLISH_ANSWERS if args.echo_voice == "piper" else ASSISTANT_LINES
+    for lang, text in lines[: 3 if args.quick else None]:
         chunks = list(router.speak(text, lang))
+        if any(c.note for c in chunks):
+            continue  # a fallback voice spoke: P2's echo is the chosen voice only
         if chunks:
             import soxr
 
@@ -650,7 +684,7 @@ def main(argv: list[str] | None = None) -> dict:
         "chunk_s": args.chunk_s, "echo_suppress_db": args.echo_suppress_db}
     result["setup"] = {"speech_pieces": len(pieces), "p1_pieces": f"{len(starts)} {args.p1_pieces}", "recordings": len(recordings), "assistant_voices": len(voices),
                        "model": "tiny random Gemma 4 (CPU, 1 thread)", "asr": "tiny random Whisper",
-                       "tts": "espeak-ng", "seconds": round(time.perf_counter() - t_start, 1)}
+                       "tts": args.echo_voice, "seconds": round(time.perf_counter() - t_start, 1)}
     print(json.dumps(result))
     if engine is not None:
         engine.close()

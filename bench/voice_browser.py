@@ -123,6 +123,7 @@ PAGE_PROBE_JS = r"""
 """
 TIMINGS_LINE = re.compile(r"turn (\d+) timings (\{.*\})")
 BARGE_LINE = re.compile(r"barge-in timings (\{.*\})")
+PAUSE_LINE = re.compile(r"pause timings (\{.*\})")
 LEVEL = 0.05  # of the question's peak buffer level: above it the microphone carries speech
 
 
@@ -211,9 +212,9 @@ def stop(process: subprocess.Popen | None) -> None:
         process.wait(10)
 
 
-def server_lines(log_path: Path, since: float) -> tuple[list[dict], list[dict]]:
-    """(turn timings, barge-in timings) logged after ``since`` (epoch seconds)."""
-    turns, barges = [], []
+def server_lines(log_path: Path, since: float) -> tuple[list[dict], list[dict], list[dict]]:
+    """(turn timings, barge-in timings, pause timings) logged after ``since`` (epoch seconds)."""
+    turns, barges, pauses = [], [], []
     for line in log_path.read_text(errors="replace").splitlines():
         if m := TIMINGS_LINE.search(line):
             marks = json.loads(m.group(2))
@@ -223,7 +224,11 @@ def server_lines(log_path: Path, since: float) -> tuple[list[dict], list[dict]]:
             marks = json.loads(m.group(1))
             if marks["barge_in"] >= since:
                 barges.append(marks)
-    return turns, barges
+        elif m := PAUSE_LINE.search(line):
+            marks = json.loads(m.group(1))
+            if marks["pause"] >= since:
+                pauses.append(marks)
+    return turns, barges, pauses
 
 
 # --------------------------------------------------------------------------- the page
@@ -324,7 +329,7 @@ def latency_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     if origin is None:
         return {"error": "the page's microphone carried no sound", "load": load_average()}
     speech_end = origin + speech_in_file(wav)[0][1]
-    turns, _ = server_lines(log_path, started)
+    turns, _, _ = server_lines(log_path, started)
     server = next((t for t in turns if t.get("mic_chunk_in", 0) >= speech_end), turns[0] if turns else {})
     text_at = next((m["t"] / 1000 for m in marks["bot"] if m["words"] and m["t"] / 1000 > speech_end), None)
     playing = next((m["t"] / 1000 for m in marks["media"] if m["kind"] == "playing" and m["t"] / 1000 > speech_end),
@@ -367,7 +372,7 @@ def barge_in_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     origin = wall_clock_of_file(tap, wav)
     if origin is None:
         return {"error": "the page's microphone carried no sound", "load": load_average()}
-    turns, barges = server_lines(log_path, started)
+    turns, barges, pauses = server_lines(log_path, started)
     trials = []
     playing_since: float | None = None
     media = [(m["t"] / 1000, m["kind"], m.get("ended")) for m in marks["media"]]
@@ -375,18 +380,29 @@ def barge_in_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
         # was the answer audible when the phrase began? the last play/pause event before it says so
         before = [(t, kind) for t, kind, ended in media if t <= onset and kind in ("playing", "pause", "ended")]
         playing_since = before[-1][0] if before and before[-1][1] == "playing" else None
-        paused = next((t for t, kind, ended in media if t > onset and kind == "pause" and not ended), None)
+        # the page's next word on the answer after the phrase began: a pause, or its end if it ended by itself
+        after = next(((t, kind) for t, kind, _ in media if t > onset and kind in ("pause", "ended", "play")), None)
+        paused = after[0] if after is not None and after[1] == "pause" else None
         detected = next((b["barge_in"] for b in barges if b["barge_in"] > onset), None)
+        # the chunk that brought the pause reached the server here: the echo guard takes the speakers as paused
+        # from its last sample, the page pauses them later
+        chunk_in = next((p["mic_chunk_in"] for p in pauses if p["pause"] > onset and "mic_chunk_in" in p), None)
         trial = {"onset": round(onset, 3), "playing": playing_since is not None}
+        if after is not None and after[1] == "ended":
+            trial["ended_by_itself_s"] = round(after[0] - onset, 3)
         if playing_since is not None and paused is not None:
             trial["paused_s"] = round(paused - onset, 3)
+            if chunk_in is not None and chunk_in <= paused:
+                trial["page_paused_after_chunk_s"] = round(paused - chunk_in, 3)
         if detected is not None:
             trial["server_barge_in_s"] = round(detected - onset, 3)
         trials.append(trial)
     heard = [t["paused_s"] for t in trials if "paused_s" in t]
     server = [t["server_barge_in_s"] for t in trials if "server_barge_in_s" in t and t["playing"]]
+    page_lag = [t["page_paused_after_chunk_s"] for t in trials if "page_paused_after_chunk_s" in t]
     media_after = [{"kind": kind, "t": round(t - origin, 3)} for t, kind, _ in media]
-    return {"trials": trials, "paused_s": heard, "server_barge_in_s": server, "load": load_average(),
+    return {"trials": trials, "paused_s": heard, "server_barge_in_s": server, "page_paused_after_chunk_s": page_lag,
+            "load": load_average(),
             "first_chunk_after_press_s": first_chunk_after_press(marks),
             # on the fake microphone file's clock, to read a run that caught no answer playing
             "page_media": media_after[:20], "server_turns": len(turns), "server_barge_ins": len(barges)}
@@ -476,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                 result.update(run)
                 result["paused_after_onset_s"] = summary(run["paused_s"])
                 result["server_barge_in_after_onset_s"] = summary(run["server_barge_in_s"])
+                result["page_paused_after_chunk_s"] = summary(run["page_paused_after_chunk_s"])
     finally:
         stop(app_process)
         stop(serve_process)

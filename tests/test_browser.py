@@ -7,6 +7,7 @@ bytes, long enough (max_new_tokens) to still be running when the test stops or i
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -195,6 +196,21 @@ def test_voice_mode_answer_is_cut_off_by_the_user(playwright, app_url, tmp_path,
     try:
         page = bh.open_page(browser, app_url)
         bh.choose_language(page, "français (French)")  # the tiny Whisper hears random languages
+        held: list[tuple[int, int]] = []  # (sample the page said its speakers held the answer at, samples sent)
+        sent, rate = [0], [0]
+
+        def watch(socket) -> None:
+            def frame(payload) -> None:
+                if isinstance(payload, bytes):
+                    sent[0] += len(payload) // 2
+                    return
+                message = json.loads(payload)
+                rate[0] = message.get("sample_rate", rate[0])
+                if message.get("speakers") == "held":
+                    held.append((message["at"], sent[0]))
+            socket.on("framesent", frame)
+
+        page.on("websocket", watch)
         page.click("#voice-toggle")
         states: list[str] = []
         seen_interrupted = 0
@@ -225,6 +241,9 @@ def test_voice_mode_answer_is_cut_off_by_the_user(playwright, app_url, tmp_path,
         assert "Thinking" in states or "Speaking" in states, states
         assert "Listening" in states[1:], "not listening again after the barge-in"
         assert all(paused_after_cut), f"the page kept playing after a barge-in: {paused_after_cut}"
+        # the page said where its speakers held the answer: the sample being recorded then, just past what it
+        # had sent (less than a chunk and an audio callback further)
+        assert held and all(0 <= at - n < 0.2 * rate[0] for at, n in held), (held, rate)
         assert page.query_selector("#chat [data-testid='user'] audio") is not None, "recordings not playable"
         page.click("#voice-toggle")
         page.context.close()

@@ -112,3 +112,34 @@ def test_a_broken_chunk_is_dropped_and_the_stream_goes_on(app, corpus):
     replies = _stream(root + mic.stream_url(session), [b"\x01\x02\x03", *chunks], pace_s=0.01)
     assert any("turn" in r for r in replies), replies
     runtime.drop_session(session)
+
+
+def test_the_page_says_where_its_speakers_held_the_answer(app):
+    # The page holds the answer after the reply's way to it, and says at which sample of its microphone
+    # stream: the echo guard follows its speakers there. Messages that do not fit are dropped.
+    from app import mic
+
+    runtime, root = app
+    session = "mic-test-speakers"
+    voice = runtime.voice_session(session)
+    voice.start()
+    told: list[tuple[str, float]] = []
+    voice.speakers_held = lambda at_s: told.append(("held", at_s))
+    voice.speakers_released = lambda at_s: told.append(("released", at_s))
+    silence = _pcm_chunks(np.zeros(RATE, np.float32))  # one second
+    with connect(root + mic.stream_url(session), open_timeout=10) as socket:
+        socket.send(json.dumps({"sample_rate": RATE}))
+        for chunk in silence:
+            socket.send(chunk)
+        socket.send(json.dumps({"speakers": "held", "at": RATE + 1200}))
+        for message in ({"speakers": "held", "at": RATE * 60}, {"speakers": "held", "at": "soon"},
+                        {"speakers": "louder", "at": RATE}, ["held"]):
+            socket.send(json.dumps(message))
+        socket.send("not json")
+        socket.send(json.dumps({"speakers": "released", "at": RATE + 2400}))
+        socket.send(silence[0])  # the stream goes on
+        deadline = time.monotonic() + 5
+        while len(told) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert told == [("held", 1.025), ("released", 1.05)]
+    runtime.drop_session(session)

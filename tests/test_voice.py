@@ -166,21 +166,52 @@ def test_a_cough_pauses_the_answer_and_it_plays_on(voice, corpus):
     assert voice.conversation.turns[-1].status == "pending", "the answer was not interrupted"
 
 
-def test_the_echo_guard_pauses_where_the_microphone_is(voice, corpus):
-    # The page pauses at the end of the chunk that carried the candidate; the resampler still holds some of
-    # that chunk back from the guard. Paused where it had heard up to, the guard lined the echo after a
-    # resume up 36 ms off (bench/barge_in.py: the assistant's echo barged in on 1 of 30 clips).
-    _speaking(voice)
-    placed = []
-    pause = voice.echo.pause
-    voice.echo.pause = lambda ahead_s=0.0: (placed.append(voice.echo.now + ahead_s), pause(ahead_s))[1]
-    fed = 0.0
-    for rate, chunk in _mic_chunks(np.concatenate([_silence(0.5), _speech(corpus, "jfk.flac")[:16000]]), chunk_s=0.05):
-        fed += len(chunk) / rate
-        if "pause" in [e.kind for e in voice.hear(chunk, rate)]:
-            break
-    assert placed and voice.echo.now < fed - 0.01  # the guard has not heard all of it...
-    assert placed[0] == pytest.approx(fed, abs=0.001)  # ...and pauses where the microphone is
+def _cough_over_own_voice(voice: VoiceSession, corpus, page_says: bool) -> list[str]:
+    """An answer plays and comes back through the mic 50 ms late; a cough over it pauses it, and the page
+    holds and releases it 60 ms after each event (the reply's way to the page). Returns the events."""
+    answer = _speech(corpus, "silero_de.wav")[: 16000 * 4]
+    answer = answer / np.sqrt(np.mean(answer**2)) * 0.1
+    turn = voice.conversation.add(voice.conversation.prepare("Tell me a long story."))
+    voice.answering(turn.generation)
+    voice.played(answer, 16000)
+    cough = _speech(corpus, "jfk.flac")[16000 : 16000 + int(0.1 * 16000)]
+    user = np.zeros(len(answer) + 16000, np.float32)
+    user[24000 : 24000 + len(cough)] = cough / np.sqrt(np.mean(cough**2)) * 0.3
+    delay, lag, step = 800, 960, 800
+    out = np.zeros(len(user), np.float32)  # what the speakers play, on the mic's clock
+    held: list[list[int]] = []  # [from, to) mic samples the speakers held the answer
+    kinds: list[str] = []
+    for a in range(0, len(user), step):
+        b = a + step
+        for m in range(a, b):  # the speakers: the answer, moved on by what they were held
+            if not any(h <= m < (r or m + 1) for h, r in held):
+                k = m - sum(r - h for h, r in held if r and r <= m)
+                out[m] = answer[k] if k < len(answer) else 0.0
+        mic = user[a:b] + 0.5 * np.concatenate([np.zeros(delay, np.float32), out])[a:b]
+        events = [e.kind for e in voice.hear((mic * 32767).astype(np.int16), 16000)]
+        kinds += events
+        if "pause" in events:
+            held.append([b + lag, 0])
+            if page_says:
+                voice.speakers_held((b + lag) / 16000)
+        if "resume" in events and held:
+            held[-1][1] = b + lag
+            if page_says:
+                voice.speakers_released((b + lag) / 16000)
+    return [k for k in kinds if k in ("pause", "resume", "barge_in")]
+
+
+def test_the_echo_guard_follows_the_page_speakers(voice, corpus):
+    # The pause event goes to the page; its speakers stop later, and it says where: lined up with what they
+    # really played, the echo neither barges in while they hold the answer nor after it plays on.
+    assert _cough_over_own_voice(voice, corpus, page_says=True) == ["pause", "resume"]
+    assert voice.barge_ins == 0 and voice.conversation.turns[-1].status == "pending"
+
+
+def test_an_echo_guard_not_told_of_the_hold_barges_in(voice, corpus):
+    # What the page's word is for: the guard subtracts the echo of what no longer plays, and so adds the
+    # assistant's voice, inverted, to what the voice detector hears.
+    assert "barge_in" in _cough_over_own_voice(voice, corpus, page_says=False)
 
 
 def test_nothing_to_pause_while_listening(voice, corpus):

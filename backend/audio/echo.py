@@ -22,7 +22,8 @@ Everything is numpy FFTs and one 256-tap solve over about a second of audio per 
 Clock: positions are mic-stream samples at 16 kHz. ``played(samples, t)`` says the
 speakers start playing ``samples`` at mic-stream time ``t``; without ``t`` the audio
 follows the previous chunk, or starts now when playback had run dry. The delay search
-absorbs the unknown output latency up to ``max_delay_ms``.
+absorbs the unknown output latency up to ``max_delay_ms``, as long as it stays the same:
+``pause(at_s)`` and ``resume(at_s)`` take the times the speakers really stopped and went on.
 """
 
 from __future__ import annotations
@@ -148,22 +149,24 @@ class EchoGuard:
         self._ref = self._ref[:cut].copy()
         self._play_end = min(self._play_end, stopped_at)
 
-    def pause(self, ahead_s: float = 0.0) -> None:
-        """The speakers paused now, keeping their place: nothing queued plays until ``resume``.
+    def pause(self, at_s: float) -> None:
+        """The speakers paused at mic-stream time ``at_s``, keeping their place: nothing queued plays until
+        ``resume``.
 
-        Without it the guard would go on subtracting the echo of audio that no longer plays, and so add
-        the assistant's voice, inverted, to what the voice detector hears. ``ahead_s``: how far the
-        microphone stream runs ahead of what the guard has seen (a resampler holds some back); paused
-        36 ms early, the echo after the resume came 36 ms off what was subtracted, and barged in."""
+        Without it the guard would go on subtracting the echo of audio that no longer plays, and so add the
+        assistant's voice, inverted, to what the voice detector hears. The time is where the speakers
+        really stopped, as their player tells it: placed 36 ms early, the echo after the resume came 36 ms
+        off what was subtracted, and barged in."""
         if self._paused_at is None:
-            self._paused_at = self._now + int(round(ahead_s * self.sample_rate))
+            self._paused_at = int(round(at_s * self.sample_rate))
 
-    def resume(self, ahead_s: float = 0.0) -> None:
-        """Playback goes on from where it paused: what was queued after that moment plays that much later."""
+    def resume(self, at_s: float) -> None:
+        """The speakers play on at mic-stream time ``at_s`` from where they paused: what was queued after
+        that moment plays that much later."""
         if self._paused_at is None:
             return
         cut = min(max(0, self._paused_at - self._ref_base), len(self._ref))
-        gap = max(0, self._now + int(round(ahead_s * self.sample_rate)) - self._paused_at)
+        gap = max(0, int(round(at_s * self.sample_rate)) - self._paused_at)
         self._ref = np.concatenate([self._ref[:cut], np.zeros(gap, np.float32), self._ref[cut:]])
         if self._play_end > self._paused_at:
             self._play_end += gap

@@ -42,8 +42,6 @@ class StreamResampler:
         self.out_rate = out_rate
         self._in_rate: int | None = None
         self._stream = None
-        self._in_s = 0.0  # seconds of input since the stream (re)started, and of output
-        self._out_s = 0.0
 
     def __call__(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         x = to_float_mono(samples)
@@ -62,14 +60,7 @@ class StreamResampler:
             pieces.append(x)
         else:
             pieces.append(self._stream.resample_chunk(x))
-            self._in_s += len(x) / sample_rate
-            self._out_s += len(pieces[-1]) / self.out_rate
         return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-
-    @property
-    def held_back_s(self) -> float:
-        """Seconds of input still inside the filter: how far the output lags the input's end."""
-        return max(0.0, self._in_s - self._out_s)
 
     def flush(self) -> np.ndarray:
         """Samples still inside the filter (end of stream, or the input rate changes)."""
@@ -82,7 +73,6 @@ class StreamResampler:
     def reset(self) -> None:
         self._stream = None
         self._in_rate = None
-        self._in_s = self._out_s = 0.0
 
 
 def resample_whole(samples: np.ndarray, sample_rate: int, out_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -201,11 +201,6 @@ class VoiceActivityDetector:
         self._last_speech_frame = 0
         self.last_probability = 0.0
 
-    @property
-    def held_back_s(self) -> float:
-        """Seconds of microphone input not yet heard: still inside the resampler's filter."""
-        return self._resampler.held_back_s
-
     def process(self, samples: np.ndarray, sample_rate: int) -> list[VadEvent]:
         """Feed the next chunk of the stream (any length, any rate, int or float PCM)."""
         x16 = self._resampler(samples, sample_rate)

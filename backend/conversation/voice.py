@@ -215,9 +215,7 @@ class VoiceSession:
         for event in events:
             if event.kind == "speech_candidate":
                 if self.state == SPEAKING and self._paused_at is None:
-                    with self._lock:  # the page's speakers pause: so does the echo they make
-                        self._paused_at = time.monotonic()
-                        self.echo.pause(self.vad.held_back_s)
+                    self._paused_at = time.monotonic()  # the page says when its speakers pause (speakers_held)
                     out.append(VoiceEvent(VoiceEventKind.PAUSE, event.t))
             elif event.kind == "speech_start":
                 if self.state in (THINKING, SPEAKING):
@@ -236,12 +234,26 @@ class VoiceSession:
         return out + self._settle()
 
     def _resume(self) -> None:
-        """The page plays the paused answer on: what it still holds ends that much later, its echo too."""
+        """The page plays the paused answer on: what it still holds ends that much later."""
         with self._lock:
             if self._paused_at is not None:
                 self._audible_until += time.monotonic() - self._paused_at
                 self._paused_at = None
-                self.echo.resume(self.vad.held_back_s)
+
+    def speakers_held(self, at_s: float) -> None:
+        """The page's speakers paused the answer at microphone-stream time ``at_s``: its echo stops there.
+
+        The page tells, because only it knows: its pause comes after the reply's way to it, 12-14 ms on
+        the same computer, more over a network, and an echo guard that took the speakers as paused at the
+        chunk that brought the event lined the echo after the resume up that far off (bench/barge_in.py
+        --page-lag-ms 60: a false barge-in on 1 of 30 echo clips)."""
+        with self._lock:  # hear() runs the echo guard under this lock on another thread
+            self.echo.pause(at_s)
+
+    def speakers_released(self, at_s: float) -> None:
+        """The page's speakers play the held answer on from microphone-stream time ``at_s``."""
+        with self._lock:
+            self.echo.resume(at_s)
 
     def _settle(self) -> list[VoiceEvent]:
         """A held utterance: its verdict came in, or its silence grew long enough to hand it over."""
