@@ -32,9 +32,11 @@ ends in ``resume`` is a false pause (``noise_paused``, ``echo_paused``: trials w
 ``paused_s``: the seconds of answer they held back in all). Noise: the files
 of ``--noise`` (5 s slices, or the whole file), else generated white, pink, tone, click,
 chord, typing, hum, door... clips of 3 s at three levels. Echo: espeak-ng speaking answers in
-several languages, registered with ``played`` and heard back at -6 dB with 30-200 ms delay through
-a room that pauses and resumes with the page; and the same voices half as loud through a plain delay
-with no noise (``plain_echo_*``: a headset, or a speaker by the mic).
+several languages (``--echo-voice piper``: the Piper voices of ``--piper-voices``, in English),
+registered with ``played`` and heard back at -6 dB with 30-200 ms delay through a room that pauses
+and resumes with the page, ``--page-lag-ms`` after the chunk that brought the event, and says where
+as the page does (``speakers_held``); and the same voices half as loud through a plain delay with
+no noise (``plain_echo_*``: a headset, or a speaker by the mic).
 Utterances: pieces >= 0.5 s of the ``--speech`` recordings over low noise, half of them over
 the assistant's echo; "detected" means a barge-in near the piece's onset.
 
@@ -681,7 +683,7 @@ def main(argv: list[str] | None = None) -> dict:
                                "overhead_chunk_ready_to_handed_out_ms": med([r["overhead_handoff"] for r in ok]),
                                "vad_end_minus_true_end_ms": med([r["speech_end_to_vad_ms"] for r in ok])}
     result["config"] = {k: v for k, v in config.__dict__.items() if k != "model_path"} | {
-        "chunk_s": args.chunk_s, "echo_suppress_db": args.echo_suppress_db}
+        "chunk_s": args.chunk_s, "echo_suppress_db": args.echo_suppress_db, "page_lag_ms": args.page_lag_ms}
     result["setup"] = {"speech_pieces": len(pieces), "p1_pieces": f"{len(starts)} {args.p1_pieces}", "recordings": len(recordings), "assistant_voices": len(voices),
                        "model": "tiny random Gemma 4 (CPU, 1 thread)", "asr": "tiny random Whisper",
                        "tts": args.echo_voice, "seconds": round(time.perf_counter() - t_start, 1)}
