@@ -11,7 +11,9 @@ hands over the utterance, pre-roll included, as the next turn.
 While the answer plays, the VAD's speech candidate (64 ms of sound like speech) pauses it
 (``PAUSE``), about 100 ms before the VAD confirms the speech: the user hears the assistant fall
 silent as they start. Confirmed, it is a barge-in; dropped as a click or a cough, the answer
-resumes (``RESUME``) where it paused, and nothing of it is lost.
+resumes (``RESUME``) where it paused, and nothing of it is lost. The page says at which sample of
+the microphone stream its speakers held and released the answer (``speakers_held``,
+``speakers_released``): the echo guard follows the speakers, not the events.
 
 When the turn ends (``end_of_turn``): "silence" hands over after half a second of silence.
 "smart" judges every pause of 200 ms from the sound (Smart Turn) and from the transcript's last
@@ -243,10 +245,11 @@ class VoiceSession:
     def speakers_held(self, at_s: float) -> None:
         """The page's speakers paused the answer at microphone-stream time ``at_s``: its echo stops there.
 
-        The page tells, because only it knows: its pause comes after the reply's way to it, 12-14 ms on
-        the same computer, more over a network, and an echo guard that took the speakers as paused at the
-        chunk that brought the event lined the echo after the resume up that far off (bench/barge_in.py
-        --page-lag-ms 60: a false barge-in on 1 of 30 echo clips)."""
+        The page tells, because only it knows: its pause comes after the reply's way to it (11-18 ms after
+        the chunk reached the server on the same computer, bench/voice_browser.py; more over a network),
+        and an echo guard that took the speakers as paused at the chunk that brought the event lined the
+        echo after the resume up that far off (bench/barge_in.py --page-lag-ms 60: the echo barged in on
+        1 of 30 clips)."""
         with self._lock:  # hear() runs the echo guard under this lock on another thread
             self.echo.pause(at_s)
 
