@@ -214,6 +214,24 @@ def test_an_echo_guard_not_told_of_the_hold_barges_in(voice, corpus):
     assert "barge_in" in _cough_over_own_voice(voice, corpus, page_says=False)
 
 
+def test_a_hold_never_released_does_not_leave_the_next_answer_unguarded(voice, corpus):
+    # The page held an answer and never played it on: Stop silenced it (or a barge-in came before the page's
+    # word). The next answer's echo must still be cancelled, not wait behind that hold.
+    _speaking(voice)
+    _feed(voice, _silence(1.0), 0.05)
+    voice.speakers_held(voice.vad.stream_time)
+    voice.conversation.interrupt()  # the Stop button
+    answer = _speech(corpus, "silero_de.wav")[: 16000 * 3]
+    answer = answer / np.sqrt(np.mean(answer**2)) * 0.1
+    turn = voice.conversation.add(voice.conversation.prepare("And now?"))
+    voice.answering(turn.generation)
+    voice.played(answer, 16000)
+    mic = np.zeros(len(answer) + 16000, np.float32)
+    mic[800 : 800 + len(answer)] = 0.5 * answer  # its echo, 50 ms late
+    kinds = [e.kind for e in _feed(voice, mic, 0.05)]
+    assert not {"pause", "barge_in"} & set(kinds), kinds
+
+
 def test_nothing_to_pause_while_listening(voice, corpus):
     kinds = [e.kind for e in _feed(voice, np.concatenate([_silence(0.5), _speech(corpus, "jfk.flac")[:16000]]), 0.05)]
     assert "speech_start" in kinds and "pause" not in kinds and "barge_in" not in kinds

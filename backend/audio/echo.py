@@ -115,6 +115,11 @@ class EchoGuard:
         """Whether registered playback is still running (or its echo can still arrive)."""
         return self._played_any and self._play_end + self.max_delay + self.taps > self._now
 
+    @property
+    def paused(self) -> bool:
+        """Whether the speakers hold what is queued (between ``pause`` and ``resume``)."""
+        return self._paused_at is not None
+
     def played(self, samples_16k: np.ndarray, t: float | None = None, sample_rate: int = SAMPLE_RATE) -> None:
         """Register audio the speakers play, starting at mic-stream time ``t`` (seconds)."""
         x = to_float_mono(samples_16k)

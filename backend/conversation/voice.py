@@ -392,6 +392,9 @@ class VoiceSession:
         """The answer of ``generation`` starts (an automatic language retry keeps the generation)."""
         self._answering_generation = generation
         self._answer_done = False
+        with self._lock:
+            if self.echo.paused:  # a held answer that never played on (Stop, or a barge-in before the page said)
+                self.echo.clear()
         if self.active:
             self.state = THINKING
 
