@@ -155,8 +155,9 @@ class Runtime:
             import transformers  # noqa: F401
             self._loader = threading.Thread(target=self.load, name="omnilingo-load", daemon=True)
             self._loader.start()
-            # the word lists for short messages load beside the model, not on the first message
-            threading.Thread(target=words.warm_up, name="omnilingo-word-lists", daemon=True).start()
+            # the word lists for short messages and the readers of files load beside the model, not on the
+            # first message
+            threading.Thread(target=_warm_up, name="omnilingo-warm-up", daemon=True).start()
             if zerogpu.enabled():
                 # ZeroGPU packs the CUDA weights when the app launches: load them before that.
                 self._loader.join()
@@ -324,3 +325,9 @@ class Runtime:
         self.sessions.close_all()
         self.engine.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _warm_up() -> None:
+    """What the first message would otherwise load: the word lists, the readers of files."""
+    words.warm_up()
+    media.warm_up()
