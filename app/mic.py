@@ -102,7 +102,7 @@ def hear_chunk(runtime: Runtime, session_id: str, samples: np.ndarray, sample_ra
 
 def speakers_moved(runtime: Runtime, session_id: str, message: dict, sample_rate: int) -> None:
     """The page's speakers held or released the answer at a sample of its microphone stream: the echo guard
-    follows them there. A message that does not fit is ignored (the guard then keeps its guess)."""
+    follows them there. A message that does not fit is ignored."""
     voice = runtime.active_voice(session_id)
     at = message.get("at")
     if voice is None or message.get("speakers") not in ("held", "released") or type(at) is not int or at < 0:

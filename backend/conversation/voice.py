@@ -217,7 +217,8 @@ class VoiceSession:
         for event in events:
             if event.kind == "speech_candidate":
                 if self.state == SPEAKING and self._paused_at is None:
-                    self._paused_at = time.monotonic()  # the page says when its speakers pause (speakers_held)
+                    with self._lock:  # the page says where its speakers paused (speakers_held)
+                        self._paused_at = time.monotonic()
                     out.append(VoiceEvent(VoiceEventKind.PAUSE, event.t))
             elif event.kind == "speech_start":
                 if self.state in (THINKING, SPEAKING):
