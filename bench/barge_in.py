@@ -32,7 +32,8 @@ ends in ``resume`` is a false pause (``noise_paused``, ``echo_paused``: trials w
 ``paused_s``: the seconds of answer they held back in all). Noise: the files
 of ``--noise`` (5 s slices, or the whole file), else generated white, pink, tone, click,
 chord, typing, hum, door... clips of 3 s at three levels. Echo: espeak-ng speaking answers in
-several languages (``--echo-voice piper``: the Piper voices of ``--piper-voices``, in English),
+several languages (``--echo-voice piper``: the Piper voices of ``--piper-voices``, in the languages
+they speak, with five more English answers),
 registered with ``played`` and heard back at -6 dB with 30-200 ms delay through a room that pauses
 and resumes with the page, ``--page-lag-ms`` after the chunk that brought the event, and says where
 as the page does (``speakers_held``); and the same voices half as loud through a plain delay with

@@ -104,7 +104,7 @@ PAGE_PROBE_JS = r"""
   const mine = (el) => el && el.closest && el.closest('#answer-player');
   for (const kind of ['play', 'playing', 'pause', 'ended']) {
     document.addEventListener(kind, (e) => {
-      if (mine(e.target)) { window.__marks.media.push({kind, t: now(), ended: kind === 'ended'}); }
+      if (mine(e.target)) { window.__marks.media.push({kind, t: now()}); }
     }, true);
   }
   const watch = () => {
@@ -375,17 +375,17 @@ def barge_in_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     turns, barges, pauses = server_lines(log_path, started)
     trials = []
     playing_since: float | None = None
-    media = [(m["t"] / 1000, m["kind"], m.get("ended")) for m in marks["media"]]
+    media = [(m["t"] / 1000, m["kind"]) for m in marks["media"]]
     for onset in (origin + t for t in args.phrase_onsets):
         # was the answer audible when the phrase began? the last play/pause event before it says so
-        before = [(t, kind) for t, kind, ended in media if t <= onset and kind in ("playing", "pause", "ended")]
+        before = [(t, kind) for t, kind in media if t <= onset and kind in ("playing", "pause", "ended")]
         playing_since = before[-1][0] if before and before[-1][1] == "playing" else None
         # the page's next word on the answer after the phrase began: a pause, or its end if it ended by itself
-        after = next(((t, kind) for t, kind, _ in media if t > onset and kind in ("pause", "ended", "play")), None)
+        after = next(((t, kind) for t, kind in media if t > onset and kind in ("pause", "ended", "play")), None)
         paused = after[0] if after is not None and after[1] == "pause" else None
         detected = next((b["barge_in"] for b in barges if b["barge_in"] > onset), None)
-        # the chunk that brought the pause reached the server here: the echo guard takes the speakers as paused
-        # from its last sample, the page pauses them later
+        # the chunk that brought the pause reached the server here; the page holds its answer later, after the
+        # reply's way to it (and says where, for the echo guard)
         chunk_in = next((p["mic_chunk_in"] for p in pauses if p["pause"] > onset and "mic_chunk_in" in p), None)
         trial = {"onset": round(onset, 3), "playing": playing_since is not None}
         if after is not None and after[1] == "ended":
@@ -400,7 +400,7 @@ def barge_in_run(playwright, url: str, wav: Path, args, log_path: Path) -> dict:
     heard = [t["paused_s"] for t in trials if "paused_s" in t]
     server = [t["server_barge_in_s"] for t in trials if "server_barge_in_s" in t and t["playing"]]
     page_lag = [t["page_paused_after_chunk_s"] for t in trials if "page_paused_after_chunk_s" in t]
-    media_after = [{"kind": kind, "t": round(t - origin, 3)} for t, kind, _ in media]
+    media_after = [{"kind": kind, "t": round(t - origin, 3)} for t, kind in media]
     return {"trials": trials, "paused_s": heard, "server_barge_in_s": server, "page_paused_after_chunk_s": page_lag,
             "load": load_average(),
             "first_chunk_after_press_s": first_chunk_after_press(marks),
