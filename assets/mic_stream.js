@@ -131,11 +131,12 @@ registerProcessor('omnilingo-pcm', OmnilingoPcm);
       }
     }
 
-    // The sample of the microphone stream being recorded now.
+    // The sample of the microphone stream being recorded now: past what was sent (the main thread's
+    // currentTime may not yet show the render that made the last chunk).
     position() {
       const parts = this.parts;
       if (!parts || parts.sentEnd === undefined) { return null; }
-      return parts.sent + Math.round(parts.ctx.currentTime * parts.ctx.sampleRate) - parts.sentEnd;
+      return parts.sent + Math.max(0, Math.round(parts.ctx.currentTime * parts.ctx.sampleRate) - parts.sentEnd);
     }
 
     speakers(state) {
