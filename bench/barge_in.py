@@ -310,6 +310,7 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
     mic[s : s + len(user)] += user
     step = int(chunk_s * SR)
     barge_at = paused_at = None
+    paused_chunk_end = 0.0  # stream time of the end of the chunk that brought the pause
     clock["w0"] = w0 = time.perf_counter()
     for a in range(0, total, step):
         b = min(total, a + step)
@@ -321,12 +322,15 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
         kinds = [e.kind for e in events]
         if "pause" in kinds and paused_at is None:
             paused_at = time.perf_counter()  # the page's answer falls silent here
+            paused_chunk_end = b / SR
             page_holds(voice, speakers, b + PAGE_LAG)
         elif "resume" in kinds:
             paused_at = None  # a candidate dropped before the user's speech: the answer played on
             page_releases(voice, speakers, b + PAGE_LAG)
         if "barge_in" in kinds:
             barge_at = time.perf_counter()
+            if paused_at is None:  # confirmed at once: the barge-in silences the answer
+                paused_at, paused_chunk_end = barge_at, b / SR
             break
     worker.join(30)
     if barge_at is None:
@@ -335,9 +339,11 @@ def p1_trial(engine, router, config, chunk_s, piece, question, rng, max_new_toke
         return {"missed": True}
     stopped = max(barge_at, out["done_at"] or time.perf_counter())
     stale = sum(1 for t in out["audio_at"] if t > barge_at)
-    paused_at = barge_at if paused_at is None else paused_at
     return {
         "paused_ms": (paused_at - (w0 + onset)) * 1000,
+        # the pause split: the speech the chunks had brought by then, and the wall time past their recording
+        "paused_stream_ms": (paused_chunk_end - onset) * 1000,
+        "paused_processing_ms": (paused_at - (w0 + paused_chunk_end)) * 1000,
         "paused_from_first_sound_ms": (paused_at - (w0 + first_sound)) * 1000,
         "p1_ms": (stopped - (w0 + onset)) * 1000,
         "detect_ms": (barge_at - (w0 + onset)) * 1000,
@@ -663,6 +669,8 @@ def main(argv: list[str] | None = None) -> dict:
             "trials": len(runs), "measured": len(ok), "missed": sum(1 for r in runs if r.get("missed")),
             "skipped": sum(1 for r in runs if r.get("skipped")),
             "onset_to_barge_in_ms": stats([r["detect_ms"] for r in ok]),
+            "paused_stream_ms": stats([r["paused_stream_ms"] for r in ok]),
+            "paused_processing_ms": stats([r["paused_processing_ms"] for r in ok]),
             "barge_in_to_generation_stopped_ms": stats([r["stop_after_barge_ms"] for r in ok]),
             "stale_chunks_after_barge_in": sum(r["stale_chunks"] for r in ok),
             "turn_status": sorted({r["status"] for r in ok}),
@@ -670,6 +678,8 @@ def main(argv: list[str] | None = None) -> dict:
             # which pieces make the tail: (piece, onset -> barge-in ms), slowest first
             "slowest": sorted(([k % len(starts), round(r["detect_ms"])] for k, r in enumerate(runs) if "detect_ms" in r),
                               key=lambda row: -row[1])[:6],
+            "slowest_paused": sorted(([k % len(starts), round(r["paused_ms"]), round(r["paused_stream_ms"])]
+                                      for k, r in enumerate(runs) if "paused_ms" in r), key=lambda row: -row[1])[:6],
         }
     if "p3" not in args.skip:
         runs = [p3_trial(engine, asr, router, config, args.chunk_s, pieces[k % len(pieces)], rng, args.max_new_tokens)

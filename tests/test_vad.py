@@ -162,6 +162,19 @@ def test_a_candidate_comes_frames_before_the_start_and_a_burst_ends_as_discarded
     assert [e.kind for e in events] == ["speech_candidate", "discarded"]
 
 
+@pytest.mark.parametrize(("name", "frames"), [("jfk.flac", 1), ("sr_french.aiff", 2)])
+def test_a_start_the_model_is_sure_of_pauses_the_answer_a_frame_sooner(name, frames):
+    """jfk.flac's first frame of speech scores 0.98: the candidate comes at that frame. sr_french.aiff's
+    scores 0.6: it waits for a second (0.81), as a beep's would."""
+    det = VoiceActivityDetector(VadConfig(min_speech_ms=160))
+    sil = np.zeros(SAMPLE_RATE, np.float32)
+    events = det.process(np.concatenate([sil, speech(name)[: 2 * SAMPLE_RATE]]), SAMPLE_RATE)
+    candidate = events[0]
+    assert candidate.kind == "speech_candidate"
+    assert candidate.decided_at - candidate.t == pytest.approx(frames * FRAME_S)
+    assert [e.kind for e in events].count("speech_candidate") == 1
+
+
 @pytest.mark.parametrize("silence_ms", [300, 500, 900])
 def test_end_of_turn_after_the_configured_silence(silence_ms):
     det = VoiceActivityDetector(VadConfig(end_silence_ms=silence_ms))
