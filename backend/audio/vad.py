@@ -4,9 +4,9 @@ Silero VAD (the ONNX model shipped inside the ``silero-vad`` wheel) scores 32 ms
 frames of 16 kHz audio; a small state machine around it turns scores into turn
 events:
 
-* ``speech_candidate`` at the second frame that sounds like speech, before it is
-  confirmed: what an answer being played can pause on, to resume it if no
-  ``speech_start`` follows.
+* ``speech_candidate`` at the second frame that sounds like speech (the first, when
+  the model is sure of it), before it is confirmed: what an answer being played can
+  pause on, to resume it if no ``speech_start`` follows.
 * ``speech_start`` once ``min_speech_ms`` of speech has been heard (clicks and
   short bursts never count). Its ``t`` is the estimated onset, and the event comes
   out of the very ``process`` call in which the confirmation was reached: this is
