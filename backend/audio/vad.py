@@ -42,9 +42,9 @@ FRAME_S = FRAME / SAMPLE_RATE
 # first frame, beeps and chords paused an answer in 3 of 33 noise clips, at the second in 1, for 32 ms
 # more before the pause (bench/barge_in.py).
 CANDIDATE_FRAMES = 2
-# A first frame this sure is a candidate on its own, 32 ms sooner: a soft start can score near nothing,
-# then 0.99 (the Mandarin of sr_chinese.flac, the slowest start in bench/barge_in.py). No beep or chord of
-# the bench reached it: they paused no more answers than with two frames.
+# A first frame this sure is a candidate on its own, 32 ms sooner: a soft start can score near nothing for
+# 0.2 s, then 0.84-0.99 as the frames fall (the Mandarin of sr_chinese.flac, the slowest start but one in
+# bench/barge_in.py). No beep or chord of the bench reached it: they paused no more answers than with two.
 CONFIDENT_FRAME = 0.9
 
 EventKind = Literal["speech_candidate", "speech_start", "speech_end", "discarded"]
