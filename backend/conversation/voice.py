@@ -8,7 +8,7 @@ which stops the model within one decode step and drops every queued sentence of 
 old answer. The end of speech
 hands over the utterance, pre-roll included, as the next turn.
 
-While the answer plays, the VAD's speech candidate (64 ms of sound like speech) pauses it
+While the answer plays, the VAD's speech candidate (64 ms of sound like speech, 32 ms it is sure of) pauses it
 (``PAUSE``), about 100 ms before the VAD confirms the speech: the user hears the assistant fall
 silent as they start. Confirmed, it is a barge-in; dropped as a click or a cough, the answer
 resumes (``RESUME``) where it paused, and nothing of it is lost. The page says at which sample of

@@ -96,14 +96,14 @@ def _looks_like_text(head: bytes) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------- images
-
-
 def warm_up() -> None:
     """Load Pillow's format plugins and PyAV now: the first message with a file (a voice turn's recording is
     one) spent 0.12-0.16 s on them while it was being checked."""
     Image.init()
     import av  # noqa: F401
+
+
+# --------------------------------------------------------------------------- images
 
 
 def is_image_file(path: str | Path) -> bool:
